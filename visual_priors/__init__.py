@@ -1,0 +1,1 @@
+"""visual_priors: data-mixture ablations of LM pre-training, measured through visual priors."""
