@@ -1,0 +1,1 @@
+"""Decoder LM, vision towers, projector, sharding rules and checkpoint import/export."""

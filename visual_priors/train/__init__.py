@@ -1,0 +1,1 @@
+"""The one trainer; pre-training and adaptation stages are configurations of it."""
