@@ -1,0 +1,68 @@
+"""A mixture spec resolved against a segment store into weighted components, shared by both pipelines.
+
+A component is a set of segments: those of some sources whose labels satisfy a membership predicate
+(e.g. "carries reasoning and not visual"). Source weights give one component per source; category
+proportions give one component per membership stratum of the whole pool, weighted by
+`mixtures.stratum_weights`. Inside a component, segments are drawn uniformly, i.e. each source in
+proportion to how many of its segments qualify ("drawn proportionally from the pool").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from visual_priors.data import mixtures, segments
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+  name: str
+  sources: tuple[str, ...]
+  predicate: tuple[tuple[str, bool], ...]  # (category, must carry it)
+  rate: float
+
+  def selects(self, masks: np.ndarray) -> np.ndarray:
+    keep = np.ones(np.shape(masks), bool)
+    for category, wanted in self.predicate:
+      keep &= segments.category_member(masks, category) == wanted
+    return keep
+
+
+def predicate_name(predicate: Sequence[tuple[str, bool]]) -> str:
+  return "+".join(("" if wanted else "not-") + category for category, wanted in predicate) or "all"
+
+
+def plan_components(store: segments.SegmentStore, spec: mixtures.MixtureSpec, split: str = "train",
+                    pool: Sequence[str] | None = None) -> list[Component]:
+  """Weighted components of `spec` over `store`; rates sum to 1."""
+  if isinstance(spec, mixtures.SourceWeights):
+    missing = [s for s in spec.weights if s not in store.sources]
+    if missing:
+      raise ValueError(f"Mixture needs source(s) {missing} that the segment store at {store.root} does "
+                       f"not hold (it has {store.sources}); build them with "
+                       f"`python -m visual_priors data build --sources {','.join(missing)}`.")
+    return [Component(source, (source,), (), weight) for source, weight in spec.weights.items()]
+  pool = tuple(pool or store.sources)
+  weights = mixtures.stratum_weights(spec, store.mask_counts(split, pool))
+  names = list(spec.proportions)
+  result = []
+  for stratum, weight in weights.items():
+    predicate = tuple(zip(names, stratum))
+    result.append(Component(predicate_name(predicate), pool, predicate, weight))
+  return result
+
+
+def component_indices(store: segments.SegmentStore, component: Component, split: str
+                      ) -> Mapping[str, np.ndarray]:
+  """Per source, the record indices of the component's segments in that source's split."""
+  out = {}
+  for source in component.sources:
+    chosen = np.flatnonzero(component.selects(store.masks(source, split)))
+    if chosen.size:
+      out[source] = chosen
+  if not out:
+    raise ValueError(f"Component {component.name!r} selects no {split} segment in {store.root}.")
+  return out

@@ -1,0 +1,248 @@
+"""The segment store: documents cut into fixed-length token segments, labelled, and written for both pipelines.
+
+Each document is tokenized and cut into segments of `segment_length - 1` tokens; an EOS closes every segment,
+so a full segment is exactly `segment_length` tokens (1024 in the paper) and two pack into a 2048 context.
+Per source and split the store holds:
+
+* `<split>.tfrecord`: tf.train.Example {text, labels} for the on-the-fly seqio path (text is re-tokenized);
+* `<split>.array_record`: the int32 token ids (EOS included) for the pre-tokenized grain path;
+* `<split>.masks.npy` / `<split>.lengths.npy`: per-segment label bit masks and token counts, used to
+  filter by category and to plan mixtures without reading the records.
+
+The store directory is keyed by the corpora, the vocabulary, the segment settings and the labeller, is
+written atomically, and its manifest records the vocabulary's sha256 so a mismatched vocabulary is refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import pathlib
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from visual_priors.data import cache, categories, vocab
+
+STORE_VERSION = 1
+SPLITS = ("train", "validation")
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+  segment_length: int = 1024  # tokens per segment, EOS included
+  min_tokens: int = 16  # shorter document tails are dropped
+  encode_batch_documents: int = 64
+
+  def __post_init__(self):
+    if self.segment_length < 8:
+      raise ValueError(f"segment_length={self.segment_length} is too small; use at least 8 tokens.")
+    if not 1 <= self.min_tokens < self.segment_length:
+      raise ValueError(f"min_tokens={self.min_tokens} must be in [1, segment_length).")
+
+
+def labels_to_mask(labels: Iterable[str]) -> int:
+  mask = 0
+  for label in labels:
+    mask |= 1 << categories.LABELS.index(label)
+  return mask
+
+
+def mask_to_labels(mask: int) -> frozenset[str]:
+  return frozenset(l for i, l in enumerate(categories.LABELS) if mask >> i & 1)
+
+
+def category_member(masks: np.ndarray, category: str) -> np.ndarray:
+  """Boolean array: which masks carry any label of `category`."""
+  bits = sum(1 << categories.LABELS.index(l) for l in categories.labels_of(category))
+  return (np.asarray(masks) & bits) != 0
+
+
+def _cut(ids: Sequence[int], content: int, min_tokens: int) -> Iterator[list[int]]:
+  for start in range(0, len(ids), content):
+    piece = list(ids[start:start + content])
+    if len(piece) + 1 >= min_tokens:
+      yield piece
+
+
+def _segments(documents: Iterator[dict], processor, config: SegmentConfig) -> Iterator[tuple[str, list[int]]]:
+  """(segment text, token ids with EOS) for each segment of each document, in document order."""
+  content = config.segment_length - 1
+  batch: list[str] = []
+
+  def flush():
+    encoded = processor.encode(batch, num_threads=2)
+    pieces = [p for ids in encoded for p in _cut(ids, content, config.min_tokens)]
+    texts = processor.decode(pieces) if pieces else []
+    batch.clear()
+    return zip(texts, (p + [vocab.EOS_ID] for p in pieces))
+
+  for doc in documents:
+    batch.append(doc["text"])
+    if len(batch) >= config.encode_batch_documents:
+      yield from flush()
+  if batch:
+    yield from flush()
+
+
+def _example(text: str, mask: int) -> bytes:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  feature = {
+      "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode("utf-8")])),
+      "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[mask])),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_split(out: pathlib.Path, split: str, segments: Iterator[tuple[str, list[int]]], labeller,
+                 label_batch: int) -> dict:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=import-outside-toplevel
+
+  masks, lengths = [], []
+  records = ArrayRecordWriter(str(out / f"{split}.array_record"), "group_size:1")
+  with tf.io.TFRecordWriter(str(out / f"{split}.tfrecord")) as examples:
+    pending: list[tuple[str, list[int]]] = []
+
+    def flush():
+      for (text, ids), labels in zip(pending, labeller.label([t for t, _ in pending])):
+        mask = labels_to_mask(labels)
+        records.write(np.asarray(ids, np.int32).tobytes())
+        examples.write(_example(text, mask))
+        masks.append(mask)
+        lengths.append(len(ids))
+      pending.clear()
+
+    for item in segments:
+      pending.append(item)
+      if len(pending) >= label_batch:
+        flush()
+    flush()
+  records.close()
+  masks_np, lengths_np = np.asarray(masks, np.uint8), np.asarray(lengths, np.int32)
+  np.save(out / f"{split}.masks.npy", masks_np)
+  np.save(out / f"{split}.lengths.npy", lengths_np)
+  counts = collections.Counter(int(m) for m in masks_np)
+  return {
+      "segments": int(len(masks_np)),
+      "tokens": int(lengths_np.sum()),
+      "mask_counts": {str(m): c for m, c in sorted(counts.items())},
+      "sha256": {suffix: cache.sha256_file(out / f"{split}.{suffix}")
+                 for suffix in ("array_record", "tfrecord", "masks.npy")},
+  }
+
+
+class SegmentStore:
+  """Read access to a built segment store."""
+
+  def __init__(self, root: pathlib.Path):
+    self.root = pathlib.Path(root)
+    manifest_path = self.root / "manifest.json"
+    if not manifest_path.exists():
+      raise FileNotFoundError(f"No segment store at {self.root} (manifest.json missing); build it with "
+                              "`python -m visual_priors data build`.")
+    self.manifest = cache.read_json(manifest_path)
+    self.segment_length: int = self.manifest["config"]["segment_length"]
+
+  @property
+  def sources(self) -> list[str]:
+    return list(self.manifest["sources"])
+
+  @property
+  def vocab_path(self) -> pathlib.Path:
+    return pathlib.Path(self.manifest["vocab"]["path"])
+
+  def check_vocab(self, model_path: pathlib.Path) -> None:
+    """Refuses a vocabulary other than the one the store was tokenized with."""
+    have = vocab.vocab_sha256(model_path)
+    want = self.manifest["vocab"]["sha256"]
+    if have != want:
+      raise ValueError(
+          f"Vocabulary {model_path} (sha256 {have[:12]}) does not match the segment store {self.root}, "
+          f"which was tokenized with {self.manifest['vocab']['path']} (sha256 {want[:12]}). Use that "
+          "vocabulary or rebuild the store with `python -m visual_priors data build`.")
+
+  def _check(self, source: str, split: str) -> dict:
+    from visual_priors.names import lookup  # pylint: disable=import-outside-toplevel
+    entry = lookup(self.manifest["sources"], source, "source in this segment store")
+    return lookup(entry["splits"], split, "split")
+
+  def path(self, source: str, split: str, suffix: str) -> pathlib.Path:
+    self._check(source, split)
+    return self.root / source / f"{split}.{suffix}"
+
+  def masks(self, source: str, split: str) -> np.ndarray:
+    return np.load(self.path(source, split, "masks.npy"))
+
+  def lengths(self, source: str, split: str) -> np.ndarray:
+    return np.load(self.path(source, split, "lengths.npy"))
+
+  def num_segments(self, source: str, split: str) -> int:
+    return self._check(source, split)["segments"]
+
+  def mask_counts(self, split: str, sources: Sequence[str] | None = None) -> dict[int, int]:
+    """Segments per label mask over `sources` (default: the whole pool)."""
+    total: collections.Counter[int] = collections.Counter()
+    for source in sources or self.sources:
+      total.update({int(m): c for m, c in self._check(source, split)["mask_counts"].items()})
+    return dict(total)
+
+  def label_rates(self, source: str, split: str = "train") -> categories.LabelRates:
+    """Measured share of this source's segments in each category."""
+    masks = self.masks(source, split)
+    if masks.size == 0:
+      raise ValueError(f"Source {source!r} has no {split} segments in {self.root}.")
+    return categories.LabelRates(source, {c: float(category_member(masks, c).mean())
+                                          for c in categories.TABLE_CATEGORIES})
+
+
+def store_dir(corpus_manifests: dict[str, dict], vocab_sha: str, config: SegmentConfig, labeller_name: str,
+              cache_dir=None) -> pathlib.Path:
+  key = cache.sha256_json({
+      "version": STORE_VERSION, "vocab": vocab_sha, "config": dataclasses.asdict(config),
+      "labeller": labeller_name,
+      "corpora": {s: cache.sha256_json(m) for s, m in sorted(corpus_manifests.items())},
+  })
+  return cache.cache_root(cache_dir) / "segments" / f"L{config.segment_length}-{key[:12]}"
+
+
+def build_segment_store(sources: Sequence[str], vocab_path: pathlib.Path, labeller,
+                        config: SegmentConfig = SegmentConfig(), cache_dir=None, label_batch: int = 256,
+                        log=print) -> SegmentStore:
+  """Segments, labels and writes every source's splits; reuses an identical existing store."""
+  from visual_priors.data import corpora  # pylint: disable=import-outside-toplevel
+
+  if not sources:
+    raise ValueError("No sources to segment.")
+  manifests = {s: corpora.corpus_manifest(s, cache_dir=cache_dir) for s in sources}
+  processor = vocab.load_processor(vocab_path)
+  vocab_sha = vocab.vocab_sha256(vocab_path)
+  out = store_dir(manifests, vocab_sha, config, labeller.name, cache_dir)
+  if (out / "manifest.json").exists():
+    log(f"segments {out.name}: up to date")
+    return SegmentStore(out)
+  entries = {}
+  with cache.atomic_directory(out) as tmp:
+    for source in sources:
+      (tmp / source).mkdir()
+      splits = {}
+      for split in SPLITS:
+        docs = corpora.read_documents(source, split, cache_dir=cache_dir)
+        splits[split] = _write_split(tmp / source, split, _segments(docs, processor, config), labeller,
+                                     label_batch)
+      if splits["train"]["segments"] == 0:
+        raise ValueError(f"Source {source!r} produced no train segments; its corpus is empty or every "
+                         f"document is shorter than min_tokens={config.min_tokens}.")
+      entries[source] = {"splits": splits}
+      log(f"segments {source}: " + ", ".join(
+          f"{split} {v['segments']} segments / {v['tokens']:,} tokens" for split, v in splits.items()))
+    cache.write_json_atomic(tmp / "manifest.json", {
+        "version": STORE_VERSION,
+        "config": dataclasses.asdict(config),
+        "vocab": {"path": str(pathlib.Path(vocab_path).resolve()), "sha256": vocab_sha,
+                  "size": processor.get_piece_size()},
+        "labeller": labeller.name,
+        "corpora": {s: cache.sha256_json(m) for s, m in manifests.items()},
+        "sources": entries,
+    })
+  return SegmentStore(out)
