@@ -1,0 +1,122 @@
+"""orbax checkpoints of the train state plus the data iterator state: periodic, keep-last-K, atomic."""
+
+from __future__ import annotations
+
+import base64
+import os
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from visual_priors.train import partition
+
+STATE_ITEM = "state"
+DATA_ITEM = "data"
+
+
+def encode_data_state(state: Any) -> dict[str, Any]:
+  """A grain-style iterator state (JSON-serialisable or bytes) as a JSON object."""
+  if isinstance(state, (bytes, bytearray)):
+    return {"bytes_base64": base64.b64encode(bytes(state)).decode("ascii")}
+  return {"json": state}
+
+
+def decode_data_state(encoded: dict[str, Any]) -> Any:
+  if "bytes_base64" in encoded:
+    return base64.b64decode(encoded["bytes_base64"])
+  return encoded["json"]
+
+
+def _shape_mismatches(stored: Any, expected: Any) -> list[str]:
+  stored_leaves = partition.flatten_paths(stored)
+  expected_leaves = partition.flatten_paths(expected)
+  problems = [f"missing {path}" for path in expected_leaves if path not in stored_leaves]
+  problems += [f"unexpected {path}" for path in stored_leaves if path not in expected_leaves]
+  for path, leaf in expected_leaves.items():
+    if path in stored_leaves:
+      have = stored_leaves[path]
+      if tuple(have.shape) != tuple(leaf.shape) or have.dtype != leaf.dtype:
+        problems.append(
+            f"{path}: stored {tuple(have.shape)} {have.dtype}, expected {tuple(leaf.shape)} {leaf.dtype}"
+        )
+  return problems
+
+
+class Checkpointer:
+  """Saves `(train_state, data_iterator_state)` every call to `save`, keeping the newest `keep`.
+
+  orbax writes each step into a temporary directory and renames it on commit, so a crash mid-save never
+  leaves a half-written step that `latest_step` would pick up. With `async_save`, array writes continue in
+  the background after the device-to-host copy; `wait` blocks until they are on disk.
+  """
+
+  def __init__(self, directory: str | os.PathLike[str], *, keep: int, async_save: bool):
+    self.directory = pathlib.Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
+        ),
+        item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler(), DATA_ITEM: ocp.JsonCheckpointHandler()},
+    )
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, data_state: Any) -> None:
+    self._manager.save(
+        step,
+        args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.StandardSave(state),
+            DATA_ITEM: ocp.args.JsonSave(encode_data_state(data_state)),
+        }),
+        force=True,
+    )
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
+    """Restores into the shapes, dtypes and shardings of `abstract_state` (a tree of ShapeDtypeStructs).
+
+    Raises FileNotFoundError for a missing step or item, ValueError naming every mismatched array.
+    """
+    step_dir = self.directory / str(step)
+    for item in (STATE_ITEM, DATA_ITEM):
+      if not (step_dir / item).is_dir():
+        raise FileNotFoundError(
+            f"Checkpoint {step_dir} has no {item!r} item; it is incomplete or was not written by this "
+            "trainer. Delete that step directory to resume from an earlier one."
+        )
+    try:
+      stored = self._manager.item_metadata(step)[STATE_ITEM]
+    except Exception as error:  # orbax raises several types for unreadable metadata.
+      raise ValueError(f"Checkpoint {step_dir} is unreadable: {error}") from error
+    problems = _shape_mismatches(getattr(stored, "tree", stored), abstract_state)
+    if problems:
+      shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+      raise ValueError(
+          f"Checkpoint {step_dir / STATE_ITEM} does not match this run's train state ({shown}). "
+          "Was it written with another model scale, trainable regex or optimizer? Use a new work_dir."
+      )
+    restored = self._manager.restore(
+        step,
+        args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+            DATA_ITEM: ocp.args.JsonRestore(),
+        }),
+    )
+    return restored[STATE_ITEM], decode_data_state(restored[DATA_ITEM])
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def abstract_like(tree: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) for every array in `tree`."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)

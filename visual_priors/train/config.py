@@ -1,0 +1,129 @@
+"""The training-run config (ml_collections): defaults, early validation, and the run length in steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from visual_priors.models import sharding
+from visual_priors.models.decoder import REMAT_POLICIES, DecoderConfig
+from visual_priors.train import optimizer
+
+# Subtrees whose keys are free-form (checked elsewhere): model overrides are DecoderConfig fields.
+_OPEN_KEYS = ("model",)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Defaults for a pre-training run; the paper's values where it gives them (PAPER_FACTS section 1)."""
+  config = ml_collections.ConfigDict()
+  config.scale = "3b"  # a name in visual_priors.models.scales.SCALES; the paper's default setting
+  config.model = ml_collections.ConfigDict()  # DecoderConfig field overrides, e.g. {"vocab_size": 8000}
+  config.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  config.logical_axis_rules = sharding.DEFAULT_LOGICAL_AXIS_RULES
+  config.batch_size = 1024  # global, in sequences (paper: 1024 x 2048 ~ 2.1M tokens per step)
+  config.seq_len = 2048
+  # Run length: exactly one of num_steps and token_budget is positive; the budget is rounded up to steps.
+  config.num_steps = 0
+  config.token_budget = 30_000_000_000  # the paper's default 30B tokens
+  config.optimizer = ml_collections.ConfigDict(dataclasses.asdict(optimizer.AdamWSettings()))
+  config.grad_accum_steps = 1
+  config.compute_dtype = "bfloat16"  # parameters stay float32 (master weights)
+  config.remat = "none"  # a name in visual_priors.models.decoder.REMAT_POLICIES
+  # Regexes fully matched against '/'-joined parameter paths: what trains and, of that, what stays frozen.
+  config.trainable = ".*"
+  config.frozen = ""
+  config.checkpoint = ml_collections.ConfigDict({"every_steps": 1000, "keep": 3, "async_save": True})
+  config.log_every_steps = 50
+  config.eval_every_steps = 1000
+  config.eval_max_batches = 0  # per eval set; 0 = the whole set
+  config.seed = 42  # the paper's seed
+  config.work_dir = ""
+  return config
+
+
+def _is_mapping(value: Any) -> bool:
+  return isinstance(value, (Mapping, ml_collections.ConfigDict))
+
+
+def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str) -> list[str]:
+  unknown = []
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if key not in reference:
+      unknown.append(path)
+    elif key not in _OPEN_KEYS and _is_mapping(reference[key]) and _is_mapping(value):
+      unknown += _unknown_keys(value, reference[key], f"{path}.")
+  return unknown
+
+
+def total_steps(config: ml_collections.ConfigDict) -> int:
+  """Optimizer steps of the run: `num_steps`, or the token budget over tokens per step, rounded up."""
+  if config.num_steps > 0:
+    return int(config.num_steps)
+  return math.ceil(config.token_budget / (config.batch_size * config.seq_len))
+
+
+def data_parallel_size(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> int:
+  """How many ways the batch is split: the product of the data and fsdp mesh axes."""
+  mesh = sharding.make_mesh(mesh_shape, devices)
+  return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def _require_positive(config: ml_collections.ConfigDict, names: Sequence[str]) -> None:
+  for name in names:
+    value = config
+    for part in name.split("."):
+      value = value[part]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      raise ValueError(f"Config {name} must be a positive integer, got {value!r}.")
+
+
+def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None) -> None:
+  """Raises ValueError naming the first problem; run before anything is traced or compiled."""
+  unknown = _unknown_keys(config, default_config(), "")
+  if unknown:
+    raise ValueError(f"Unknown config keys {unknown}; valid top-level keys: {', '.join(default_config())}.")
+  model_fields = {field.name for field in dataclasses.fields(DecoderConfig)}
+  bad_model = sorted(set(config.model) - model_fields)
+  if bad_model:
+    raise ValueError(f"Unknown model override(s) {bad_model}; DecoderConfig fields: {sorted(model_fields)}.")
+  _require_positive(config, ("batch_size", "seq_len", "grad_accum_steps", "checkpoint.every_steps",
+                             "checkpoint.keep", "log_every_steps", "eval_every_steps"))
+  if config.eval_max_batches < 0:
+    raise ValueError(f"Config eval_max_batches must be >= 0 (0 = all), got {config.eval_max_batches}.")
+  if (config.num_steps > 0) == (config.token_budget > 0) or min(config.num_steps, config.token_budget) < 0:
+    raise ValueError(
+        f"Set exactly one of num_steps ({config.num_steps}) and token_budget ({config.token_budget}) to a "
+        "positive value and the other to 0."
+    )
+  if not config.work_dir:
+    raise ValueError("Config work_dir is empty; set it to the run's output directory.")
+  parallel = data_parallel_size(config.mesh, devices)
+  per_step = parallel * config.grad_accum_steps
+  if config.batch_size % per_step:
+    raise ValueError(
+        f"batch_size {config.batch_size} is not divisible by data-parallel size {parallel} x "
+        f"grad_accum_steps {config.grad_accum_steps} = {per_step}; pick a multiple of {per_step}."
+    )
+  try:
+    jnp.dtype(config.compute_dtype)
+  except TypeError:
+    raise ValueError(f"compute_dtype {config.compute_dtype!r} is not a dtype name (e.g. 'bfloat16').") from None
+  if config.remat not in REMAT_POLICIES:
+    raise ValueError(f"remat {config.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
+  for name in ("trainable", "frozen"):
+    try:
+      re.compile(config[name])
+    except re.error as error:
+      raise ValueError(f"Config {name} regex {config[name]!r} is invalid: {error}.") from None
+  rule_names = [rule[0] for rule in config.logical_axis_rules]
+  if len(set(rule_names)) != len(rule_names):
+    raise ValueError(f"logical_axis_rules name an axis twice: {rule_names}.")
+  optimizer.AdamWSettings(**config.optimizer).validate(total_steps(config))

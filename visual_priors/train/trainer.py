@@ -1,0 +1,222 @@
+"""The one training loop every stage runs: resume, step, log, evaluate, checkpoint, stop on NaN.
+
+A stage supplies a model factory, a loss function, a data factory and optional eval sets; which parameters
+train, the optimizer, the mesh and the schedule come from the run config (`visual_priors.train.config`).
+
+Host syncs happen only at log, eval and checkpoint steps (and once after the first step, to time the
+compile): per-step metrics stay on the device until then, so the host keeps dispatching ahead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+import numpy as np
+
+from visual_priors.models import sharding
+from visual_priors.train import checkpoint, config as config_lib, mfu, optimizer
+from visual_priors.train import state as state_lib, step as step_lib
+from visual_priors.train.metrics import MetricWriter
+from visual_priors.train.progress import ProgressBar
+
+HostBatch = Mapping[str, np.ndarray]
+EvalSets = Mapping[str, Callable[[], Iterable[HostBatch]]]
+
+
+class DataIterator(Protocol):
+  """A grain-style iterator of host batches whose position can be saved and restored."""
+
+  def __next__(self) -> HostBatch: ...
+
+  def get_state(self) -> Any: ...
+
+  def set_state(self, state: Any) -> None: ...
+
+
+class NonFiniteLossError(RuntimeError):
+  """A train metric became NaN or inf; no checkpoint of that state was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  work_dir: pathlib.Path
+  checkpoint_dir: pathlib.Path
+  step: int
+  tokens_seen: int
+  trainable_params: int
+  frozen_params: int
+  final_metrics: dict[str, float | None]
+
+
+class _Window:
+  """Per-step device metrics since the last sync, and host-side sums since the last log."""
+
+  def __init__(self):
+    self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+    self.since_log: list[dict[str, float]] = []
+    self.timed_steps = 0
+    self.timed_seconds = 0.0
+
+  def drain(self) -> None:
+    """Fetches pending metrics (one host sync); raises on the first non-finite loss or gradient norm."""
+    fetched = jax.device_get([metrics for _, metrics in self.pending])
+    for (step, _), values in zip(self.pending, fetched):
+      for name in ("loss", "grad_norm"):
+        if not math.isfinite(float(values[name])):
+          raise NonFiniteLossError(f"Training stopped: {name} is {float(values[name])} at step {step}.")
+      self.since_log.append({name: float(value) for name, value in values.items()})
+    self.pending = []
+
+  def summary(self) -> dict[str, float]:
+    """Mean loss and gradient norm over the window; the learning rate of its last step."""
+    rows = self.since_log
+    result = {name: sum(row[name] for row in rows) / len(rows) for name in ("loss", "grad_norm")}
+    result["learning_rate"] = rows[-1]["learning_rate"]
+    self.since_log = []
+    return result
+
+
+def _evaluate(eval_step: Callable, state: state_lib.TrainState, eval_sets: EvalSets, mesh: jax.sharding.Mesh,
+              features: Sequence[str], max_batches: int) -> dict[str, float | None]:
+  """Token-weighted mean loss per eval set, as `eval/<name>/loss` (None if not finite)."""
+  results: dict[str, float | None] = {}
+  for name, make_batches in eval_sets.items():
+    totals = []
+    for index, host_batch in enumerate(make_batches()):
+      if max_batches and index >= max_batches:
+        break
+      totals.append(eval_step(state.params, state.frozen, step_lib.global_batch(host_batch, mesh, features)))
+    loss_sum, tokens = (float(sum(values)) for values in zip(*jax.device_get(totals))) if totals else (0.0, 0.0)
+    if tokens <= 0:
+      raise ValueError(f"Eval set {name!r} yielded no loss-weighted tokens; check its data factory.")
+    loss = loss_sum / tokens
+    results[f"eval/{name}/loss"] = loss if math.isfinite(loss) else None
+  return results
+
+
+def _next_batch(iterator: Iterator[HostBatch], step: int, total: int) -> HostBatch:
+  try:
+    return next(iterator)
+  except StopIteration:
+    raise ValueError(
+        f"The training data ran out before step {step} of {total}; use a repeating pipeline "
+        "(num_epochs=None) or a smaller num_steps/token_budget."
+    ) from None
+
+
+def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFactory,
+          loss_fn: step_lib.LossFn, train_data: Callable[[], DataIterator], features: Sequence[str],
+          eval_sets: EvalSets | None = None, flops_per_token: float | None = None,
+          on_step: Callable[[int], None] | None = None,
+          devices: Sequence[jax.Device] | None = None) -> TrainResult:
+  """Trains to `total_steps(config)`, resuming from the newest checkpoint in `<work_dir>/checkpoints`.
+
+  `train_data()` returns this host's iterator of batches holding `features` ((B / hosts, T) int arrays);
+  `eval_sets` maps a name to a factory of finite batch iterables; `flops_per_token` (train FLOPs per
+  token) enables MFU. `on_step(step)` runs after each step's logging and checkpointing.
+  """
+  config_lib.validate(config, devices)
+  eval_sets = dict(eval_sets or {})
+  total = config_lib.total_steps(config)
+  tokens_per_step = config.batch_size * config.seq_len
+  mesh = sharding.make_mesh(config.mesh, devices)
+  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
+  tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(**config.optimizer), total)
+  spec = state_lib.build_state_spec(model_factory, tx, mesh, rules, trainable=config.trainable,
+                                    frozen=config.frozen, seed=config.seed)
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(spec.graphdef, loss_fn, tx, schedule,
+                               grad_accum_steps=config.grad_accum_steps, mesh=mesh, rules=rules),
+      spec.shardings, mesh, features)
+  eval_step = step_lib.jit_eval_step(step_lib.make_eval_step(spec.graphdef, loss_fn, mesh=mesh, rules=rules),
+                                     spec.shardings, mesh, features)
+  device_kinds = [device.device_kind for device in mesh.devices.flat]
+
+  work_dir = pathlib.Path(config.work_dir)
+  checkpointer = checkpoint.Checkpointer(work_dir / "checkpoints", keep=config.checkpoint.keep,
+                                         async_save=config.checkpoint.async_save)
+  chief = jax.process_index() == 0
+  writer = MetricWriter(work_dir) if chief else None
+  progress = ProgressBar(total, enabled=None if chief else False)
+  final_metrics: dict[str, float | None] = {}
+  try:
+    iterator = train_data()
+    start = checkpointer.latest_step() or 0
+    if start:
+      state, data_state = checkpointer.restore(start, spec.abstract)
+      iterator.set_state(data_state)
+    else:
+      state = spec.create()
+    trainable_count, frozen_count = state_lib.parameter_count(state)
+
+    def write(step: int, scalars: Mapping[str, float | None]) -> None:
+      final_metrics.update(scalars)
+      if writer:
+        writer.write_scalars(step, scalars)
+
+    if eval_sets and (start == 0 or start >= total):
+      write(start, _evaluate(eval_step, state, eval_sets, mesh, features, config.eval_max_batches))
+    window = _Window()
+    last_sync = time.perf_counter()
+    for step in range(start + 1, total + 1):
+      state, metrics = train_step(state, step_lib.global_batch(_next_batch(iterator, step, total), mesh, features))
+      window.pending.append((step, metrics))
+      first = step == start + 1
+      do_log = step % config.log_every_steps == 0 or step == total
+      do_eval = bool(eval_sets) and (step % config.eval_every_steps == 0 or step == total)
+      do_save = step % config.checkpoint.every_steps == 0 or step == total
+      if first or do_log or do_eval or do_save:
+        drained = len(window.pending)
+        window.drain()
+        seconds = time.perf_counter() - last_sync
+        if first:
+          write(step, {"compile_and_first_step_seconds": seconds})
+        else:
+          window.timed_steps += drained
+          window.timed_seconds += seconds
+        if do_log:
+          scalars: dict[str, float | None] = window.summary()
+          scalars["tokens_seen"] = step * tokens_per_step
+          if window.timed_steps:
+            step_time = window.timed_seconds / window.timed_steps
+            scalars["step_time_seconds"] = step_time
+            scalars["tokens_per_second"] = tokens_per_step / step_time
+            scalars["mfu"] = (mfu.model_flops_utilization(tokens_per_step / step_time, flops_per_token,
+                                                          device_kinds) if flops_per_token else None)
+            window.timed_steps, window.timed_seconds = 0, 0.0
+          write(step, scalars)
+          progress.update(step, f"loss {scalars['loss']:.4f}")
+        if do_eval:
+          write(step, _evaluate(eval_step, state, eval_sets, mesh, features, config.eval_max_batches))
+        if do_save:
+          checkpointer.save(step, state, iterator.get_state())
+        last_sync = time.perf_counter()
+      if on_step:
+        on_step(step)
+    return TrainResult(
+        work_dir=work_dir, checkpoint_dir=checkpointer.directory, step=max(start, total),
+        tokens_seen=max(start, total) * tokens_per_step, trainable_params=trainable_count,
+        frozen_params=frozen_count, final_metrics=final_metrics,
+    )
+  except NonFiniteLossError as error:
+    checkpointer.wait()
+    last_good = checkpointer.latest_step()
+    kept = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}" if last_good
+            else "no checkpoint was written yet")
+    raise NonFiniteLossError(
+        f"{error} No checkpoint of that state was written; {kept}. Lower optimizer.peak_lr or check the "
+        "data, then rerun to resume from the last good checkpoint."
+    ) from None
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    progress.close()
+    if writer:
+      writer.close()
