@@ -1,0 +1,121 @@
+"""Scoring a labeller against hand labels: per-label precision/recall/F1/support and micro averages."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Mapping, Sequence
+
+from visual_priors.data import categories
+from visual_priors.data.labelling import base
+
+HANDLABELLED = pathlib.Path(__file__).resolve().parent / "assets" / "handlabelled.jsonl"
+SPLITS = ("dev", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSegment:
+  text: str
+  labels: frozenset[str]
+  origin: str  # "<package>:<path inside it>[#<item>]"
+  split: str  # "dev" (tuning) or "test" (reporting only)
+
+
+def load_handlabelled(split: str | None = None, path: str | pathlib.Path = HANDLABELLED) -> list[LabelledSegment]:
+  """The hand-labelled segments (all, or one split), validated line by line."""
+  if split is not None and split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; the hand-labelled set has splits {SPLITS}.")
+  segments = []
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      row = json.loads(line)
+      where = f"{path}:{number}"
+      unknown = [label for label in row["labels"] if label not in categories.LABELS]
+      if unknown or row["split"] not in SPLITS or not row["text"].strip():
+        raise ValueError(f"{where}: labels must come from {categories.LABELS} (unknown: {unknown}), split "
+                         f"from {SPLITS} (got {row['split']!r}), and the text must not be empty.")
+      segment = LabelledSegment(row["text"], frozenset(row["labels"]), row["origin"], row["split"])
+      if split is None or segment.split == split:
+        segments.append(segment)
+  return segments
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+  """Counts and rates for one label (or pooled). A rate with a zero denominator is 0.0."""
+
+  true_positives: int
+  false_positives: int
+  false_negatives: int
+
+  @property
+  def support(self) -> int:
+    return self.true_positives + self.false_negatives
+
+  @property
+  def precision(self) -> float:
+    predicted = self.true_positives + self.false_positives
+    return self.true_positives / predicted if predicted else 0.0
+
+  @property
+  def recall(self) -> float:
+    return self.true_positives / self.support if self.support else 0.0
+
+  @property
+  def f1(self) -> float:
+    denominator = 2 * self.true_positives + self.false_positives + self.false_negatives
+    return 2 * self.true_positives / denominator if denominator else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  per_label: Mapping[str, Scores]
+  micro: Scores  # Counts pooled over all labels.
+  examples: int
+
+
+def score_predictions(predicted: Sequence[frozenset[str]], gold: Sequence[frozenset[str]]) -> Evaluation:
+  """Per-label and micro-averaged scores of predicted label sets against gold ones."""
+  if len(predicted) != len(gold):
+    raise ValueError(f"{len(predicted)} predictions for {len(gold)} gold label sets; they must pair up.")
+  per_label = {}
+  for label in categories.LABELS:
+    pairs = [(label in p, label in g) for p, g in zip(predicted, gold)]
+    per_label[label] = Scores(true_positives=sum(p and g for p, g in pairs),
+                              false_positives=sum(p and not g for p, g in pairs),
+                              false_negatives=sum(g and not p for p, g in pairs))
+  micro = Scores(*(sum(getattr(s, field) for s in per_label.values())
+                   for field in ("true_positives", "false_positives", "false_negatives")))
+  return Evaluation(per_label, micro, len(gold))
+
+
+def evaluate(labeller: base.Labeller, examples: Sequence[LabelledSegment]) -> Evaluation:
+  """Labels the examples' texts with `labeller` and scores the result against their hand labels."""
+  predicted = labeller.label([example.text for example in examples])
+  return score_predictions(predicted, [example.labels for example in examples])
+
+
+def format_evaluation(evaluation: Evaluation, title: str = "") -> str:
+  """A markdown table: one row per label, then the micro average."""
+  lines = [f"{title} ({evaluation.examples} segments)" if title else f"{evaluation.examples} segments",
+           "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+  rows = [*evaluation.per_label.items(), ("micro average", evaluation.micro)]
+  for name, s in rows:
+    lines.append(f"| {name} | {s.precision:.3f} | {s.recall:.3f} | {s.f1:.3f} | {s.support} |")
+  return "\n".join(lines)
+
+
+def throughput(labeller: base.Labeller, texts: Sequence[str], min_seconds: float = 1.0) -> dict[str, float]:
+  """Segments/s and MB/s of `labeller` over `texts`, repeated until at least `min_seconds` have passed."""
+  megabytes = sum(len(text.encode("utf-8")) for text in texts) / 1e6
+  rounds, start = 0, time.perf_counter()
+  while True:
+    labeller.label(texts)
+    rounds += 1
+    elapsed = time.perf_counter() - start
+    if elapsed >= min_seconds:
+      return {"segments_per_s": rounds * len(texts) / elapsed, "mb_per_s": rounds * megabytes / elapsed}

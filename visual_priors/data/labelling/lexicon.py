@@ -1,0 +1,226 @@
+"""The fast offline labeller: per-label lexicon and structure-pattern hits per 100 words, against tuned thresholds.
+
+How a segment is scored, per label:
+  hits  = occurrences of the label's lexicon words and phrases (lexicons/<label>.txt, matched on lowercase
+          [a-z]+ tokens, simple plurals included)
+        + matches of the label's structure patterns (below: code lines, operators and identifiers; LaTeX,
+          math symbols and digit-operator-digit; numbers with physical units and p-values)
+  score = 100 * hits / number of word tokens
+A segment carries the label when score >= the label's threshold. Thresholds live in
+lexicons/thresholds.json and are tuned for F1 on the dev split of the hand-labelled set
+(`python -m visual_priors.data.labelling.tune`). One regex pass per pattern plus one loop over tokens:
+about a millisecond per 1024-token segment on one core.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import re
+from collections.abc import Mapping, Sequence
+
+import ml_collections
+
+from visual_priors.data import categories
+from visual_priors.data.labelling import base
+
+LEXICON_DIR = pathlib.Path(__file__).resolve().parent / "lexicons"
+THRESHOLDS_FILE = "thresholds.json"
+_TOKEN = re.compile(r"[a-z]+")
+_M = re.MULTILINE
+
+# Structure patterns, counted on the original text (case kept). Each match is one hit.
+STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
+    "code": (
+        re.compile(r"^[ \t]*(?:def |class |return\b|import |from\s+[\w.]+\s+import\b|elif\b|else:|try:|"
+                   r"except\b|finally:|raise\b|yield\b|async\s|await\s|@[\w.]+|for\s.+\sin\s.+:$|"
+                   r"while\s.+:$|if\s.+:$|with\s.+:$)", _M),
+        re.compile(r"^[ \t]*(?:#include|#define|public\s|private\s|protected\s|static\s|void\s|const\s|"
+                   r"let\s|var\s|func\s|function\s|package\s|using\s)", _M),
+        re.compile(r"[;{}][ \t]*$", _M),
+        re.compile(r"^[ \t]*(?:>>>|\.\.\.\s|\$\s)", _M),
+        re.compile(r"\b[A-Za-z_][\w.]*\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
+        re.compile(r"\b[A-Za-z_][\w.]*\([^()\n]*\)"),
+        re.compile(r"\b[a-z]+_[a-z0-9_]+\b"),
+        re.compile(r"\b[a-z]+[A-Z]\w*\b"),
+        re.compile(r"==|!=|&&|\|\||\+=|-=|::|=>"),
+        re.compile(r"^(?: {4}|\t)+\S", _M),
+    ),
+    "math": (
+        re.compile(r"\\(?:frac|d?sum|int|prod|sqrt|lim|infty|alpha|beta|gamma|delta|epsilon|varepsilon|"
+                   r"zeta|eta|theta|kappa|lambda|mu|nu|xi|pi|rho|sigma|tau|phi|varphi|chi|psi|omega|Gamma|"
+                   r"Delta|Theta|Lambda|Sigma|Phi|Psi|Omega|leq?|geq?|neq?|notin|in|subseteq|subset|cup|cap|"
+                   r"times|cdot|circ|mathbb|mathcal|mathrm|mathbf|left|right|partial|nabla|forall|exists|"
+                   r"equiv|approx|sim|pmod|bmod|binom|hat|bar|tilde|ldots|cdots|to|mapsto|Rightarrow|"
+                   r"Leftrightarrow|log|exp|sin|cos|tan|det|dim|ker|deg|gcd|sup|inf|max|min|"
+                   r"begin\{(?:equation|align|eqnarray)\*?\})(?![A-Za-z])"),
+        re.compile(r"\$[^$\n]{1,120}\$|\\\(.{1,200}?\\\)"),
+        re.compile(r"[∑∫√≤≥≠∈∉∀∃∞±×÷⇒⇔≈≡⊂⊆∪∩∂∇∘]"),
+        re.compile(r"\d\s*[-+*/^=<>]\s*\d"),
+        re.compile(r"\b[a-zA-Z]\s*\^\s*[\d{(]"),
+        re.compile(r"` [^`\n]{1,120} `"),  # Metamath's `( A e. B )` formula notation.
+    ),
+    "science": (
+        re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:%|percent\b|°\s?[CF]?|(?:kg|mg|g|km|cm|mm|nm|µm|m|Hz|kHz|MHz|"
+                   r"GHz|eV|keV|MeV|GeV|kJ|J|kW|W|mV|V|mol|mM|ml|mL|L|ppm)\b)"),
+        re.compile(r"\bp\s*[<=>]\s*0?\.\d"),
+        re.compile(r"\b\d(?:\.\d+)?\s?[×x]\s?10\^?[-−]?\d+|\b\d+(?:\.\d+)?e[-+]\d+\b"),
+    ),
+}
+
+
+class Lexicons:
+  """The six label lexicons, indexed for one pass over a token list."""
+
+  def __init__(self, directory: str | os.PathLike[str] = LEXICON_DIR):
+    self.directory = pathlib.Path(directory)
+    words: dict[str, list[int]] = collections.defaultdict(list)
+    phrases: dict[str, list[tuple[tuple[str, ...], int]]] = collections.defaultdict(list)
+    digest = hashlib.sha256()
+    for index, label in enumerate(categories.LABELS):
+      path = self.directory / f"{label}.txt"
+      if not path.is_file():
+        raise FileNotFoundError(f"Lexicon {path} is missing; a lexicon directory needs one file per label: "
+                                f"{', '.join(f'{l}.txt' for l in categories.LABELS)}.")
+      text = path.read_text(encoding="utf-8")
+      digest.update(f"{label}\n{text}".encode())
+      for entry in sorted(_entries(text)):
+        for tokens in _inflections(tuple(_TOKEN.findall(entry))):
+          if len(tokens) == 1:
+            words[tokens[0]].append(index)
+          else:
+            phrases[tokens[0]].append((tokens[1:], index))
+    for patterns in STRUCTURE_PATTERNS.values():
+      for pattern in patterns:
+        digest.update(pattern.pattern.encode())
+    self.words = {word: tuple(sorted(set(labels))) for word, labels in words.items()}
+    self.phrases = {first: tuple(sorted(set(rests))) for first, rests in phrases.items()}
+    self.digest = digest.hexdigest()
+
+  def hits(self, text: str) -> tuple[list[int], int]:
+    """Hits per label (in categories.LABELS order) and the number of word tokens in `text`."""
+    tokens = _TOKEN.findall(text.lower())
+    hits = [0] * len(categories.LABELS)
+    words, phrases = self.words, self.phrases
+    for token, count in collections.Counter(tokens).items():
+      for index in words.get(token, ()):
+        hits[index] += count
+    for position, token in enumerate(tokens):
+      starts = phrases.get(token)
+      if starts:
+        for rest, index in starts:
+          if tuple(tokens[position + 1:position + 1 + len(rest)]) == rest:
+            hits[index] += 1
+    for label, patterns in STRUCTURE_PATTERNS.items():
+      index = categories.LABELS.index(label)
+      for pattern in patterns:
+        hits[index] += sum(1 for _ in pattern.finditer(text))
+    return hits, len(tokens)
+
+
+def _entries(text: str) -> set[str]:
+  entries = set()
+  for line in text.splitlines():
+    entry = line.split("#", 1)[0].strip().lower()
+    if entry:
+      entries.add(entry)
+  return entries
+
+
+def _inflections(tokens: tuple[str, ...]) -> set[tuple[str, ...]]:
+  """The entry and its simple plurals (+s, +es, y -> ies), inflecting the last word."""
+  if not tokens:
+    return set()
+  *head, last = tokens
+  forms = {last, last + "s", last + "es"}
+  if last.endswith("y"):
+    forms.add(last[:-1] + "ies")
+  return {(*head, form) for form in forms}
+
+
+def read_thresholds(directory: str | os.PathLike[str] = LEXICON_DIR) -> dict[str, float]:
+  """The tuned per-label thresholds stored next to the lexicons."""
+  path = pathlib.Path(directory) / THRESHOLDS_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f"No thresholds at {path}; run `python -m visual_priors.data.labelling.tune` "
+                            "or pass thresholds explicitly.")
+  with open(path, encoding="utf-8") as f:
+    stored = json.load(f)
+  thresholds = _checked_thresholds(stored["thresholds"], str(path))
+  current = Lexicons(directory).digest
+  if stored.get("lexicon_digest") != current:
+    logging.warning("Thresholds in %s were tuned for other lexicons or patterns (digest %s, now %s); "
+                    "re-run `python -m visual_priors.data.labelling.tune`.",
+                    path, stored.get("lexicon_digest"), current)
+  return thresholds
+
+
+def _checked_thresholds(thresholds: Mapping[str, float], where: str) -> dict[str, float]:
+  missing = [label for label in categories.LABELS if label not in thresholds]
+  extra = [label for label in thresholds if label not in categories.LABELS]
+  if missing or extra:
+    raise ValueError(f"Thresholds from {where} must name exactly the labels {list(categories.LABELS)}; "
+                     f"missing {missing}, unknown {extra}.")
+  return {label: float(thresholds[label]) for label in categories.LABELS}
+
+
+class LexiconLabeller:
+  """Labels a segment with every label whose score (hits per 100 words) reaches its threshold."""
+
+  def __init__(self, lexicon_dir: str | os.PathLike[str] = LEXICON_DIR,
+               thresholds: Mapping[str, float] | None = None):
+    self.lexicons = Lexicons(lexicon_dir)
+    self.thresholds = (read_thresholds(lexicon_dir) if thresholds is None
+                       else _checked_thresholds(thresholds, "the thresholds argument"))
+    identity = hashlib.sha256(f"{self.lexicons.digest}{sorted(self.thresholds.items())}".encode())
+    self.name = f"lexicon-v1:{identity.hexdigest()[:12]}"
+
+  def scores(self, text: str) -> dict[str, float]:
+    """Hits per 100 word tokens, per label."""
+    hits, words = self.lexicons.hits(text)
+    return {label: 100.0 * count / max(words, 1) for label, count in zip(categories.LABELS, hits)}
+
+  def label(self, texts: Sequence[str]) -> list[frozenset[str]]:
+    return [self.labels_from_scores(self.scores(text)) for text in texts]
+
+  def labels_from_scores(self, scores: Mapping[str, float]) -> frozenset[str]:
+    return frozenset(label for label in categories.LABELS if scores[label] >= self.thresholds[label])
+
+
+def tune_thresholds(scores: Sequence[Mapping[str, float]],
+                    gold: Sequence[frozenset[str]]) -> dict[str, float]:
+  """Per label, the threshold with the best F1 on (scores, gold); the middle one among equally good ones.
+
+  Candidates are midpoints between consecutive distinct scores, plus one below all scores (everything
+  positive) and one above (nothing positive).
+  """
+  if len(scores) != len(gold) or not scores:
+    raise ValueError(f"Tuning needs as many gold label sets as score rows (got {len(scores)} and {len(gold)}), "
+                     "and at least one.")
+  tuned = {}
+  for label in categories.LABELS:
+    values = sorted({row[label] for row in scores})
+    candidates = [values[0] - 1.0, *((a + b) / 2 for a, b in zip(values, values[1:])), values[-1] + 1.0]
+    f1s = [_f1([row[label] >= t for row in scores], [label in g for g in gold]) for t in candidates]
+    best = max(f1s)
+    ties = [t for t, f in zip(candidates, f1s) if f == best]
+    tuned[label] = ties[len(ties) // 2]
+  return tuned
+
+
+def _f1(predicted: Sequence[bool], actual: Sequence[bool]) -> float:
+  true_positives = sum(p and a for p, a in zip(predicted, actual))
+  denominator = sum(predicted) + sum(actual)
+  return 2.0 * true_positives / denominator if denominator else 0.0
+
+
+@base.register_labeller("lexicon")
+def _from_config(config: ml_collections.ConfigDict) -> LexiconLabeller:
+  fields = base.config_fields(config, {"lexicon_dir": "", "thresholds": None})
+  thresholds = fields["thresholds"]
+  return LexiconLabeller(fields["lexicon_dir"] or LEXICON_DIR,
+                         dict(thresholds) if thresholds is not None else None)
