@@ -11,6 +11,7 @@ import sys
 # Imported lazily per invocation so `--help` stays fast and no command pays for another's imports.
 COMMAND_MODULES = (
     "visual_priors.data.commands",
+    "visual_priors.train.commands",
 )
 
 

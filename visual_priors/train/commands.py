@@ -1,0 +1,161 @@
+"""`python -m visual_priors {pretrain, compile-check, bench lm}`: train, check a scale fits, measure speed."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import pathlib
+
+MESH_HELP = "Mesh axis sizes, e.g. data=1,fsdp=-1,tensor=1 (-1 = the remaining devices; absent axes are 1)."
+
+
+def parse_mesh(text: str) -> dict[str, int]:
+  """'data=2,fsdp=-1' -> {'data': 2, 'fsdp': -1}."""
+  mesh = {}
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    axis, sep, size = part.partition("=")
+    if not sep or not size.strip().removeprefix("-").isdigit():
+      raise ValueError(f"Bad mesh entry {part!r} in {text!r}; expected AXIS=SIZE, e.g. data=1,fsdp=-1,tensor=1.")
+    mesh[axis.strip()] = int(size)
+  return mesh
+
+
+def apply_override(config, assignment: str) -> None:
+  """Sets `a.b=value` in a ConfigDict; the value is a Python literal or else a plain string."""
+  path, sep, raw = assignment.partition("=")
+  if not sep:
+    raise ValueError(f"Bad --set {assignment!r}; expected KEY=VALUE, e.g. optimizer.peak_lr=1e-3.")
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    value = raw
+  *parents, leaf = path.strip().split(".")
+  node = config
+  for name in parents:
+    if name not in node:
+      raise ValueError(f"Unknown config key {path!r} in --set (no {name!r}).")
+    node = node[name]
+  if leaf not in node and parents != ["model"]:
+    raise ValueError(f"Unknown config key {path!r} in --set.")
+  node[leaf] = value
+
+
+def add_parser(subparsers) -> None:
+  pretrain = subparsers.add_parser("pretrain", help="Pre-train a decoder scale on a mixture of a segment store.")
+  pretrain.add_argument("--scale", required=True, help="Model scale, e.g. tiny, 340m, 3b.")
+  pretrain.add_argument("--mixture", default="mix6", help="A paper mixture, NAME=W,... or cat:CATEGORY=P.")
+  pretrain.add_argument("--work-dir", required=True, help="Run directory: checkpoints, metrics, manifest.json.")
+  length = pretrain.add_mutually_exclusive_group(required=True)
+  length.add_argument("--steps", type=int, help="Optimizer steps to train.")
+  length.add_argument("--tokens", type=int, help="Token budget (rounded up to whole steps).")
+  pretrain.add_argument("--batch", type=int, default=1024, help="Global batch in sequences.")
+  pretrain.add_argument("--seq", type=int, default=2048)
+  pretrain.add_argument("--eval-batch", type=int, default=None, help="Validation batch (default: --batch).")
+  pretrain.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1", help=MESH_HELP)
+  pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="Config override, repeatable: optimizer.peak_lr=1e-3, log_every_steps=10, ...")
+  pretrain.add_argument("--store", default=None, help="Segment store directory (default: the latest build).")
+  pretrain.add_argument("--cache-dir", default=None)
+  pretrain.set_defaults(func=_pretrain)
+
+  check = subparsers.add_parser(
+      "compile-check", help="Compile the train step for a mesh without running it; print per-device memory.")
+  check.add_argument("--scale", required=True)
+  check.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1", help=MESH_HELP)
+  check.add_argument("--batch", type=int, default=None, help="Global batch (default: one per data-parallel device).")
+  check.add_argument("--seq", type=int, default=2048)
+  check.add_argument("--grad-accum", type=int, default=1)
+  check.add_argument("--remat", default=None, help="Override the scale's remat policy (none, full, ...).")
+  check.add_argument("--topology", default=None,
+                     help="Compile for a TPU slice such as v5p-128 (needs libtpu: pip install -e '.[tpu]').")
+  check.add_argument("--json", action="store_true")
+  check.set_defaults(func=_compile_check)
+
+  bench = subparsers.add_parser("bench", help="Benchmarks of the training hot path.")
+  bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+  lm = bench_sub.add_parser("lm", help="LM train-step time, tokens/s, MFU and peak memory.")
+  lm.add_argument("--scale", required=True)
+  lm.add_argument("--batch", type=int, default=8)
+  lm.add_argument("--seq", type=int, default=2048)
+  lm.add_argument("--steps", type=int, default=10)
+  lm.add_argument("--warmup", type=int, default=2, help="Untimed steps first (the compile happens here).")
+  lm.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1", help=MESH_HELP)
+  lm.add_argument("--grad-accum", type=int, default=1)
+  lm.add_argument("--dtype", default=None, help="Compute dtype override (the scale's default is bfloat16).")
+  lm.add_argument("--remat", default=None)
+  lm.add_argument("--attention", default=None, help="auto, cudnn, xla or blockwise.")
+  lm.add_argument("--packed", action="store_true", help="Feed packed rows (segment ids) instead of full rows.")
+  lm.add_argument("--json", action="store_true")
+  lm.set_defaults(func=_bench_lm)
+
+
+def _model_overrides(args) -> dict:
+  names = {"dtype": "dtype", "remat": "remat", "attention": "attention_impl"}
+  return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
+
+
+def _pretrain(args) -> int:
+  from visual_priors.data.commands import open_store  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import config as config_lib, pretrain, store_data  # pylint: disable=import-outside-toplevel
+
+  config = config_lib.default_config()
+  config.scale = args.scale
+  config.work_dir = str(pathlib.Path(args.work_dir).absolute())
+  config.batch_size, config.seq_len = args.batch, args.seq
+  config.num_steps, config.token_budget = (args.steps, 0) if args.steps else (0, args.tokens)
+  config.mesh = parse_mesh(args.mesh)
+  for assignment in args.set:
+    apply_override(config, assignment)
+  store = open_store(args.store, args.cache_dir)
+  data = store_data.mixture_data(store, args.mixture, batch_size=config.batch_size, seq_len=config.seq_len,
+                                 eval_batch_size=args.eval_batch or config.batch_size, seed=config.seed)
+  config.model.vocab_size = data.vocab_size
+  result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=data.eval_sets,
+                             data_identity=data.identity)
+  print(json.dumps({"work_dir": str(result.work_dir), "step": result.step, "tokens_seen": result.tokens_seen,
+                    "final_metrics": result.final_metrics}, indent=2))
+  return 0
+
+
+def _compile_check(args) -> int:
+  from visual_priors.models import scales, sharding  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import compile_check, topology  # pylint: disable=import-outside-toplevel
+
+  model_config = scales.get_scale(args.scale, **_model_overrides(args))
+  mesh_shape = parse_mesh(args.mesh)
+  devices = topology.topology_devices(args.topology) if args.topology else None
+  batch = args.batch
+  if batch is None:
+    mesh = sharding.make_mesh(mesh_shape, devices)
+    batch = mesh.shape["data"] * mesh.shape["fsdp"] * args.grad_accum
+  report = compile_check.compile_train_step(model_config, mesh_shape=mesh_shape, batch_size=batch,
+                                            seq_len=args.seq, devices=devices, grad_accum_steps=args.grad_accum)
+  if args.json:
+    print(json.dumps({**report.__dict__, "mesh": dict(report.mesh), "total_bytes": report.total_bytes}, indent=2))
+  else:
+    print(f"{args.scale}" + (f" on {args.topology}" if args.topology else ""))
+    print(report.format())
+  return 0
+
+
+def _bench_lm(args) -> int:
+  from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import bench  # pylint: disable=import-outside-toplevel
+
+  model_config = scales.get_scale(args.scale, **_model_overrides(args))
+  result = bench.run_bench(model_config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
+                           warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh),
+                           grad_accum_steps=args.grad_accum, packed=args.packed)
+  result = {"scale": args.scale, **result}
+  if args.json:
+    print(json.dumps(result, indent=2))
+    return 0
+  mfu = "unknown (no peak FLOP/s for this device kind)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"
+  print(f"{args.scale}: {result['parameters'] / 1e6:,.1f}M parameters, batch {args.batch} x {args.seq} on "
+        f"{result['num_devices']} x {result['device_kind']}")
+  print(f"  step time   {1000 * result['step_time_seconds']:.1f} ms")
+  print(f"  tokens/s    {result['tokens_per_second']:,.0f}")
+  print(f"  MFU         {mfu}")
+  print(f"  peak memory {result['peak_memory_bytes'] / 1024 ** 3:.3f} GiB per device ({result['memory_source']})")
+  return 0

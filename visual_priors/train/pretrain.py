@@ -1,0 +1,109 @@
+"""The pre-training stage: a decoder scale trained on a data mixture, ending in a checkpoint and manifest.json.
+
+The data arrives as factories, so the mixture pipeline (`visual_priors.data.pipeline`), a synthetic grain
+dataset or anything grain-style plugs in unchanged: `train_data()` returns this host's iterator of packed
+batches (seqio decoder feature names) with `get_state()`/`set_state()`, and each eval set factory returns
+a finite iterable of such batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import math
+import pathlib
+import platform
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from visual_priors.data import cache
+from visual_priors.models import flops, scales
+from visual_priors.models.decoder import Decoder, DecoderConfig
+from visual_priors.train import config as config_lib, step as step_lib, trainer
+
+MANIFEST = "manifest.json"
+_VERSIONED = ("visual_priors", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy")
+
+
+def decoder_config(config: ml_collections.ConfigDict) -> DecoderConfig:
+  """The run's DecoderConfig: the named scale, the config's compute dtype and remat, then `config.model`."""
+  return scales.get_scale(config.scale, dtype=config.compute_dtype, remat=config.remat, **config.model)
+
+
+def package_versions() -> dict[str, str | None]:
+  versions: dict[str, str | None] = {"python": platform.python_version()}
+  for name in _VERSIONED:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return versions
+
+
+def unigram_entropy(batches: Callable[[], Any], max_batches: int = 0) -> float:
+  """Entropy (nats) of the loss-weighted target tokens' empirical unigram distribution.
+
+  The loss a model gets by predicting token frequencies and ignoring context: the bar a trained LM's
+  validation loss must fall well below.
+  """
+  counts: dict[int, float] = {}
+  for index, batch in enumerate(batches()):
+    if max_batches and index >= max_batches:
+      break
+    targets = np.asarray(batch["decoder_target_tokens"]).ravel()
+    weights = np.asarray(batch["decoder_loss_weights"]).ravel().astype(np.float64)
+    tokens, inverse = np.unique(targets, return_inverse=True)
+    for token, weight in zip(tokens.tolist(), np.bincount(inverse, weights=weights).tolist()):
+      counts[token] = counts.get(token, 0.0) + weight
+  total = sum(counts.values())
+  if total <= 0:
+    raise ValueError("The eval batches hold no loss-weighted tokens.")
+  return -sum(c / total * math.log(c / total) for c in counts.values() if c > 0)
+
+
+def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trainer.DataIterator],
+             eval_sets: trainer.EvalSets | None = None, data_identity: Mapping[str, Any] | None = None,
+             on_step: Callable[[int], None] | None = None) -> trainer.TrainResult:
+  """Trains `decoder_config(config)` and writes `<work_dir>/manifest.json` once the final step is saved.
+
+  `data_identity` (e.g. the segment store, mixture and vocabulary hashes) is copied into the manifest so
+  a run names exactly what it was trained on.
+  """
+  model_config = decoder_config(config)
+  config_lib.validate(config)
+  eval_sets = dict(eval_sets or {})
+
+  def model_factory(rngs: nnx.Rngs) -> Decoder:
+    return Decoder(model_config, rngs=rngs)
+
+  result = trainer.train(
+      config, model_factory=model_factory, loss_fn=step_lib.lm_loss, train_data=train_data,
+      features=step_lib.LM_FEATURES, eval_sets=eval_sets,
+      flops_per_token=flops.train_flops_per_token(model_config, config.seq_len), on_step=on_step,
+  )
+  if jax.process_index() == 0:
+    manifest = {
+        "stage": "pretrain",
+        "config": config.to_dict(),
+        "config_sha256": cache.sha256_json(config.to_dict()),
+        "model": dataclasses.asdict(model_config),
+        "parameters": result.trainable_params + result.frozen_params,
+        "trainable_parameters": result.trainable_params,
+        "step": result.step,
+        "tokens_seen": result.tokens_seen,
+        "checkpoint_dir": str(result.checkpoint_dir),
+        "final_metrics": result.final_metrics,
+        "unigram_entropy_nats": {
+            name: unigram_entropy(make_batches, config.eval_max_batches)
+            for name, make_batches in eval_sets.items()
+        },
+        "data": dict(data_identity or {}),
+        "versions": package_versions(),
+    }
+    cache.write_json_atomic(pathlib.Path(config.work_dir) / MANIFEST, manifest)
+  return result

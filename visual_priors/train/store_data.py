@@ -1,0 +1,55 @@
+"""Pre-training data from a built segment store: the mixture's train iterator and per-component eval sets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from visual_priors.data import cache, components, mixtures, pipeline, segments, vocab
+from visual_priors.train import trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureData:
+  train_data: Callable[[], trainer.DataIterator]
+  eval_sets: trainer.EvalSets  # one per mixture component, on the validation split
+  identity: dict[str, Any]  # what the manifest records about the data
+  vocab_size: int
+
+
+def _validation_set(store: segments.SegmentStore, component: components.Component,
+                    config: pipeline.PipelineConfig) -> Callable[[], Any]:
+  def batches():
+    single = dataclasses.replace(component, rate=1.0)
+    return iter(pipeline.make_dataset(store, [single], config, jax.process_index(), jax.process_count()))
+
+  return batches
+
+
+def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int, seq_len: int,
+                 eval_batch_size: int, seed: int) -> MixtureData:
+  """`mixture` is anything `mixtures.parse_spec` reads: a paper mix, NAME=W,... or cat:CATEGORY=P."""
+  spec = mixtures.parse_spec(mixture, known_sources=store.sources)
+  train_config = pipeline.PipelineConfig(batch_size=batch_size, seq_len=seq_len, seed=seed)
+  eval_config = pipeline.PipelineConfig(batch_size=eval_batch_size, seq_len=seq_len, split="validation",
+                                        seed=seed, shuffle=False, num_epochs=1)
+  plan = components.plan_components(store, spec, "train")
+
+  def train_data() -> trainer.DataIterator:
+    iterator, _ = pipeline.mixture_iterator(store, spec, train_config)
+    return iterator
+
+  eval_sets = {component.name: _validation_set(store, component, eval_config)
+               for component in components.plan_components(store, spec, "validation")}
+  identity = {
+      "segment_store": str(store.root),
+      "segment_store_manifest_sha256": cache.sha256_file(store.root / "manifest.json"),
+      "vocab_sha256": store.manifest["vocab"]["sha256"],
+      "mixture": mixture,
+      "components": [{"name": c.name, "rate": c.rate, "sources": list(c.sources)} for c in plan],
+  }
+  vocab_size = vocab.load_processor(store.vocab_path).get_piece_size()
+  return MixtureData(train_data=train_data, eval_sets=eval_sets, identity=identity, vocab_size=vocab_size)
