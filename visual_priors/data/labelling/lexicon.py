@@ -33,7 +33,8 @@ THRESHOLDS_FILE = "thresholds.json"
 _TOKEN = re.compile(r"[a-z]+")
 _M = re.MULTILINE
 
-# Structure patterns, counted on the original text (case kept). Each match is one hit.
+# Structure patterns, counted on the original text (case kept; code patterns skip _MATH_SPAN). Each match
+# is one hit.
 STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
     "code": (
         re.compile(r"^[ \t]*(?:def |class |return\b|import |from\s+[\w.]+\s+import\b|elif\b|else:|try:|"
@@ -43,8 +44,8 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
                    r"let\s|var\s|func\s|function\s|package\s|using\s)", _M),
         re.compile(r"[;{}][ \t]*$", _M),
         re.compile(r"^[ \t]*(?:>>>|\.\.\.\s|\$\s)", _M),
-        re.compile(r"\b[A-Za-z_][\w.]*\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
-        re.compile(r"\b[A-Za-z_][\w.]*\([^()\n]*\)"),
+        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]*\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
+        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]*\([^()\n]*\)"),
         re.compile(r"\b[a-z]+_[a-z0-9_]+\b"),
         re.compile(r"\b[a-z]+[A-Z]\w*\b"),
         re.compile(r"==|!=|&&|\|\||\+=|-=|::|=>"),
@@ -71,6 +72,22 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
         re.compile(r"\b\d(?:\.\d+)?\s?[×x]\s?10\^?[-−]?\d+|\b\d+(?:\.\d+)?e[-+]\d+\b"),
     ),
 }
+
+
+# A spatial preposition, an optional determiner and attribute, then a visual-concept word is one
+# visual-relationship hit ("sitting on the hearth", "into the cask", "under a green tree").
+_SPATIAL_PREPOSITIONS = frozenset(
+    "on in into onto under over through from off at across along beside behind near above below upon "
+    "inside within beneath around between".split())
+_DETERMINERS = frozenset("the a an its his her their my your our this that these those each".split())
+# Visual labels are not given to technical text: at this code or math score (hits per 100 words) the
+# lexicon's concrete nouns are mostly identifiers or symbol names ("key", "table", "sign").
+TECHNICAL_SCORE = 10.0
+_LABEL_INDEX = {label: index for index, label in enumerate(categories.LABELS)}
+
+
+_MATH_SPAN = re.compile(r"\$[^$\n]{1,200}\$|\\\(.{1,200}?\\\)|\\\[.{1,400}?\\\]|"
+                        r"\\begin\{(equation|align|eqnarray)\*?\}.*?\\end\{\1\*?\}", re.S)
 
 
 class Lexicons:
@@ -109,16 +126,26 @@ class Lexicons:
     for token, count in collections.Counter(tokens).items():
       for index in words.get(token, ()):
         hits[index] += count
+    concept, attribute = _LABEL_INDEX["visual-concept"], _LABEL_INDEX["visual-attribute"]
     for position, token in enumerate(tokens):
       starts = phrases.get(token)
       if starts:
         for rest, index in starts:
           if tuple(tokens[position + 1:position + 1 + len(rest)]) == rest:
             hits[index] += 1
+      if token in _SPATIAL_PREPOSITIONS:  # "on the (small) table": a located visual concept.
+        after = position + 1
+        if after < len(tokens) and tokens[after] in _DETERMINERS:
+          after += 1
+        if after < len(tokens) and attribute in words.get(tokens[after], ()):
+          after += 1
+        if after < len(tokens) and concept in words.get(tokens[after], ()):
+          hits[_LABEL_INDEX["visual-relationship"]] += 1
+    without_math = _MATH_SPAN.sub(" ", text)  # "$k = n(n+1)$" is math, not an assignment or a call.
     for label, patterns in STRUCTURE_PATTERNS.items():
-      index = categories.LABELS.index(label)
+      searched = without_math if label == "code" else text
       for pattern in patterns:
-        hits[index] += sum(1 for _ in pattern.finditer(text))
+        hits[_LABEL_INDEX[label]] += sum(1 for _ in pattern.finditer(searched))
     return hits, len(tokens)
 
 
@@ -180,9 +207,12 @@ class LexiconLabeller:
     self.name = f"lexicon-v1:{identity.hexdigest()[:12]}"
 
   def scores(self, text: str) -> dict[str, float]:
-    """Hits per 100 word tokens, per label."""
+    """Hits per 100 word tokens, per label; visual scores are 0 on technical text (TECHNICAL_SCORE)."""
     hits, words = self.lexicons.hits(text)
-    return {label: 100.0 * count / max(words, 1) for label, count in zip(categories.LABELS, hits)}
+    scores = {label: 100.0 * count / max(words, 1) for label, count in zip(categories.LABELS, hits)}
+    if max(scores["code"], scores["math"]) >= TECHNICAL_SCORE:
+      scores.update({label: 0.0 for label in categories.VISUAL_LABELS})
+    return scores
 
   def label(self, texts: Sequence[str]) -> list[frozenset[str]]:
     return [self.labels_from_scores(self.scores(text)) for text in texts]
@@ -213,9 +243,10 @@ def tune_thresholds(scores: Sequence[Mapping[str, float]],
 
 
 def _f1(predicted: Sequence[bool], actual: Sequence[bool]) -> float:
+  """F1 for tuning; predicting no positive where there is none is a perfect 1.0."""
   true_positives = sum(p and a for p, a in zip(predicted, actual))
   denominator = sum(predicted) + sum(actual)
-  return 2.0 * true_positives / denominator if denominator else 0.0
+  return 2.0 * true_positives / denominator if denominator else 1.0
 
 
 @base.register_labeller("lexicon")

@@ -1,0 +1,142 @@
+"""Tests for visual_priors.data.labelling.lexicon: clear-cut segments, tuning, and quality on the test split."""
+
+import shutil
+
+import pytest
+
+from visual_priors.data import categories
+from visual_priors.data.labelling import evaluate, lexicon
+
+PYTHON_CODE = '''
+def merge_sorted(left, right):
+    """Merge two sorted lists into one sorted list."""
+    result, i, j = [], 0, 0
+    while i < len(left) and j < len(right):
+        if left[i] <= right[j]:
+            result.append(left[i])
+            i += 1
+        else:
+            result.append(right[j])
+            j += 1
+    result.extend(left[i:])
+    result.extend(right[j:])
+    return result
+
+
+class Cache:
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self._items = {}
+'''
+
+MATH_PROOF = r"""
+Theorem 2. For every integer $n \geq 1$ we have $\sum_{k=1}^{n} k = \frac{n(n+1)}{2}$.
+Proof. We argue by induction on $n$. For $n = 1$ both sides equal 1. Suppose the identity holds for
+$n$; then $\sum_{k=1}^{n+1} k = \frac{n(n+1)}{2} + (n+1) = \frac{(n+1)(n+2)}{2}$, which is the claim
+for $n+1$. Hence the formula holds for all natural numbers. As a corollary, the sum of the first
+$n$ odd integers is $n^2$, since each odd integer is $2k-1$ and the polynomial identity follows. QED.
+"""
+
+SCIENCE_STUDY = """
+To test the hypothesis that soil temperature controls germination, the researchers ran a controlled
+experiment with 240 seed samples at 12 °C, 18 °C and 24 °C. Germination rate was measured daily for
+three weeks. The data show a strong correlation between temperature and rate (r = 0.81), and a
+regression model fitted to the measurements predicts the observed values well. A t test rejected the
+null hypothesis (p < 0.01). The authors conclude that temperature is the dominant factor, although
+moisture and light remain possible confounding variables that a further study should control.
+"""
+
+VISUAL_SCENE = """
+A small red boat with a white sail lies on the sandy beach, next to a tall wooden lighthouse. Behind
+the lighthouse, green hills rise under a pale blue sky, and a brown dog sits beside an old fisherman
+who is mending a large net. Two children in yellow coats are running along the shore, holding a kite
+with a long striped tail. On top of a flat grey rock, a black-and-white gull stands on one leg, and a
+round basket filled with shiny silver fish rests at the foot of the rock.
+"""
+
+POLICY_PROSE = """
+It is the duty of the Congress to consider with care every proposal that would alter the obligations of
+the Government to the people. I have recommended before, and I recommend again, that the present laws
+governing the appointment of officers be revised, so that responsibility is concentrated instead of
+divided. The confidence of the nation in its institutions rests upon their fairness, and no temporary
+advantage can justify a departure from that principle. I trust that you will give these matters your
+early and earnest attention, and that our relations with other nations will remain friendly.
+"""
+
+
+@pytest.fixture(scope="module")
+def labeller():
+  return lexicon.LexiconLabeller()
+
+
+@pytest.mark.parametrize("text, expected", [
+    (PYTHON_CODE, {"code"}),
+    (MATH_PROOF, {"math"}),
+    (SCIENCE_STUDY, {"science"}),
+    (VISUAL_SCENE, {"visual-concept", "visual-attribute", "visual-relationship"}),
+    (POLICY_PROSE, set()),
+], ids=["code", "math", "science", "visual", "none"])
+def test_clear_cut_segments(labeller, text, expected):
+  assert labeller.label([text]) == [frozenset(expected)]
+
+
+def test_label_keeps_order_and_count(labeller):
+  labels = labeller.label([POLICY_PROSE, PYTHON_CODE, VISUAL_SCENE, ""])
+  assert labels[0] == frozenset() and "code" in labels[1] and "visual-concept" in labels[2]
+  assert labels[3] == frozenset()
+
+
+def test_plurals_and_phrases_match(labeller):
+  one = labeller.lexicons.hits("the dog")[0][categories.LABELS.index("visual-concept")]
+  many = labeller.lexicons.hits("the dogs")[0][categories.LABELS.index("visual-concept")]
+  assert one == many == 1
+  relationship = categories.LABELS.index("visual-relationship")
+  assert labeller.lexicons.hits("it was next to it")[0][relationship] == 1
+  assert labeller.lexicons.hits("he sat on the small bench")[0][relationship] == 1
+
+
+def test_technical_text_gets_no_visual_labels(labeller):
+  code_naming_objects = "\n".join(f"    table_{i} = box.key(door, window={i}); head(tree)" for i in range(12))
+  scores = labeller.scores(code_naming_objects)
+  assert scores["code"] >= lexicon.TECHNICAL_SCORE
+  assert all(scores[label] == 0.0 for label in categories.VISUAL_LABELS)
+
+
+def test_tune_thresholds_separates_a_made_up_case():
+  scores = [{label: value for label in categories.LABELS} for value in (1.0, 2.0, 5.0, 6.0)]
+  gold = [frozenset(), frozenset(), frozenset({"code"}), frozenset({"code"})]
+  thresholds = lexicon.tune_thresholds(scores, gold)
+  assert thresholds["code"] == pytest.approx(3.5)  # The only midpoint with F1 = 1.
+  assert thresholds["math"] > 6.0  # No positives at all: the best threshold predicts none.
+  with pytest.raises(ValueError, match="as many"):
+    lexicon.tune_thresholds(scores, gold[:2])
+
+
+def test_lexicon_dir_needs_every_label_file(tmp_path):
+  shutil.copytree(lexicon.LEXICON_DIR, tmp_path / "lex")
+  (tmp_path / "lex" / "science.txt").unlink()
+  with pytest.raises(FileNotFoundError, match="science.txt"):
+    lexicon.LexiconLabeller(tmp_path / "lex")
+
+
+def test_name_changes_with_thresholds():
+  base_thresholds = lexicon.read_thresholds()
+  higher = {**base_thresholds, "code": base_thresholds["code"] + 1.0}
+  assert lexicon.LexiconLabeller().name != lexicon.LexiconLabeller(thresholds=higher).name
+
+
+def test_stored_thresholds_match_the_lexicons():
+  """thresholds.json must be re-tuned whenever a lexicon or pattern changes."""
+  import json  # pylint: disable=import-outside-toplevel
+  stored = json.loads((lexicon.LEXICON_DIR / lexicon.THRESHOLDS_FILE).read_text())
+  assert stored["lexicon_digest"] == lexicon.Lexicons().digest
+
+
+# Measured when the thresholds were last tuned: test-split micro F1 0.840 (P 0.852, R 0.829). The floor
+# leaves room for small lexicon edits but catches a broken lexicon, pattern or threshold file.
+TEST_SPLIT_MICRO_F1_FLOOR = 0.80
+
+
+def test_micro_f1_on_the_test_split_stays_above_the_floor(labeller):
+  result = evaluate.evaluate(labeller, evaluate.load_handlabelled("test"))
+  assert result.micro.f1 >= TEST_SPLIT_MICRO_F1_FLOOR, evaluate.format_evaluation(result, "test split")
