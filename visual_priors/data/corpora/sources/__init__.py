@@ -1,0 +1,1 @@
+"""Built-in corpus sources, one module per source; each exposes `BUILDER` (a SourceBuilder)."""
