@@ -12,8 +12,9 @@ Parameter paths (regex-friendly; layers are unrolled, one module per layer):
   final_norm/scale                        (embed,)
   lm_head/kernel                          (embed, vocab)   absent with tie_embeddings
 Layers are unrolled rather than scanned: that keeps per-layer paths (`layers/3/...`) for
-freezing rules and checkpoint export, and XLA schedules an unrolled stack best on one GPU; the
-cost is compile time growing with depth (a 13B compile takes on the order of a minute).
+freezing rules and checkpoint export, and XLA schedules an unrolled stack best on one GPU. The
+cost, compile time growing with depth, stays small: the 13B forward+backward (40 layers, batch
+8 x 2048, fsdp=8 on emulated CPU devices) lowers in 3 s and compiles in 19 s on a 2-core CPU.
 
 Precision: parameters are stored in `param_dtype` (float32 master weights) and cast to `dtype`
 (bfloat16 by default) where used; norms, softmax and RoPE angles run in float32; logits are

@@ -13,8 +13,9 @@ of 128, untied embeddings, vocab 32000); `count_params` is within 3% of each nam
   13b    5120     40        40       8           128       16384   12911.0M
 
 "1.3b" is not a paper scale: it matches the ~1.3B plain-JAX Llama used as the MFU reference.
-"tiny" and "nano" train in seconds on a CPU; a data pipeline overrides their vocab_size with its
-own vocabulary's size (`get_scale("tiny", vocab_size=vocab.vocab_size)`).
+"tiny" and "nano" train in seconds on a CPU, so they compute in float32 (XLA:CPU runs bfloat16
+matmuls slower than float32); a data pipeline overrides their vocab_size with its own
+vocabulary's size (`get_scale("tiny", vocab_size=vocab.vocab_size)`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def _paper_scale(d_model: int, n_layers: int, n_heads: int, d_ff: int) -> Decode
 
 
 SCALES: dict[str, DecoderConfig] = {
-    "nano": DecoderConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=192),
-    "tiny": DecoderConfig(vocab_size=1024, d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=384),
+    "nano": DecoderConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=192,
+                          dtype="float32"),
+    "tiny": DecoderConfig(vocab_size=1024, d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=384,
+                          dtype="float32"),
     "340m": _paper_scale(1024, 24, 16, 2688),
     "1b": _paper_scale(2048, 16, 32, 7168),
     "1.3b": _paper_scale(2048, 24, 16, 5888),
