@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -97,7 +98,8 @@ class LlmLabeller:
     if todo:
       pool = concurrent.futures.ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="llm-label")
       try:
-        futures = {pool.submit(self._label_and_cache, key, text): key for key, text in todo.items()}
+        rejected = threading.Event()
+        futures = {pool.submit(self._label_and_cache, key, text, rejected): key for key, text in todo.items()}
         for future in concurrent.futures.as_completed(futures):
           try:
             masks[futures[future]] = future.result()
@@ -113,8 +115,15 @@ class LlmLabeller:
           f"First error: {type(first).__name__}: {first}")
     return [base.mask_to_labels(masks[key]) for key in keys]
 
-  def _label_and_cache(self, key: str, text: str) -> int:
-    mask = base.labels_to_mask(self._label_one(text))
+  def _label_and_cache(self, key: str, text: str, rejected: threading.Event) -> int:
+    if rejected.is_set():
+      raise EndpointRejectedError("Not sent: the endpoint rejected an earlier request.")
+    try:
+      labels = self._label_one(text)
+    except EndpointRejectedError:
+      rejected.set()  # Queued segments are not sent to an endpoint that refuses us.
+      raise
+    mask = base.labels_to_mask(labels)
     self.cache.put(key, mask, self.config.model, prompt.PROMPT_VERSION)
     return mask
 
