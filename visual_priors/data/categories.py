@@ -13,6 +13,8 @@ SOURCES: tuple[str, ...] = (
     "food", "law", "literature", "math", "medicine", "philosophy", "politics", "q-a-forum",
     "web-crawl",
 )
+# Local sources this framework adds to the paper's 16: text whose visual labels the study measures.
+EXTRA_SOURCES: tuple[str, ...] = ("visual-description",)
 
 # The six segment labels an LLM assigned to each 1024-token segment (multi-label; none = "None").
 LABEL_DEFINITIONS: Mapping[str, str] = {

@@ -54,7 +54,7 @@ class SourceWeights:
     """Validates raw weights (fractions summing to 1 or percentages summing to 100)."""
     if not raw:
       raise ValueError("A mixture needs at least one source weight; got none.")
-    table = {s: s for s in (known_sources or categories.SOURCES)}
+    table = {s: s for s in (known_sources or (*categories.SOURCES, *categories.EXTRA_SOURCES))}
     for source, weight in raw.items():
       lookup(table, source, "source")
       if not isinstance(weight, (int, float)) or not math.isfinite(weight):

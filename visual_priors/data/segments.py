@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from visual_priors.data import cache, categories, vocab
+from visual_priors.data.labelling.base import labels_to_mask
 
 STORE_VERSION = 1
 SPLITS = ("train", "validation")
@@ -39,17 +40,6 @@ class SegmentConfig:
       raise ValueError(f"segment_length={self.segment_length} is too small; use at least 8 tokens.")
     if not 1 <= self.min_tokens < self.segment_length:
       raise ValueError(f"min_tokens={self.min_tokens} must be in [1, segment_length).")
-
-
-def labels_to_mask(labels: Iterable[str]) -> int:
-  mask = 0
-  for label in labels:
-    mask |= 1 << categories.LABELS.index(label)
-  return mask
-
-
-def mask_to_labels(mask: int) -> frozenset[str]:
-  return frozenset(l for i, l in enumerate(categories.LABELS) if mask >> i & 1)
 
 
 def category_member(masks: np.ndarray, category: str) -> np.ndarray:

@@ -79,6 +79,7 @@ def train_vocab(sources: Sequence[str], config: VocabConfig = VocabConfig(), cac
         else:
           yield piece
 
+  spm.set_random_generator_seed(config.seed)
   with cache.atomic_directory(out) as tmp:
     spm.SentencePieceTrainer.train(
         sentence_iterator=sentences(),
@@ -95,7 +96,6 @@ def train_vocab(sources: Sequence[str], config: VocabConfig = VocabConfig(), cac
         input_sentence_size=2_000_000,
         shuffle_input_sentence=True,
         hard_vocab_limit=False,
-        random_seed=config.seed,
         num_threads=2,
         minloglevel=2,
     )
