@@ -117,8 +117,8 @@ def _up_to_date(manifest: Mapping[str, Any], builder: SourceBuilder, parameters:
     if (entry.get("package"), entry.get("kind")) != (sub.package.name, sub.package.kind) or (
         version is not None and version != entry.get("version")):
       return False
-  return all((target / entry["file"]).is_file() and (target / entry["file"]).stat().st_size == entry["file_bytes"]
-             for entry in manifest["splits"].values())
+  files = [(target / entry["file"], entry["file_bytes"]) for entry in manifest["splits"].values()]
+  return all(path.is_file() and path.stat().st_size == size for path, size in files)
 
 
 def _documents(builder: SourceBuilder, sub: SubSource, fetched: Fetched) -> Iterator[tuple[str, str]]:

@@ -9,6 +9,7 @@ import email.message
 import email.policy
 import html
 import html.parser
+import itertools
 import re
 
 _BLOCK_TAGS = frozenset({
@@ -32,6 +33,8 @@ class _HtmlText(html.parser.HTMLParser):
     self._pre_depth = 0
 
   def handle_starttag(self, tag, attrs):
+    if tag == "span" and "classifier" in (dict(attrs).get("class") or ""):
+      self.segments.append((" : ", False))  # Sphinx draws "name : type" with CSS; keep the colon.
     if tag in _SKIPPED_TAGS and tag not in _VOID_TAGS:
       self._skip_depth += 1
     elif tag == "pre":
@@ -71,8 +74,9 @@ def html_to_text(markup: str) -> str:
   parser.feed(markup)
   parser.close()
   pieces = []
-  for text, verbatim in parser.segments:
-    pieces.append(text if verbatim else re.sub(r" *\n *", "\n", text))
+  for verbatim, run in itertools.groupby(parser.segments, key=lambda segment: segment[1]):
+    text = "".join(piece for piece, _ in run)
+    pieces.append(text if verbatim else re.sub(r" *\n *", "\n", re.sub(r"  +", " ", text)))
   text = "".join(pieces).replace("\u00b6", "")  # Sphinx permalink pilcrows.
   return re.sub(r"[ \t]*\n[ \t]*\n\s*", "\n\n", text).strip()
 
@@ -135,6 +139,7 @@ def wikitext_to_text(markup: str) -> str:
   text = re.sub(r"<[^<>]+>", "", text)
   text = html.unescape(text)
   text = re.sub(r"\( *[,;]? *\)", "", text)  # Parentheses emptied by removed templates.
+  text = re.sub(r"[ \t]{2,}", " ", text)
   text = re.sub(r"[ \t]+([,.;:])", r"\1", text)
   text = re.sub(r"^- *$", "", text, flags=re.M)  # List items whose content was all markup.
   return text.strip()
@@ -175,5 +180,7 @@ def email_to_text(raw: str) -> str:
       rich.append(html_to_text(_payload_text(part)))
   body = "\n\n".join(plain or rich)
   subject = " ".join(_header_text(message.get("Subject")).split())
-  text = f"Subject: {subject}\n\n{body}" if subject else body
-  return _ADDRESS.sub("", text).strip()
+  text = _ADDRESS.sub("", f"Subject: {subject}\n\n{body}" if subject else body)
+  text = re.sub(r"\( *\)|\[ *\]|< *>", "", text)  # Brackets that held only an address.
+  text = re.sub(r"(?<=\S) {2,}", " ", text)
+  return re.sub(r"(?<=\S) +(?=[,.;:](?:\s|$))", "", text).strip()

@@ -18,7 +18,7 @@ BUILDERS: Mapping[str, SourceBuilder] = {
     for builder in (code.BUILDER, mathematics.BUILDER, academia.BUILDER, literature.BUILDER,
                     encyclopedia.BUILDER, web_crawl.BUILDER, visual_description.BUILDER)
 }
-BUILT_IN_SOURCES: tuple[str, ...] = tuple(BUILDERS)
+BUILTIN_SOURCES: tuple[str, ...] = tuple(BUILDERS)
 
 
 class NoOfflineBuilderError(ValueError):
@@ -37,7 +37,7 @@ def builder_for(name: str) -> SourceBuilder:
   if name not in BUILDERS:
     raise NoOfflineBuilderError(
         f"No offline builder exists for source {name!r}: no package these machines can install ships "
-        f"{name} text (built-in: {', '.join(BUILT_IN_SOURCES)}). Point the framework at your own "
+        f"{name} text (built-in: {', '.join(BUILTIN_SOURCES)}). Point the framework at your own "
         f"corpus instead by declaring it as a user corpus, e.g. ml_collections.ConfigDict({{'name': "
         f"'my-{name}', 'kind': 'jsonl', 'paths': ['/data/{name}/*.jsonl.gz'], 'text_field': 'text', "
         f"'category': {name!r}}}), and building it with visual_priors.data.corpora.build_corpora("

@@ -64,3 +64,18 @@ def summary_rows(manifests: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
       "validation_documents": manifest["splits"]["validation"]["documents"],
       "packages": ", ".join(f"{sub['package']} {sub['version']}" for sub in manifest["sub_sources"].values()),
   } for source, manifest in manifests.items()]
+
+
+def format_summary(manifests: Mapping[str, Mapping[str, Any]]) -> str:
+  """`summary_rows` as an aligned text table with a total line."""
+  rows = summary_rows(manifests)
+  header = ("source", "documents", "MB", "train", "validation", "packages")
+  table = [header] + [(r["source"], str(r["documents"]), f"{r['mb']:.2f}", str(r["train_documents"]),
+                       str(r["validation_documents"]), r["packages"]) for r in rows]
+  table.append(("total", str(sum(r["documents"] for r in rows)),
+                f"{sum(m['bytes'] for m in manifests.values()) / BYTES_PER_MB:.2f}",
+                str(sum(r["train_documents"] for r in rows)),
+                str(sum(r["validation_documents"] for r in rows)), ""))
+  widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+  return "\n".join("  ".join([*(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                                 enumerate(zip(line, widths))), line[-1]]).rstrip() for line in table)

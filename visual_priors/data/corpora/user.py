@@ -47,7 +47,8 @@ _ARRAY_RECORD_BATCH = 1024
 
 
 def _gfile():
-  import tensorflow as tf  # Imported here: TensorFlow costs seconds and ~700 MB, needed only for user corpora.
+  # Imported here: TensorFlow costs seconds and ~700 MB and only user corpora need it.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.io.gfile
 
 
@@ -60,7 +61,8 @@ def _fields(config: Any) -> dict[str, Any]:
       raise ValueError(f"User corpus {fields.get('name', '?')!r} needs the field {key!r}.")
   name = fields["name"]
   if not _NAME.match(name):
-    raise ValueError(f"User corpus name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder).")
+    raise ValueError(f"User corpus name {name!r} must be letters, digits, '.', '_' or '-' "
+                     "(it names a folder).")
   if name in BUILDERS:
     raise ValueError(f"User corpus name {name!r} is a built-in source; choose another name and set "
                      f"category={name!r} to have it play that source.")
@@ -68,7 +70,8 @@ def _fields(config: Any) -> dict[str, Any]:
   fields["category"] = lookup({s: s for s in CORPUS_SOURCES}, fields["category"], "corpus source")
   if fields["kind"] == "tfds":
     if not fields.get("dataset"):
-      raise ValueError(f"User corpus {name!r} of kind 'tfds' needs 'dataset' (a TFDS name, e.g. 'my_ds:1.0.0').")
+      raise ValueError(f"User corpus {name!r} of kind 'tfds' needs 'dataset' "
+                       "(a TFDS name, e.g. 'my_ds:1.0.0').")
   elif not fields.get("paths") or isinstance(fields["paths"], str):
     raise ValueError(f"User corpus {name!r} needs 'paths': a list of file globs.")
   fields.setdefault("text_field", "text")

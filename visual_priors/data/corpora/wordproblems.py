@@ -187,7 +187,8 @@ def tickets(rng: random.Random) -> Problem:
 def quadratic(rng: random.Random) -> Problem:
   r1, r2 = rng.randint(-9, 9), rng.randint(-9, 9)
   b, c = -(r1 + r2), r1 * r2
-  equation = "x²" + (f" {signed(b)}x" if b else "") + (f" {signed(c)}" if c else "") + " = 0"
+  linear = "" if b == 0 else f" {'+' if b > 0 else '−'} {abs(b) if abs(b) != 1 else ''}x"
+  equation = "x²" + linear + (f" {signed(c)}" if c else "") + " = 0"
   roots = sorted({r1, r2})
   factor = lambda r: "x" if r == 0 else f"(x {signed(-r)})"  # noqa: E731
   return Problem(

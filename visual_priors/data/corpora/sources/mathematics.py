@@ -25,7 +25,9 @@ WORD_PROBLEM_SEED, WORD_PROBLEM_DOCUMENTS, WORD_PROBLEMS_PER_DOCUMENT = 0, 2500,
 _MM_COMMENT = re.compile(r"\$\((.*?)\$\)", re.S)
 _MM_STATEMENT_KEYWORDS = frozenset({"$a", "$p", "$e"})  # Axiom, theorem, hypothesis.
 _MM_STATEMENT_ENDS = frozenset({"$=", "$."})  # Start of the proof, end of the statement.
-_MM_HEADING = re.compile(r"^\s*(?P<rule>#\*#\*|=-=-=|-\.-\.-|####)[^\n]*\n\s*(?P<title>[^\n]*)\n[^\n]*\n(?P<body>.*)", re.S)
+# A section heading comment: a rule line (its pattern gives the level), the title, a rule, the body.
+_MM_HEADING = re.compile(
+    r"^\s*(?P<rule>#\*#\*|=-=-=|-\.-\.-|####)[^\n]*\n\s*(?P<title>[^\n]*)\n[^\n]*\n(?P<body>.*)", re.S)
 _MM_CREDIT = re.compile(
     r"\((?:Contributed|Revised|Proof|New usage|Modified|Shortened|Moved|Eliminated|Added)\b[^()]*\)")
 
@@ -81,8 +83,9 @@ def _metamath_sections(text: str) -> Iterator[str]:
 def _metamath(fetched: Fetched) -> Iterator[Document]:
   text = read_text(fetched.path / SET_MM)
   sections = group(_metamath_sections(text), SECTION_MIN_CHARS, "\n\n")
-  pieces = (piece for section in sections for piece in
-            (chunk_paragraphs(section, SECTION_MAX_CHARS // 2) if len(section) > SECTION_MAX_CHARS else [section]))
+  pieces = (piece for section in sections
+            for piece in (chunk_paragraphs(section, SECTION_MAX_CHARS // 2)
+                          if len(section) > SECTION_MAX_CHARS else [section]))
   for index, piece in enumerate(pieces):
     yield Document(piece, f"metamath-databases:{SET_MM}#part-{index}")
 

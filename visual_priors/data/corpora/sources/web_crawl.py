@@ -18,7 +18,8 @@ def _mail(fetched: Fetched) -> Iterator[Document]:
   data = fetched.path / "package" / "data"
   messages = [p for folder in MAIL_FOLDERS for p in (data / folder).glob("*.txt")]
   for path in spread(messages, key=lambda p: relative(p, data)):
-    yield Document(email_to_text(read_text(path)), f"{fetched.package.name}:package/data/{relative(path, data)}")
+    yield Document(email_to_text(read_text(path)),
+                   f"{fetched.package.name}:package/data/{relative(path, data)}")
 
 
 BUILDER = SourceBuilder(
