@@ -94,6 +94,8 @@ def test_blockwise_never_materialises_a_full_score_matrix():
 def test_auto_resolution_on_cpu():
   assert attention.resolve_implementation("auto", 128, jnp.bfloat16, 64) == "xla"
   assert attention.resolve_implementation("auto", 8192, jnp.bfloat16, 64) == "blockwise"
-  assert attention.resolve_implementation("cudnn", 8192, jnp.bfloat16, 64) == "cudnn"
+  assert attention.resolve_implementation("blockwise", 64, jnp.float32, 64) == "blockwise"
+  with pytest.raises(ValueError, match="needs a GPU"):
+    attention.resolve_implementation("cudnn", 8192, jnp.bfloat16, 64)
   with pytest.raises(ValueError, match="flash"):
     attention.resolve_implementation("flash", 128, jnp.bfloat16, 64)

@@ -21,13 +21,18 @@ def _flat_params(model: nnx.Module) -> dict[str, nnx.Variable]:
           for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
+@nnx.jit
+def _forward(model: Decoder, *args: jax.Array) -> jax.Array:
+  return model(*args)
+
+
 def _tokens(seed: int, shape=(2, 12), vocab=CONFIG.vocab_size) -> jax.Array:
   return jax.random.randint(jax.random.key(seed), shape, 1, vocab, jnp.int32)
 
 
 def test_logits_shape_and_float32_with_bfloat16_compute():
   model = Decoder(dataclasses.replace(CONFIG, dtype="bfloat16"), rngs=nnx.Rngs(0))
-  logits = model(_tokens(0))
+  logits = _forward(model, _tokens(0))
   assert logits.shape == (2, 12, CONFIG.vocab_size) and logits.dtype == jnp.float32
   assert all(v[...].dtype == jnp.float32 for v in _flat_params(model).values())
   assert np.isfinite(np.asarray(logits)).all()
@@ -53,7 +58,7 @@ def test_causal_future_tokens_do_not_change_past_logits():
   model = Decoder(CONFIG, rngs=nnx.Rngs(1))
   tokens = _tokens(1)
   changed = tokens.at[:, 7:].set(3)
-  np.testing.assert_allclose(model(changed)[:, :7], model(tokens)[:, :7], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(_forward(model, changed)[:, :7], _forward(model, tokens)[:, :7], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["xla", "blockwise"])
@@ -63,18 +68,18 @@ def test_packed_example_matches_the_example_alone(impl):
   packed = jnp.concatenate([first, second], axis=1)
   segments = jnp.asarray([[1] * 5 + [2] * 7], jnp.int32)
   positions = jnp.asarray([list(range(5)) + list(range(7))], jnp.int32)
-  logits = model(packed, positions, segments)
-  np.testing.assert_allclose(logits[:, :5], model(first), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(logits[:, 5:], model(second), rtol=1e-5, atol=1e-5)
+  logits = _forward(model, packed, positions, segments)
+  np.testing.assert_allclose(logits[:, :5], _forward(model, first), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(logits[:, 5:], _forward(model, second), rtol=1e-5, atol=1e-5)
   # Without the segment ids the second example would see the first one.
-  assert not np.allclose(model(packed, positions)[:, 5:], model(second), atol=1e-3)
+  assert not np.allclose(_forward(model, packed, positions)[:, 5:], _forward(model, second), atol=1e-3)
 
 
 def test_tied_embeddings_drop_the_output_projection():
   tied = Decoder(dataclasses.replace(CONFIG, tie_embeddings=True), rngs=nnx.Rngs(0))
   params = _flat_params(tied)
   assert "lm_head/kernel" not in params
-  assert tied(_tokens(4)).shape == (2, 12, CONFIG.vocab_size)
+  assert _forward(tied, _tokens(4)).shape == (2, 12, CONFIG.vocab_size)
   untied = _flat_params(Decoder(CONFIG, rngs=nnx.Rngs(0)))
   assert sum(v.size for v in untied.values()) - sum(v.size for v in params.values()) == 32 * 97
 
@@ -85,7 +90,7 @@ def test_remat_keeps_loss_and_gradients(policy):
 
   def loss_and_grads(config):
     model = Decoder(config, rngs=nnx.Rngs(0))
-    return nnx.value_and_grad(lambda m: jnp.mean(m(tokens) ** 2))(model)
+    return nnx.jit(nnx.value_and_grad(lambda m: jnp.mean(m(tokens) ** 2)))(model)
 
   loss, grads = loss_and_grads(CONFIG)
   remat_loss, remat_grads = loss_and_grads(dataclasses.replace(CONFIG, remat=policy))

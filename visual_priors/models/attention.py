@@ -43,10 +43,13 @@ def resolve_implementation(name: str, seq_len: int, dtype: jnp.dtype, head_dim: 
   """The concrete kernel ("cudnn", "xla" or "blockwise") that `name` means for this input."""
   if name not in IMPLEMENTATIONS:
     raise ValueError(f"Unknown attention implementation {name!r}; choose one of {IMPLEMENTATIONS}.")
-  if name != "auto":
-    return name
   mesh = sharding.active_mesh()
   platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+  if name == "cudnn" and platform != "gpu":
+    raise ValueError(f"attention_impl 'cudnn' needs a GPU but the backend is {platform!r}; "
+                     "use 'auto' (or 'blockwise'/'xla').")
+  if name != "auto":
+    return name
   cudnn_ok = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128
   if platform == "gpu" and cudnn_ok:
     return "cudnn"
