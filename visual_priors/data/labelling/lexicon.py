@@ -46,8 +46,8 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
         re.compile(r"^[ \t]*(?:>>>|\.\.\.\s|\$\s)", _M),
         re.compile(r"(?<![\\\w])[A-Za-z_][\w.]*\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
         re.compile(r"(?<![\\\w])[A-Za-z_][\w.]*\([^()\n]*\)"),
-        re.compile(r"\b[a-z]+_[a-z0-9_]+\b"),
-        re.compile(r"\b[a-z]+[A-Z]\w*\b"),
+        re.compile(r"(?<=[a-z])_[a-z0-9]"),  # snake_case joints
+        re.compile(r"(?<=[a-z])[A-Z](?=[a-z])"),  # camelCase joints
         re.compile(r"==|!=|&&|\|\||\+=|-=|::|=>"),
         re.compile(r"^(?: {4}|\t)+\S", _M),
     ),
@@ -61,15 +61,15 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
                    r"begin\{(?:equation|align|eqnarray)\*?\})(?![A-Za-z])"),
         re.compile(r"\$[^$\n]{1,120}\$|\\\(.{1,200}?\\\)"),
         re.compile(r"[∑∫√≤≥≠∈∉∀∃∞±×÷⇒⇔≈≡⊂⊆∪∩∂∇∘]"),
-        re.compile(r"\d\s*[-+*/^=<>]\s*\d"),
-        re.compile(r"\b[a-zA-Z]\s*\^\s*[\d{(]"),
+        re.compile(r"\d ?[+*^=<>] ?\d|\d [-/] \d"),  # "3+4", "2 - 1"; not dates such as 2002-08-22
+        re.compile(r"(?<=[A-Za-z]) ?\^ ?[\d{(]"),
         re.compile(r"` [^`\n]{1,120} `"),  # Metamath's `( A e. B )` formula notation.
     ),
     "science": (
         re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:%|percent\b|°\s?[CF]?|(?:kg|mg|g|km|cm|mm|nm|µm|m|Hz|kHz|MHz|"
                    r"GHz|eV|keV|MeV|GeV|kJ|J|kW|W|mV|V|mol|mM|ml|mL|L|ppm)\b)"),
-        re.compile(r"\bp\s*[<=>]\s*0?\.\d"),
-        re.compile(r"\b\d(?:\.\d+)?\s?[×x]\s?10\^?[-−]?\d+|\b\d+(?:\.\d+)?e[-+]\d+\b"),
+        re.compile(r"p(?<!\wp) ?[<=>] ?0?\.\d"),  # p-values
+        re.compile(r"(?<=\d)(?: ?[×x] ?10\^?[-−]?\d+|e[-+]\d+\b)"),  # scientific notation
     ),
 }
 
@@ -117,6 +117,7 @@ class Lexicons:
     self.words = {word: tuple(sorted(set(labels))) for word, labels in words.items()}
     self.phrases = {first: tuple(sorted(set(rests))) for first, rests in phrases.items()}
     self.digest = digest.hexdigest()
+    self._starters = frozenset(self.phrases) | _SPATIAL_PREPOSITIONS
 
   def hits(self, text: str) -> tuple[list[int], int]:
     """Hits per label (in categories.LABELS order) and the number of word tokens in `text`."""
@@ -127,7 +128,9 @@ class Lexicons:
       for index in words.get(token, ()):
         hits[index] += count
     concept, attribute = _LABEL_INDEX["visual-concept"], _LABEL_INDEX["visual-attribute"]
-    for position, token in enumerate(tokens):
+    starters = self._starters
+    for position in [i for i, token in enumerate(tokens) if token in starters]:
+      token = tokens[position]
       starts = phrases.get(token)
       if starts:
         for rest, index in starts:
