@@ -5,7 +5,9 @@ How a segment is scored, per label:
           [a-z]+ tokens, simple plurals included)
         + matches of the label's structure patterns (below: code lines, operators and identifiers; LaTeX,
           math symbols and digit-operator-digit; numbers with physical units and p-values)
-  score = 100 * hits / number of word tokens
+        + for visual-relationship, each spatial preposition followed by a visual-concept word
+  score = 100 * hits / number of word tokens, and 0 for the visual labels on technical text
+          (code or math score >= TECHNICAL_SCORE)
 A segment carries the label when score >= the label's threshold. Thresholds live in
 lexicons/thresholds.json and are tuned for F1 on the dev split of the hand-labelled set
 (`python -m visual_priors.data.labelling.tune`). One regex pass per pattern plus one loop over tokens:
@@ -84,8 +86,7 @@ _DETERMINERS = frozenset("the a an its his her their my your our this that these
 # lexicon's concrete nouns are mostly identifiers or symbol names ("key", "table", "sign").
 TECHNICAL_SCORE = 10.0
 _LABEL_INDEX = {label: index for index, label in enumerate(categories.LABELS)}
-
-
+# Inline and display math, removed before the code patterns run ("$k = n(n+1)$" is no assignment or call).
 _MATH_SPAN = re.compile(r"\$[^$\n]{1,200}\$|\\\(.{1,200}?\\\)|\\\[.{1,400}?\\\]|"
                         r"\\begin\{(equation|align|eqnarray)\*?\}.*?\\end\{\1\*?\}", re.S)
 
@@ -111,9 +112,9 @@ class Lexicons:
             words[tokens[0]].append(index)
           else:
             phrases[tokens[0]].append((tokens[1:], index))
-    for patterns in STRUCTURE_PATTERNS.values():
-      for pattern in patterns:
-        digest.update(pattern.pattern.encode())
+    rules = [p.pattern for patterns in STRUCTURE_PATTERNS.values() for p in patterns]
+    rules += [_MATH_SPAN.pattern, sorted(_SPATIAL_PREPOSITIONS), sorted(_DETERMINERS), TECHNICAL_SCORE]
+    digest.update(repr(rules).encode())  # The thresholds were tuned for these rules as well.
     self.words = {word: tuple(sorted(set(labels))) for word, labels in words.items()}
     self.phrases = {first: tuple(sorted(set(rests))) for first, rests in phrases.items()}
     self.digest = digest.hexdigest()
@@ -144,7 +145,7 @@ class Lexicons:
           after += 1
         if after < len(tokens) and concept in words.get(tokens[after], ()):
           hits[_LABEL_INDEX["visual-relationship"]] += 1
-    without_math = _MATH_SPAN.sub(" ", text)  # "$k = n(n+1)$" is math, not an assignment or a call.
+    without_math = _MATH_SPAN.sub(" ", text)
     for label, patterns in STRUCTURE_PATTERNS.items():
       searched = without_math if label == "code" else text
       for pattern in patterns:
@@ -172,8 +173,9 @@ def _inflections(tokens: tuple[str, ...]) -> set[tuple[str, ...]]:
   return {(*head, form) for form in forms}
 
 
-def read_thresholds(directory: str | os.PathLike[str] = LEXICON_DIR) -> dict[str, float]:
-  """The tuned per-label thresholds stored next to the lexicons."""
+def read_thresholds(directory: str | os.PathLike[str] = LEXICON_DIR,
+                    lexicons: Lexicons | None = None) -> dict[str, float]:
+  """The tuned per-label thresholds stored next to the lexicons (`lexicons`: those already loaded)."""
   path = pathlib.Path(directory) / THRESHOLDS_FILE
   if not path.is_file():
     raise FileNotFoundError(f"No thresholds at {path}; run `python -m visual_priors.data.labelling.tune` "
@@ -181,7 +183,7 @@ def read_thresholds(directory: str | os.PathLike[str] = LEXICON_DIR) -> dict[str
   with open(path, encoding="utf-8") as f:
     stored = json.load(f)
   thresholds = _checked_thresholds(stored["thresholds"], str(path))
-  current = Lexicons(directory).digest
+  current = (lexicons or Lexicons(directory)).digest
   if stored.get("lexicon_digest") != current:
     logging.warning("Thresholds in %s were tuned for other lexicons or patterns (digest %s, now %s); "
                     "re-run `python -m visual_priors.data.labelling.tune`.",
@@ -204,7 +206,7 @@ class LexiconLabeller:
   def __init__(self, lexicon_dir: str | os.PathLike[str] = LEXICON_DIR,
                thresholds: Mapping[str, float] | None = None):
     self.lexicons = Lexicons(lexicon_dir)
-    self.thresholds = (read_thresholds(lexicon_dir) if thresholds is None
+    self.thresholds = (read_thresholds(lexicon_dir, self.lexicons) if thresholds is None
                        else _checked_thresholds(thresholds, "the thresholds argument"))
     identity = hashlib.sha256(f"{self.lexicons.digest}{sorted(self.thresholds.items())}".encode())
     self.name = f"lexicon-v1:{identity.hexdigest()[:12]}"
