@@ -44,7 +44,10 @@ class Package:
 
   @property
   def spec(self) -> str:
-    return f"{self.name}=={self.version}" if self.version else self.name
+    """The name as its client asks for it: NAME==VERSION (pip), NAME@VERSION (npm), NAME (apt)."""
+    if not self.version:
+      return self.name
+    return f"{self.name}@{self.version}" if self.kind == "npm" else f"{self.name}=={self.version}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +184,7 @@ def _version_from_archive_name(filename: str, package: Package) -> str:
 
 
 def _npm(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
-  command = ["npm", "pack", "--silent", package.spec.replace("==", "@")]
+  command = ["npm", "pack", "--silent", package.spec]
   result = _run(command, package, tmp)
   if result.returncode != 0:
     raise _failed(package, command, result)

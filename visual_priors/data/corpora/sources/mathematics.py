@@ -68,7 +68,8 @@ def _metamath_sections(text: str) -> Iterator[str]:
       if heading and (section is not None or heading.group("rule") == "####"):
         if section:
           yield "\n\n".join(section)
-        section, pending = [heading.group("title").strip(), _comment_text(heading.group("body"))], None
+        body = _comment_text(heading.group("body"))
+        section, pending = [heading.group("title").strip(), *([body] if body else [])], None
         continue
       if section is not None and pending:
         section.append(pending)
