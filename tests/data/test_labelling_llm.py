@@ -168,6 +168,10 @@ def test_auth_errors_are_not_retried(server, tmp_path):
   with pytest.raises(llm.EndpointRejectedError, match="HTTP 401.*invalid api key"):
     labeller.label(list(SEGMENTS))
   assert len(server.requests) == 1
+  parallel = make(server.url, tmp_path, concurrency=2)
+  with pytest.raises(llm.EndpointRejectedError, match="HTTP 401.*invalid api key"):
+    parallel.label(list(SEGMENTS))
+  assert len(server.requests) <= 1 + 2  # At most the requests already in flight.
 
 
 def test_unparseable_replies_are_retried_a_bounded_number_of_times_then_reported(server, tmp_path):

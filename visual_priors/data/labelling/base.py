@@ -18,7 +18,6 @@ class Labeller(Protocol):
 
   def label(self, texts: Sequence[str]) -> list[frozenset[str]]:
     """One label set per text, in order."""
-    ...
 
 
 def labels_to_mask(labels: Iterable[str]) -> int:

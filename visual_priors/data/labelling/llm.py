@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import random
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -98,15 +97,15 @@ class LlmLabeller:
     if todo:
       pool = concurrent.futures.ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="llm-label")
       try:
-        rejected = threading.Event()
-        futures = {pool.submit(self._label_and_cache, key, text, rejected): key for key, text in todo.items()}
+        rejections: list[EndpointRejectedError] = []  # The first one stops the segments still queued.
+        futures = {pool.submit(self._label_and_cache, key, text, rejections): key for key, text in todo.items()}
         for future in concurrent.futures.as_completed(futures):
           try:
             masks[futures[future]] = future.result()
           except (reply.UnparseableReplyError, EndpointUnavailableError) as e:
             failures[futures[future]] = e
       finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # An EndpointRejectedError stops the rest.
+        pool.shutdown(wait=True, cancel_futures=True)
     if failures:
       first = next(iter(failures.values()))
       raise LabellingFailedError(
@@ -115,13 +114,13 @@ class LlmLabeller:
           f"First error: {type(first).__name__}: {first}")
     return [base.mask_to_labels(masks[key]) for key in keys]
 
-  def _label_and_cache(self, key: str, text: str, rejected: threading.Event) -> int:
-    if rejected.is_set():
-      raise EndpointRejectedError("Not sent: the endpoint rejected an earlier request.")
+  def _label_and_cache(self, key: str, text: str, rejections: list[EndpointRejectedError]) -> int:
+    if rejections:  # Not sent: the endpoint refused an earlier request.
+      raise EndpointRejectedError(str(rejections[0]))
     try:
       labels = self._label_one(text)
-    except EndpointRejectedError:
-      rejected.set()  # Queued segments are not sent to an endpoint that refuses us.
+    except EndpointRejectedError as e:
+      rejections.append(e)
       raise
     mask = base.labels_to_mask(labels)
     self.cache.put(key, mask, self.config.model, prompt.PROMPT_VERSION)
