@@ -81,7 +81,8 @@ def attention(
       q_btnh, k_bskh, v_bskh, mask=mask, is_causal=True, implementation=kind)
 
 
-def _precision(dtype: jnp.dtype) -> jax.lax.Precision:
+def matmul_precision(dtype: jnp.dtype) -> jax.lax.Precision:
+  """HIGHEST for float32 compute (exact fp32 on every backend), DEFAULT for bf16/fp16."""
   return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
 
 
@@ -119,7 +120,7 @@ def _blockwise_forward(q_btnh, k_bskh, v_bskh, segment_ids_bt, block_size):
   b, t, n, h = q_btnh.shape
   length, kv_heads = k_bskh.shape[1], k_bskh.shape[2]
   block_size = min(block_size, length)
-  precision = _precision(q_btnh.dtype)
+  precision = matmul_precision(q_btnh.dtype)
   scale = h ** -0.5
   q = _grouped(q_btnh, kv_heads)  # (B, T, K, G, H)
   k_blocks = _split_blocks(k_bskh, block_size, 0)
@@ -158,7 +159,7 @@ def _blockwise_backward(block_size, residuals, d_out_btnh):
   b, t, n, h = q_btnh.shape
   length, kv_heads = k_bskh.shape[1], k_bskh.shape[2]
   block_size = min(block_size, length)
-  precision = _precision(q_btnh.dtype)
+  precision = matmul_precision(q_btnh.dtype)
   scale = h ** -0.5
   q = _grouped(q_btnh, kv_heads)
   d_out = _grouped(d_out_btnh, kv_heads)

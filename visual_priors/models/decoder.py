@@ -83,10 +83,6 @@ class DecoderConfig:
     return self.d_model // self.n_heads
 
 
-def _precision(dtype: jnp.dtype) -> jax.lax.Precision:
-  return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
-
-
 def _param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[str], stddev: float,
            param_dtype: jnp.dtype) -> nnx.Param:
   init = jax.nn.initializers.truncated_normal(stddev=stddev)
@@ -107,7 +103,8 @@ class Projection(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return jnp.einsum(self.equation, x.astype(self.dtype), self.kernel[...].astype(self.dtype),
-                      precision=_precision(self.dtype), preferred_element_type=self.out_dtype)
+                      precision=attention_lib.matmul_precision(self.dtype),
+                      preferred_element_type=self.out_dtype)
 
 
 class RMSNorm(nnx.Module):
@@ -207,7 +204,8 @@ class Embedder(nnx.Module):
 
   def attend(self, x_btd: jax.Array) -> jax.Array:
     return jnp.einsum("btd,vd->btv", x_btd, self.embedding[...].astype(self.dtype),
-                      precision=_precision(self.dtype), preferred_element_type=jnp.float32)
+                      precision=attention_lib.matmul_precision(self.dtype),
+                      preferred_element_type=jnp.float32)
 
 
 class Decoder(nnx.Module):
