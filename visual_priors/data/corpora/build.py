@@ -50,7 +50,7 @@ def build_corpora(sources: Sequence[str], cache_dir: str | os.PathLike[str] | No
   their name is among `sources`.
   """
   if not sources:
-    raise ValueError("No sources to build: name at least one, e.g. --sources code math.")
+    raise ValueError("No sources to build: name at least one, e.g. --sources code,math.")
   if max_mb_per_source is not None and not max_mb_per_source > 0:
     raise ValueError(f"max_mb_per_source must be positive (or None for no bound), got {max_mb_per_source}.")
   if not 0.0 <= validation_fraction < 1.0:
@@ -82,6 +82,7 @@ def build_source(builder: SourceBuilder, corpora: pathlib.Path, downloads: pathl
   records = list(_interleaved(builder, fetched, max_bytes))
   splits = _split(records, validation_fraction)
   with atomic_directory(target) as tmp:
+    tmp.chmod(0o755)  # mkdtemp makes it private; a corpus is meant to be read by others.
     split_entries = {name: _write_split(tmp, name, chosen) for name, chosen in splits.items()}
     manifest = _manifest(builder, fetched, parameters, records, split_entries)
     write_json_atomic(tmp / store.MANIFEST, manifest)

@@ -106,6 +106,7 @@ def fetch(package: Package, downloads: pathlib.Path, log: Callable[[str], None] 
   folder = _folder(package, downloads)
   folder.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+  tmp.chmod(0o755)  # mkdtemp makes it private; the download cache is meant to be shared.
   try:
     log(f"downloading {package.kind} package {package.spec} ...")
     start = time.monotonic()
@@ -142,23 +143,24 @@ def _failed(package: Package, command: Sequence[str], result: subprocess.Complet
       f"{result.returncode}. Is the registry reachable from this machine?\n{tail}")
 
 
+def _checked(command: Sequence[str], package: Package, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+  result = _run(command, package, cwd)
+  if result.returncode != 0:
+    raise _failed(package, command, result)
+  return result
+
+
 def _deb(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
   command = ["apt-get", "download", package.name]
   result = _run(command, package, tmp)
   if result.returncode != 0 and "Unable to locate package" in result.stderr:
-    update = _run(["apt-get", "update"], package, tmp)
-    if update.returncode != 0:
-      raise _failed(package, ["apt-get", "update"], update)
+    _checked(["apt-get", "update"], package, tmp)  # The package lists may never have been fetched.
     result = _run(command, package, tmp)
   if result.returncode != 0:
     raise _failed(package, command, result)
   (deb,) = tmp.glob("*.deb")
-  version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-  extract = ["dpkg", "-x", str(deb), str(tmp / "root")]
-  result = _run(extract, package, tmp)
-  if result.returncode != 0:
-    raise _failed(package, extract, result)
+  version = _checked(["dpkg-deb", "-f", str(deb), "Version"], package, tmp).stdout.strip()
+  _checked(["dpkg", "-x", str(deb), str(tmp / "root")], package, tmp)
   return version, "root", deb.stat().st_size
 
 
@@ -166,9 +168,7 @@ def _pip(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
   form = ["--only-binary", ":all:"] if package.kind == "wheel" else ["--no-binary", ":all:"]
   command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
              "--disable-pip-version-check", *form, "-d", str(tmp), package.spec]
-  result = _run(command, package, tmp)
-  if result.returncode != 0:
-    raise _failed(package, command, result)
+  _checked(command, package, tmp)
   (archive,) = [p for p in tmp.iterdir() if p.is_file()]
   version = _version_from_archive_name(archive.name, package)
   return version, archive.name, archive.stat().st_size
@@ -184,10 +184,7 @@ def _version_from_archive_name(filename: str, package: Package) -> str:
 
 
 def _npm(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
-  command = ["npm", "pack", "--silent", package.spec]
-  result = _run(command, package, tmp)
-  if result.returncode != 0:
-    raise _failed(package, command, result)
+  _checked(["npm", "pack", "--silent", package.spec], package, tmp)
   (tarball,) = tmp.glob("*.tgz")
   with tarfile.open(tarball) as archive:
     archive.extractall(tmp / "unpacked", filter="data")

@@ -75,6 +75,8 @@ def _fields(config: Any) -> dict[str, Any]:
   elif not fields.get("paths") or isinstance(fields["paths"], str):
     raise ValueError(f"User corpus {name!r} needs 'paths': a list of file globs.")
   fields.setdefault("text_field", "text")
+  if fields["kind"] == "tfds":
+    fields.setdefault("split", "train")
   return fields
 
 
@@ -149,7 +151,7 @@ def _tfds(fields: Mapping[str, Any], fetched: Fetched) -> Iterator[Document]:
   del fetched
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = _tfds_builder(fields)
-  split = fields.get("split", "train")
+  split = fields["split"]
   examples = tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))
   for index, example in enumerate(examples):
     text = _field(example, fields["text_field"], f"TFDS {fields['dataset']} {split} example {index}")
@@ -162,13 +164,13 @@ def user_builder(config: Any) -> SourceBuilder:
   kind = fields["kind"]
   if kind == "tfds":
     info = _tfds_builder(fields).info
-    inputs = {"dataset": info.full_name, "split": fields.get("split", "train"),
-              "examples": info.splits[fields.get("split", "train")].num_examples}
+    inputs = {"dataset": info.full_name, "split": fields["split"],
+              "examples": info.splits[fields["split"]].num_examples}
     read = functools.partial(_tfds, fields)
   else:
     files = _files(fields)
-    gfile = _gfile()
-    inputs = {"files": [[path, gfile.stat(path).length, gfile.stat(path).mtime_nsec] for path in files]}
+    stats = [_gfile().stat(path) for path in files]
+    inputs = {"files": [[path, stat.length, stat.mtime_nsec] for path, stat in zip(files, stats)]}
     reader = {"text": _text_files, "jsonl": _jsonl, "array_record": _array_records}[kind]
     read = functools.partial(reader, files, fields)
   package = Package("local", fields["name"], sha256_json(inputs)[:16])
