@@ -58,7 +58,8 @@ def test_causal_future_tokens_do_not_change_past_logits():
   model = Decoder(CONFIG, rngs=nnx.Rngs(1))
   tokens = _tokens(1)
   changed = tokens.at[:, 7:].set(3)
-  np.testing.assert_allclose(_forward(model, changed)[:, :7], _forward(model, tokens)[:, :7], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(_forward(model, changed)[:, :7], _forward(model, tokens)[:, :7],
+                             rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["xla", "blockwise"])

@@ -139,9 +139,11 @@ class Attention(nnx.Module):
   def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
     d, n, k, h = config.d_model, config.n_heads, config.n_kv_heads, config.head_dim
     out_scale = 1 / math.sqrt(2 * config.n_layers)
-    self.q_proj = Projection("btd,dnh->btnh", (d, n, h), ("embed", "heads", "head_dim"), d, config, rngs=rngs)
-    self.k_proj = Projection("btd,dkh->btkh", (d, k, h), ("embed", "kv_heads", "head_dim"), d, config, rngs=rngs)
-    self.v_proj = Projection("btd,dkh->btkh", (d, k, h), ("embed", "kv_heads", "head_dim"), d, config, rngs=rngs)
+    kv_axes = ("embed", "kv_heads", "head_dim")
+    self.q_proj = Projection("btd,dnh->btnh", (d, n, h), ("embed", "heads", "head_dim"), d, config,
+                             rngs=rngs)
+    self.k_proj = Projection("btd,dkh->btkh", (d, k, h), kv_axes, d, config, rngs=rngs)
+    self.v_proj = Projection("btd,dkh->btkh", (d, k, h), kv_axes, d, config, rngs=rngs)
     self.o_proj = Projection("btnh,nhd->btd", (n, h, d), ("heads", "head_dim", "embed"), n * h, config,
                              rngs=rngs, scale=out_scale)
     self.rope_theta = config.rope_theta

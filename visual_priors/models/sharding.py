@@ -116,7 +116,8 @@ def logical_to_sharding(tree: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_LOG
       lambda axes: NamedSharding(mesh, logical_to_spec(axes, rules)), tree, is_leaf=_is_logical_spec)
 
 
-def state_shardings(state: nnx.State, mesh: Mesh, rules: LogicalRules = DEFAULT_LOGICAL_AXIS_RULES) -> nnx.State:
+def state_shardings(state: nnx.State, mesh: Mesh,
+                    rules: LogicalRules = DEFAULT_LOGICAL_AXIS_RULES) -> nnx.State:
   """NamedShardings for an nnx.State (concrete or abstract), from each Variable's `out_sharding`.
 
   The result has the state's tree structure, so it serves directly as jit in/out shardings.
