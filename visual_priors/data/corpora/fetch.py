@@ -161,7 +161,9 @@ def _deb(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
   (deb,) = tmp.glob("*.deb")
   version = _checked(["dpkg-deb", "-f", str(deb), "Version"], package, tmp).stdout.strip()
   _checked(["dpkg", "-x", str(deb), str(tmp / "root")], package, tmp)
-  return version, "root", deb.stat().st_size
+  size = deb.stat().st_size
+  deb.unlink()  # Only the extracted files are read.
+  return version, "root", size
 
 
 def _pip(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
@@ -189,7 +191,9 @@ def _npm(package: Package, tmp: pathlib.Path) -> tuple[str, str, int]:
   with tarfile.open(tarball) as archive:
     archive.extractall(tmp / "unpacked", filter="data")
     manifest = json.loads(archive.extractfile("package/package.json").read())
-  return manifest["version"], "unpacked", tarball.stat().st_size
+  size = tarball.stat().st_size
+  tarball.unlink()  # Only the unpacked files are read.
+  return manifest["version"], "unpacked", size
 
 
 _DOWNLOADERS = {"deb": _deb, "wheel": _pip, "sdist": _pip, "npm": _npm}

@@ -20,7 +20,6 @@ _BLOCK_TAGS = frozenset({
 _LINE_TAGS = frozenset({"br"})
 _CELL_TAGS = frozenset({"td", "th"})
 _SKIPPED_TAGS = frozenset({"script", "style", "head", "nav", "noscript", "template", "svg"})
-_VOID_TAGS = frozenset({"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "wbr"})
 
 
 class _HtmlText(html.parser.HTMLParser):
@@ -35,7 +34,7 @@ class _HtmlText(html.parser.HTMLParser):
   def handle_starttag(self, tag, attrs):
     if tag == "span" and "classifier" in (dict(attrs).get("class") or ""):
       self.segments.append((" : ", False))  # Sphinx draws "name : type" with CSS; keep the colon.
-    if tag in _SKIPPED_TAGS and tag not in _VOID_TAGS:
+    if tag in _SKIPPED_TAGS:
       self._skip_depth += 1
     elif tag == "pre":
       self._pre_depth += 1

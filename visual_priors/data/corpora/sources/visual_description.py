@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from visual_priors.data.corpora.fetch import Fetched, Package
 from visual_priors.data.corpora.model import Document, SourceBuilder, SubSource
 from visual_priors.data.corpora.sources.common import spread
-from visual_priors.data.corpora.text import group
 
 CUPL = "clip_benchmark/datasets/cupl_prompts.json"
 WORDNET_NOUNS = "usr/share/wordnet/data.noun"
