@@ -35,6 +35,7 @@ def atomic_directory(final: pathlib.Path) -> Iterator[pathlib.Path]:
   final = pathlib.Path(final)
   final.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+  tmp.chmod(0o755)  # mkdtemp makes it private; the result is shared data
   try:
     yield tmp
   except BaseException:
@@ -55,6 +56,7 @@ def write_text_atomic(path: pathlib.Path, text: str) -> None:
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
       f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is shared data
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
