@@ -82,7 +82,6 @@ def build_source(builder: SourceBuilder, corpora: pathlib.Path, downloads: pathl
   records = list(_interleaved(builder, fetched, max_bytes))
   splits = _split(records, validation_fraction)
   with atomic_directory(target) as tmp:
-    tmp.chmod(0o755)  # mkdtemp makes it private; a corpus is meant to be read by others.
     split_entries = {name: _write_split(tmp, name, chosen) for name, chosen in splits.items()}
     manifest = _manifest(builder, fetched, parameters, records, split_entries)
     write_json_atomic(tmp / store.MANIFEST, manifest)
