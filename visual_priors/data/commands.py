@@ -26,6 +26,8 @@ def add_parser(subparsers) -> None:
   build.add_argument("--labeller", default="lexicon", choices=("lexicon", "llm"))
   build.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
   build.add_argument("--llm-model", default=None, help="Model name served at --llm-url.")
+  build.add_argument("--downloads-dir", default=None,
+                     help="Package download cache (default: $VISUAL_PRIORS_DOWNLOADS or <cache>/downloads).")
   _add_cache(build)
   build.set_defaults(func=_build)
 
@@ -87,7 +89,8 @@ def _build(args) -> int:
   vocab_config = vocab.VocabConfig(vocab_size=args.vocab_size)
   segment_config = segments.SegmentConfig(segment_length=args.segment_length)
   start = time.perf_counter()
-  manifests = corpora.build_corpora(sources, cache_dir=args.cache_dir, max_mb_per_source=args.max_mb_per_source)
+  manifests = corpora.build_corpora(sources, cache_dir=args.cache_dir, max_mb_per_source=args.max_mb_per_source,
+                                    downloads_dir=args.downloads_dir)
   print(corpora.format_summary(manifests))
   model = vocab.train_vocab(sources, vocab_config, cache_dir=args.cache_dir)
   store = segments.build_segment_store(sources, model, labeller, segment_config, cache_dir=args.cache_dir)

@@ -22,7 +22,7 @@ VOCAB_VERSION = 1
 class VocabConfig:
   vocab_size: int = 32000
   model_type: str = "unigram"  # "unigram" (seqio/T5 default) or "bpe" (Llama)
-  max_mb_per_source: float = 8.0  # training text sampled per source
+  max_mb_per_source: float = 2.0  # training text sampled per source (14 MB over the 7 local sources)
   max_paragraph_chars: int = 2000
   seed: int = 42
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from visual_priors.data.categories import SOURCES
+from visual_priors.data.categories import EXTRA_SOURCES, SOURCES
 from visual_priors.data.corpora.model import SourceBuilder
 from visual_priors.data.corpora.sources import (academia, code, encyclopedia, literature, mathematics,
                                                 visual_description, web_crawl)
 from visual_priors.names import lookup
 
-# Sources this framework adds to the paper's 16 (text its visual labels measure).
-EXTRA_SOURCES: tuple[str, ...] = ("visual-description",)
 CORPUS_SOURCES: tuple[str, ...] = (*SOURCES, *EXTRA_SOURCES)
 BUILDERS: Mapping[str, SourceBuilder] = {
     builder.source: builder
