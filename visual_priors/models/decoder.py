@@ -202,7 +202,10 @@ class Embedder(nnx.Module):
                             1 / math.sqrt(config.d_model), jnp.dtype(config.param_dtype))
 
   def __call__(self, tokens_bt: jax.Array) -> jax.Array:
-    return jnp.take(self.embedding[...], tokens_bt, axis=0).astype(self.dtype)
+    # Gather from a table whole along embed (as FSDP gathers every weight before use): a table
+    # split over fsdp cannot be indexed by tokens that are themselves split over fsdp.
+    table = constrain(self.embedding[...], ("vocab", None))
+    return jnp.take(table, tokens_bt, axis=0).astype(self.dtype)
 
   def attend(self, x_btd: jax.Array) -> jax.Array:
     return jnp.einsum("btd,vd->btv", x_btd, self.embedding[...].astype(self.dtype),
