@@ -34,8 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.token_budget = 30_000_000_000  # the paper's default 30B tokens
   config.optimizer = ml_collections.ConfigDict(dataclasses.asdict(optimizer.AdamWSettings()))
   config.grad_accum_steps = 1
-  config.compute_dtype = "bfloat16"  # parameters stay float32 (master weights)
-  config.remat = "none"  # a name in visual_priors.models.decoder.REMAT_POLICIES
+  # None keeps the scale's own setting (bfloat16 compute for the paper scales, float32 for the CPU-sized
+  # ones); parameters stay float32 master weights either way.
+  config.compute_dtype = ml_collections.config_dict.placeholder(str)
+  config.remat = ml_collections.config_dict.placeholder(str)  # None, or a name in decoder.REMAT_POLICIES
   # Regexes fully matched against '/'-joined parameter paths: what trains and, of that, what stays frozen.
   config.trainable = ".*"
   config.frozen = ""
@@ -113,10 +115,11 @@ def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | 
         f"grad_accum_steps {config.grad_accum_steps} = {per_step}; pick a multiple of {per_step}."
     )
   try:
-    jnp.dtype(config.compute_dtype)
+    if config.compute_dtype is not None:
+      jnp.dtype(config.compute_dtype)
   except TypeError:
     raise ValueError(f"compute_dtype {config.compute_dtype!r} is not a dtype name (e.g. 'bfloat16').") from None
-  if config.remat not in REMAT_POLICIES:
+  if config.remat is not None and config.remat not in REMAT_POLICIES:
     raise ValueError(f"remat {config.remat!r} is not one of {sorted(REMAT_POLICIES)}.")
   for name in ("trainable", "frozen"):
     try:

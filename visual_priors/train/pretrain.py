@@ -31,8 +31,10 @@ _VERSIONED = ("visual_priors", "jax", "jaxlib", "flax", "optax", "orbax-checkpoi
 
 
 def decoder_config(config: ml_collections.ConfigDict) -> DecoderConfig:
-  """The run's DecoderConfig: the named scale, the config's compute dtype and remat, then `config.model`."""
-  return scales.get_scale(config.scale, dtype=config.compute_dtype, remat=config.remat, **config.model)
+  """The run's DecoderConfig: the named scale, the config's compute dtype and remat if set, `config.model`."""
+  overrides = {"dtype": config.compute_dtype, "remat": config.remat}
+  overrides = {name: value for name, value in overrides.items() if value is not None}
+  return scales.get_scale(config.scale, **{**overrides, **config.model})
 
 
 def package_versions() -> dict[str, str | None]:

@@ -95,7 +95,7 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: LossFn, tx: optax.GradientT
         step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
     metrics = {
         "loss": loss_sum / denominator,
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
         "tokens": tokens,
     }

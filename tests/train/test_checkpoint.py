@@ -1,0 +1,72 @@
+"""Tests for visual_priors.train.checkpoint: exact round trips, keep-last-K, clear errors on bad checkpoints."""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from visual_priors.train import checkpoint
+
+
+def _state(scale=1.0):
+  params = {"layers": {"0": {"kernel": jnp.arange(12.0).reshape(3, 4) * scale}}, "norm": jnp.ones(4)}
+  return {"step": jnp.int32(7), "params": params, "opt_state": optax.adam(1e-3).init(params),
+          "rng": jax.random.key_data(jax.random.key(3))}
+
+
+def _abstract(state):
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), state)
+
+
+@pytest.mark.parametrize("data_state", [{"next_index": 5, "epoch": [1, 2]}, b"\x00grain-bytes\xff"])
+def test_round_trip_is_exact_including_the_data_iterator_state(tmp_path, data_state):
+  manager = checkpoint.Checkpointer(tmp_path, keep=2, async_save=True)
+  state = _state(scale=1.0 / 3.0)
+  manager.save(7, state, data_state)
+  manager.wait()
+  restored, restored_data = manager.restore(7, _abstract(state))
+  manager.close()
+  assert restored_data == data_state
+  assert isinstance(restored["opt_state"][0], optax.ScaleByAdamState)
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_keeps_the_last_k_steps(tmp_path):
+  manager = checkpoint.Checkpointer(tmp_path, keep=2, async_save=False)
+  for step in (1, 2, 3):
+    manager.save(step, _state(), {"i": step})
+  manager.wait()
+  assert manager.all_steps() == [2, 3] and manager.latest_step() == 3
+  assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["2", "3"]
+  manager.close()
+
+
+def test_shape_mismatch_names_the_array_and_the_path(tmp_path):
+  manager = checkpoint.Checkpointer(tmp_path, keep=1, async_save=False)
+  manager.save(1, _state(), {})
+  manager.wait()
+  other = _state()
+  other["params"]["layers"]["0"]["kernel"] = jnp.zeros((3, 5))
+  with pytest.raises(ValueError, match=r"Checkpoint .*/1/state.*params/layers/0/kernel: stored \(3, 4\) float32, "
+                                      r"expected \(3, 5\) float32") as error:
+    manager.restore(1, _abstract(other))
+  assert str(tmp_path) in str(error.value)
+  del other["params"]["norm"]
+  with pytest.raises(ValueError, match="unexpected params/norm"):
+    manager.restore(1, _abstract(other))
+  manager.close()
+
+
+def test_missing_item_is_a_clear_error(tmp_path):
+  manager = checkpoint.Checkpointer(tmp_path, keep=1, async_save=False)
+  manager.save(1, _state(), {})
+  manager.wait()
+  shutil.rmtree(tmp_path / "1" / "data")
+  with pytest.raises(FileNotFoundError, match=f"{tmp_path / '1'} has no 'data' item"):
+    manager.restore(1, _abstract(_state()))
+  manager.close()

@@ -1,0 +1,48 @@
+"""Tests for visual_priors.train.commands: argument parsing and the compile-check / bench lm CLI."""
+
+import json
+
+import pytest
+
+from visual_priors import cli
+from visual_priors.train import commands, config as config_lib
+
+
+def test_parse_mesh():
+  assert commands.parse_mesh("data=1,fsdp=-1,tensor=2") == {"data": 1, "fsdp": -1, "tensor": 2}
+  with pytest.raises(ValueError, match="expected AXIS=SIZE"):
+    commands.parse_mesh("data:2")
+  with pytest.raises(ValueError, match="expected AXIS=SIZE"):
+    commands.parse_mesh("data=two")
+
+
+def test_apply_override_sets_typed_values_and_rejects_unknown_keys():
+  config = config_lib.default_config()
+  commands.apply_override(config, "optimizer.peak_lr=1e-3")
+  commands.apply_override(config, "model.vocab_size=512")
+  commands.apply_override(config, "checkpoint.async_save=False")
+  assert config.optimizer.peak_lr == 1e-3 and config.model.vocab_size == 512
+  assert config.checkpoint.async_save is False
+  with pytest.raises(ValueError, match="Unknown config key 'optimizer.lr'"):
+    commands.apply_override(config, "optimizer.lr=1")
+  with pytest.raises(ValueError, match="expected KEY=VALUE"):
+    commands.apply_override(config, "seed")
+
+
+def test_compile_check_cli_prints_memory_as_json(capsys):
+  assert cli.main(["compile-check", "--scale", "nano", "--mesh", "data=2,fsdp=2,tensor=2", "--batch", "8",
+                   "--seq", "32", "--json"]) == 0
+  report = json.loads(capsys.readouterr().out)
+  assert report["num_devices"] == 8 and report["total_bytes"] > report["temp_bytes"] > 0
+
+
+def test_bench_lm_cli_prints_json(capsys):
+  assert cli.main(["bench", "lm", "--scale", "nano", "--batch", "8", "--seq", "32", "--steps", "2",
+                   "--warmup", "1", "--json"]) == 0
+  result = json.loads(capsys.readouterr().out)
+  assert result["scale"] == "nano" and result["tokens_per_second"] > 0 and result["mfu"] is None
+
+
+def test_cli_reports_bad_input_in_one_line(capsys):
+  assert cli.main(["compile-check", "--scale", "13c"]) == 2
+  assert "error: Unknown model scale '13c'. Did you mean '13b'" in capsys.readouterr().err

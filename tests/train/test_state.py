@@ -1,0 +1,55 @@
+"""Tests for visual_priors.train.state: sharded creation, shardings from the rules, no moments for frozen."""
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from visual_priors.models import scales, sharding
+from visual_priors.models.decoder import Decoder
+from visual_priors.train import optimizer, partition, state as state_lib
+
+CONFIG = scales.get_scale("nano", dtype="float32", vocab_size=64)
+FROZEN = r"embedder/.*|layers/0/.*"
+
+
+def _spec(mesh_shape, frozen=""):
+  tx, _ = optimizer.make_optimizer(optimizer.AdamWSettings(warmup_steps=1), 10)
+  mesh = sharding.make_mesh(mesh_shape)
+  return state_lib.build_state_spec(lambda rngs: Decoder(CONFIG, rngs=rngs), tx, mesh,
+                                    sharding.DEFAULT_LOGICAL_AXIS_RULES, frozen=frozen, seed=42)
+
+
+def test_parameters_and_moments_are_sharded_as_the_rules_say():
+  spec = _spec({"data": 2, "fsdp": 2, "tensor": 2})
+  state = spec.create()
+  gate = state.params["layers"][1]["mlp"]["gate"]["kernel"]
+  assert gate.sharding.spec == P("fsdp", "tensor")
+  assert gate.addressable_shards[0].data.shape == (CONFIG.d_model // 2, CONFIG.d_ff // 2)
+  assert state.params["embedder"]["embedding"].sharding.spec == P("tensor", "fsdp")
+  moments = partition.flatten_paths(state.opt_state)
+  mu_gate = next(v for k, v in moments.items() if k.endswith("mu/layers/1/mlp/gate/kernel"))
+  assert mu_gate.sharding.spec == P("fsdp", "tensor")
+  assert state.step.sharding.spec == P() and int(state.step) == 0
+
+
+def test_creation_matches_an_unsharded_model_with_the_same_seed():
+  state = _spec({"fsdp": 8}).create()
+  reference = nnx.state(Decoder(CONFIG, rngs=nnx.Rngs(42)), nnx.Param).to_pure_dict()
+  created = partition.merge_trees(state.params, state.frozen)
+  for path, value in partition.flatten_paths(reference).items():
+    np.testing.assert_allclose(np.asarray(partition.flatten_paths(created)[path]), np.asarray(value),
+                               rtol=1e-6, err_msg=path)
+
+
+def test_frozen_parameters_get_no_optimizer_state():
+  spec = _spec({"fsdp": 8}, frozen=FROZEN)
+  frozen_paths = set(partition.flatten_paths(spec.abstract.frozen))
+  assert "embedder/embedding" in frozen_paths and "layers/0/mlp/up/kernel" in frozen_paths
+  opt_paths = list(partition.flatten_paths(spec.abstract.opt_state))
+  assert not [p for p in opt_paths if "embedder" in p or "/layers/0/" in p]
+  trainable, frozen = state_lib.parameter_count(spec.abstract)
+  assert trainable + frozen == scales.count_params(CONFIG) and frozen > 0
+  # Adam keeps two float moments per trainable parameter (plus integer step counts), none for frozen ones.
+  moment_sizes = sum(leaf.size for leaf in jax.tree.leaves(spec.abstract.opt_state) if leaf.dtype == "float32")
+  assert moment_sizes == 2 * trainable
