@@ -1,5 +1,9 @@
 """A mixture spec resolved against a segment store into weighted components, shared by both pipelines.
 
+Rates are token shares, as in the paper ("25% of the 30B tokens"). Pipelines interleave examples, and
+segments differ in length across components (e-mail is short, code fills whole segments), so each
+component also carries its example rate: token share divided by its mean segment length, normalised.
+
 A component is a set of segments: those of some sources whose labels satisfy a membership predicate
 (e.g. "carries reasoning and not visual"). Source weights give one component per source; category
 proportions give one component per membership stratum of the whole pool, weighted by
@@ -22,7 +26,8 @@ class Component:
   name: str
   sources: tuple[str, ...]
   predicate: tuple[tuple[str, bool], ...]  # (category, must carry it)
-  rate: float
+  rate: float  # share of tokens
+  example_rate: float = 0.0  # share of segments that realises `rate`; set by plan_components
 
   def selects(self, masks: np.ndarray) -> np.ndarray:
     keep = np.ones(np.shape(masks), bool)
@@ -37,22 +42,30 @@ def predicate_name(predicate: Sequence[tuple[str, bool]]) -> str:
 
 def plan_components(store: segments.SegmentStore, spec: mixtures.MixtureSpec, split: str = "train",
                     pool: Sequence[str] | None = None) -> list[Component]:
-  """Weighted components of `spec` over `store`; rates sum to 1."""
+  """Weighted components of `spec` over `store`; token rates and example rates each sum to 1."""
   if isinstance(spec, mixtures.SourceWeights):
     missing = [s for s in spec.weights if s not in store.sources]
     if missing:
       raise ValueError(f"Mixture needs source(s) {missing} that the segment store at {store.root} does "
                        f"not hold (it has {store.sources}); build them with "
                        f"`python -m visual_priors data build --sources {','.join(missing)}`.")
-    return [Component(source, (source,), (), weight) for source, weight in spec.weights.items()]
-  pool = tuple(pool or store.sources)
-  weights = mixtures.stratum_weights(spec, store.mask_counts(split, pool))
-  names = list(spec.proportions)
-  result = []
-  for stratum, weight in weights.items():
-    predicate = tuple(zip(names, stratum))
-    result.append(Component(predicate_name(predicate), pool, predicate, weight))
-  return result
+    plan = [Component(source, (source,), (), weight) for source, weight in spec.weights.items()]
+  else:
+    pool = tuple(pool or store.sources)
+    weights = mixtures.stratum_weights(spec, store.mask_counts(split, pool))
+    names = list(spec.proportions)
+    plan = []
+    for stratum, weight in weights.items():
+      predicate = tuple(zip(names, stratum))
+      plan.append(Component(predicate_name(predicate), pool, predicate, weight))
+  per_token = [c.rate / mean_segment_tokens(store, c, split) for c in plan]
+  total = sum(per_token)
+  return [dataclasses.replace(c, example_rate=r / total) for c, r in zip(plan, per_token)]
+
+
+def mean_segment_tokens(store: segments.SegmentStore, component: Component, split: str) -> float:
+  lengths = [store.lengths(s, split)[ix] for s, ix in component_indices(store, component, split).items()]
+  return float(np.concatenate(lengths).mean())
 
 
 def component_indices(store: segments.SegmentStore, component: Component, split: str

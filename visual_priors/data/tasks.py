@@ -124,7 +124,8 @@ def register_mixture(store: segments.SegmentStore, name: str, spec: mixtures.Mix
     kind = "src" if not component.predicate else ("cat" if len(component.predicate) == 1 else "stratum")
     if component.predicate and set(component.sources) != set(store.sources):
       kind += "_pool_" + "_".join(sorted(component.sources))
-    tasks.append((_register_task(store, task_name(store, kind, component.name), component), component.rate))
+    tasks.append((_register_task(store, task_name(store, kind, component.name), component),
+                  component.example_rate))
   mixture_name = task_name(store, "mix", name)
   if mixture_name in seqio.MixtureRegistry.names():
     seqio.MixtureRegistry.remove(mixture_name)
