@@ -8,6 +8,7 @@ and tokenize on the fly with the store's SentencePiece vocabulary, appending EOS
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -35,13 +36,13 @@ def task_name(store: segments.SegmentStore, kind: str, name: str) -> str:
   return _clean(f"vp.{store_key(store)}.{kind}.{name}")
 
 
-def _parse(serialized):
+def _features():
   tf = _tf()
-  parsed = tf.io.parse_single_example(serialized, {
-      "text": tf.io.FixedLenFeature([], tf.string),
-      "labels": tf.io.FixedLenFeature([], tf.int64),
-  })
-  return {"targets": parsed["text"], "labels": parsed["labels"]}
+  return {"text": tf.io.FixedLenFeature([], tf.string), "labels": tf.io.FixedLenFeature([], tf.int64)}
+
+
+def _parse(serialized):
+  return _tf().io.parse_single_example(serialized, _features())
 
 
 def _keeps(predicate):
@@ -83,14 +84,20 @@ def _register_task(store, name: str, component: components.Component) -> str:
   vocabulary = vocab.seqio_vocabulary(store.vocab_path)
   counts = {split: int(sum(ix.size for ix in components.component_indices(store, component, split).values()))
             for split in segments.SPLITS}
-  source = seqio.FunctionDataSource(
-      dataset_fn=lambda split, shuffle_files, seed=None: _component_dataset(
-          store, component, split, shuffle_files, seed),
-      splits=segments.SPLITS, num_input_examples=counts)
+  if component.predicate or len(component.sources) > 1:
+    source = seqio.FunctionDataSource(
+        dataset_fn=lambda split, shuffle_files, seed=None: _component_dataset(
+            store, component, split, shuffle_files, seed),
+        splits=segments.SPLITS, num_input_examples=counts)
+  else:  # a whole source: seqio's own file-based reader
+    source = seqio.TFExampleDataSource(
+        {split: str(store.path(component.sources[0], split, "tfrecord")) for split in segments.SPLITS},
+        feature_description=_features(), num_input_examples=counts)
   seqio.TaskRegistry.add(
       name, source=source,
       output_features={"targets": seqio.Feature(vocabulary, add_eos=True, dtype=_tf().int32)},
-      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      preprocessors=[functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text", "labels": "labels"}),
+                     seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
       shuffle_buffer_size=1000)
   return name
 
