@@ -28,6 +28,7 @@ def test_round_trip_is_exact_including_the_data_iterator_state(tmp_path, data_st
   state = _state(scale=1.0 / 3.0)
   manager.save(7, state, data_state)
   manager.wait()
+  assert (tmp_path / "7" / "data" / "process_0-of-1.json").exists()  # one file per host
   restored, restored_data = manager.restore(7, _abstract(state))
   manager.close()
   assert restored_data == data_state

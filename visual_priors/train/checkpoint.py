@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import os
 import pathlib
 from typing import Any
@@ -29,6 +31,47 @@ def decode_data_state(encoded: dict[str, Any]) -> Any:
   return encoded["json"]
 
 
+def _process_file(directory: Any) -> pathlib.Path:
+  return pathlib.Path(directory) / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+
+
+class DataStateHandler(ocp.CheckpointHandler):
+  """Each host's data iterator state as `process_<i>-of-<n>.json` (grain's file convention)."""
+
+  def save(self, directory: Any, args: DataStateSave) -> None:
+    _process_file(directory).write_text(json.dumps(encode_data_state(args.state)))
+
+  def restore(self, directory: Any, args: DataStateRestore | None = None) -> Any:
+    path = _process_file(directory)
+    if not path.exists():
+      found = sorted(p.name for p in pathlib.Path(directory).glob("process_*.json"))
+      raise FileNotFoundError(
+          f"Data iterator state {path} is missing (found {found}); resume with the number of hosts that "
+          "wrote the checkpoint.")
+    return decode_data_state(json.loads(path.read_text()))
+
+  def metadata(self, directory: Any) -> None:
+    del directory
+
+  def finalize(self, directory: Any) -> None:
+    del directory
+
+  def close(self) -> None:
+    pass
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_save=True)
+@dataclasses.dataclass
+class DataStateSave(ocp.args.CheckpointArgs):
+  state: Any
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_restore=True)
+@dataclasses.dataclass
+class DataStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
 def _shape_mismatches(stored: Any, expected: Any) -> list[str]:
   stored_leaves = partition.flatten_paths(stored)
   expected_leaves = partition.flatten_paths(expected)
@@ -47,6 +90,9 @@ def _shape_mismatches(stored: Any, expected: Any) -> list[str]:
 class Checkpointer:
   """Saves `(train_state, data_iterator_state)` every call to `save`, keeping the newest `keep`.
 
+  Every host saves its own data iterator state (hosts read different slices of the data); the train
+  state's arrays are written shard by shard by the hosts that hold them.
+
   orbax writes each step into a temporary directory and renames it on commit, so a crash mid-save never
   leaves a half-written step that `latest_step` would pick up. With `async_save`, array writes continue in
   the background after the device-to-host copy; `wait` blocks until they are on disk.
@@ -59,7 +105,7 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
         ),
-        item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler(), DATA_ITEM: ocp.JsonCheckpointHandler()},
+        item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler(), DATA_ITEM: DataStateHandler()},
     )
 
   def latest_step(self) -> int | None:
@@ -73,7 +119,7 @@ class Checkpointer:
         step,
         args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.StandardSave(state),
-            DATA_ITEM: ocp.args.JsonSave(encode_data_state(data_state)),
+            DATA_ITEM: DataStateSave(data_state),
         }),
         force=True,
     )
@@ -105,10 +151,10 @@ class Checkpointer:
         step,
         args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.StandardRestore(abstract_state),
-            DATA_ITEM: ocp.args.JsonRestore(),
+            DATA_ITEM: DataStateRestore(),
         }),
     )
-    return restored[STATE_ITEM], decode_data_state(restored[DATA_ITEM])
+    return restored[STATE_ITEM], restored[DATA_ITEM]
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
