@@ -52,6 +52,12 @@ DEFAULT_LOGICAL_AXIS_RULES: LogicalRules = (
     ("mlp", "tensor"),
     ("vocab", "tensor"),
     ("layers", None),
+    # Vision and text towers (models/vision): their own names, so they can be sharded apart from
+    # the LM (e.g. replicated, or a head count the tensor axis does not divide: set "vis_heads" None).
+    ("patch", None),
+    ("vis_embed", "fsdp"),
+    ("vis_heads", "tensor"),
+    ("vis_mlp", "tensor"),
 )
 
 

@@ -1,0 +1,165 @@
+"""Loading big_vision `.npz` checkpoints (SigLIP two towers, or a lone ViT) into the NNX towers.
+
+big_vision saves a flat `.npz` whose keys are the '/'-joined linen parameter paths:
+  img/embedding/kernel (P, P, 3, D)  img/embedding/bias  img/pos_embedding (1, N, D)  img/cls
+  img/Transformer/encoderblock_<i>/{LayerNorm_0,LayerNorm_1}/{scale,bias}
+  img/Transformer/encoderblock_<i>/MultiHeadDotProductAttention_0/{query,key,value}/kernel (D, H, Dh)
+                                                                 /{query,key,value}/bias   (H, Dh)
+                                                                 /out/kernel (H, Dh, D), out/bias (D,)
+  img/Transformer/encoderblock_<i>/MlpBlock_0/{Dense_0,Dense_1}/{kernel,bias}
+  img/Transformer/encoder_norm/{scale,bias}
+  img/MAPHead_0/{probe (1, 1, D), MultiHeadDotProductAttention_0/..., LayerNorm_0/..., MlpBlock_0/...}
+  img/head/{kernel,bias}
+  txt/Embed_0/embedding (V, D)  txt/pos_embedding (1, L, D)  txt/Encoder_0/encoderblock_<i>/...
+  txt/Encoder_0/encoder_norm/...  txt/head/...  t (1,)  b (1,)
+Scanned models (big_vision `scan=True`) store each block parameter once under `encoderblock/`
+with a leading depth axis; those are split into `encoderblock_<i>` here.
+
+Every array of the model must be in the file with its exact shape, and every array of the file
+under the loaded prefix must be used: anything else raises a ValueError listing each key with the
+expected and found shapes. A lone ViT loads from `img/...` keys when the file has them (other
+keys, the text tower's, `t` and `b`, are then not its concern), else from unprefixed keys (a
+big_vision ViT classifier file). `ignore` (regexes over file keys) skips arrays on purpose, e.g.
+`ignore=(r"img/MAPHead_0/.*", r"img/head/.*")` to load a SigLIP file into a pool_type "none" ViT.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+
+import jax
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+from visual_priors.models.vision.text import TextTransformer
+from visual_priors.models.vision.two_tower import TwoTower
+from visual_priors.models.vision.vit import ViT
+
+# One NNX path segment -> its linen name; the same in every tower, so paths map segment by segment.
+_SEGMENT_NAMES = {
+    "transformer": "Transformer",
+    "encoder": "Encoder_0",
+    "embed": "Embed_0",
+    "map_head": "MAPHead_0",
+    "attn": "MultiHeadDotProductAttention_0",
+    "attn_norm": "LayerNorm_0",
+    "mlp_norm": "LayerNorm_1",
+    "norm": "LayerNorm_0",
+    "mlp": "MlpBlock_0",
+    "fc1": "Dense_0",
+    "fc2": "Dense_1",
+}
+_SCANNED = re.compile(r"^(?P<head>.*/)encoderblock/(?P<tail>.*)$")
+_MAX_LISTED = 20
+
+
+def big_vision_key(path: Sequence[str | int]) -> str:
+  """The big_vision key of an NNX parameter path, e.g. (img, transformer, blocks, 0, attn, query,
+  kernel) -> img/Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel."""
+  parts, segments = [], list(map(str, path))
+  index = 0
+  while index < len(segments):
+    segment = segments[index]
+    if segment == "blocks":
+      parts.append(f"encoderblock_{segments[index + 1]}")
+      index += 2
+      continue
+    parts.append(_SEGMENT_NAMES.get(segment, segment))
+    index += 1
+  return "/".join(parts)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """All arrays of an `.npz` file; FileNotFoundError if absent, ValueError if it is not a readable npz."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No checkpoint file at {path!r}.")
+  try:
+    archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+      raise ValueError("it holds a single array (.npy), not named arrays")
+    with archive:
+      return {key: _as_float_array(key, archive[key]) for key in archive.files}
+  except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+    raise ValueError(f"Checkpoint {path!r} is not a readable .npz archive ({error}); it may be "
+                     "truncated or corrupt: download it again.") from error
+
+
+def _as_float_array(key: str, value: np.ndarray) -> np.ndarray:
+  if value.dtype.kind == "V" and value.dtype.itemsize == 2:  # bfloat16 saved without its dtype.
+    return value.view(ml_dtypes.bfloat16)
+  if not np.issubdtype(value.dtype, np.floating) and value.dtype != ml_dtypes.bfloat16:
+    raise ValueError(f"array {key!r} has dtype {value.dtype}, not a float")
+  return value
+
+
+def unstack_scanned(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Splits `.../encoderblock/<rest>` (depth, ...) arrays into `.../encoderblock_<i>/<rest>`."""
+  result: dict[str, np.ndarray] = {}
+  for key, value in arrays.items():
+    match = _SCANNED.match(key)
+    if match is None:
+      result[key] = value
+      continue
+    if value.ndim == 0:
+      raise ValueError(f"Scanned checkpoint array {key!r} has no leading depth axis (shape ()).")
+    for layer in range(value.shape[0]):
+      result[f"{match['head']}encoderblock_{layer}/{match['tail']}"] = value[layer]
+  return result
+
+
+def _prefix_for(model: nnx.Module, keys: Sequence[str]) -> str:
+  if isinstance(model, TwoTower):
+    return ""
+  if isinstance(model, ViT):
+    return "img/" if any(key.startswith("img/") for key in keys) else ""
+  if isinstance(model, TextTransformer):
+    return "txt/"
+  raise TypeError(f"load_big_vision_npz loads a TwoTower, ViT or TextTransformer, got {type(model).__name__}.")
+
+
+def load_big_vision_npz(path: str | os.PathLike, model: nnx.Module, *,
+                        ignore: Sequence[str] = ()) -> nnx.Module:
+  """Copies a big_vision `.npz` into `model` (TwoTower, ViT or TextTransformer) in place; returns it.
+
+  Arrays are cast to each parameter's dtype and placed with its sharding (so a model created sharded
+  stays sharded). Raises ValueError naming every missing, unexpected or mis-shaped key.
+  """
+  arrays = unstack_scanned(read_npz(path))
+  prefix = _prefix_for(model, list(arrays))
+  ignored = [re.compile(pattern) for pattern in ignore]
+  found = {key: value for key, value in arrays.items()
+           if key.startswith(prefix) and not any(p.fullmatch(key) for p in ignored)}
+
+  params = nnx.state(model, nnx.Param)
+  expected = {prefix + big_vision_key(path_): (path_, variable)
+              for path_, variable in nnx.to_flat_state(params)}
+  missing = sorted(set(expected) - set(found))
+  unexpected = sorted(set(found) - set(expected))
+  mismatched = sorted(key for key in set(expected) & set(found)
+                      if tuple(found[key].shape) != tuple(expected[key][1].shape))
+  problems = ([f"missing {key}: expected shape {tuple(expected[key][1].shape)}, not in the file"
+               for key in missing]
+              + [f"mismatched {key}: expected shape {tuple(expected[key][1].shape)}, found "
+                 f"{tuple(found[key].shape)}" for key in mismatched]
+              + [f"unexpected {key}: shape {tuple(found[key].shape)} has no parameter in the model"
+                 for key in unexpected])
+  if problems:
+    listed = "\n  ".join(problems[:_MAX_LISTED])
+    more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    raise ValueError(
+        f"Checkpoint {os.fspath(path)!r} does not fit the {type(model).__name__} "
+        f"({len(missing)} missing, {len(mismatched)} mismatched, {len(unexpected)} unexpected):\n  "
+        f"{listed}{more}\nBuild the model with the checkpoint's config (registry.get_encoder), or "
+        "pass ignore=[regex, ...] to skip file keys on purpose.")
+
+  for key, (_, variable) in expected.items():
+    current = variable[...]
+    loaded = np.asarray(found[key]).astype(current.dtype)
+    variable[...] = jax.device_put(loaded, current.sharding)
+  nnx.update(model, params)
+  return model
