@@ -232,9 +232,18 @@ class Decoder(nnx.Module):
 
   def __call__(self, tokens_bt: jax.Array, positions_bt: jax.Array | None = None,
                segment_ids_bt: jax.Array | None = None) -> jax.Array:
+    return self.decode(self.embed(tokens_bt), positions_bt, segment_ids_bt)
+
+  def embed(self, tokens_bt: jax.Array) -> jax.Array:
+    """Token embeddings (B, T, d_model) in the compute dtype: the input `decode` expects."""
+    return constrain(self.embedder(tokens_bt), ("batch", "length", "embed"))
+
+  def decode(self, x_btd: jax.Array, positions_bt: jax.Array | None = None,
+             segment_ids_bt: jax.Array | None = None) -> jax.Array:
+    """Logits from input embeddings (e.g. token embeddings with visual tokens spliced in)."""
     if positions_bt is None:
-      positions_bt = jnp.broadcast_to(jnp.arange(tokens_bt.shape[1]), tokens_bt.shape)
-    x_btd = constrain(self.embedder(tokens_bt), ("batch", "length", "embed"))
+      positions_bt = jnp.broadcast_to(jnp.arange(x_btd.shape[1]), x_btd.shape[:2])
+    x_btd = constrain(x_btd.astype(jnp.dtype(self.config.dtype)), ("batch", "length", "embed"))
     policy = REMAT_POLICIES[self.config.remat]
     for block in self.layers:
       if self.config.remat == "none":
