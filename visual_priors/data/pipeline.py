@@ -158,15 +158,16 @@ def format_proportions(rows: Sequence[dict]) -> str:
   return "\n".join(lines)
 
 
-def to_global_batch(batch: Mapping[str, np.ndarray], mesh, data_axes: Sequence[str] = ("data", "fsdp")):
-  """This host's batch as global jax Arrays, rows sharded over the mesh's data axes (host-only keys dropped)."""
+def to_global_batch(batch: Mapping[str, np.ndarray], mesh, data_axes: Sequence[str] = ("data", "fsdp"),
+                    features: Sequence[str] = DEVICE_FEATURES):
+  """This host's batch as global jax Arrays, rows sharded over the mesh's data axes (other keys dropped)."""
   import jax  # pylint: disable=import-outside-toplevel
   from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=import-outside-toplevel
 
   axes = tuple(a for a in data_axes if a in mesh.axis_names)
   sharding = NamedSharding(mesh, PartitionSpec(axes or None))
   out = {}
-  for name in DEVICE_FEATURES:
+  for name in features:
     local = np.asarray(batch[name])
     global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
     out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
