@@ -1,8 +1,16 @@
-"""Model FLOPs per trained token, the numerator of MFU."""
+"""Model FLOPs, the numerator of MFU: the decoder per trained token, the ViT, projector and MLLM step."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
 from visual_priors.models.decoder import DecoderConfig
+
+if TYPE_CHECKING:  # Only for annotations: the decoder-only FLOPs need no vision imports.
+  from visual_priors.models.mllm import MLLMConfig
+  from visual_priors.models.projector import ProjectorConfig
+  from visual_priors.models.vision.vit import ViTConfig
 
 
 def forward_flops_per_token(config: DecoderConfig, seq_len: int) -> float:
@@ -29,3 +37,69 @@ def forward_flops_per_token(config: DecoderConfig, seq_len: int) -> float:
 def train_flops_per_token(config: DecoderConfig, seq_len: int) -> float:
   """Forward + backward model FLOPs per token: 3x the forward (rematerialisation not counted)."""
   return 3.0 * forward_flops_per_token(config, seq_len)
+
+
+def encoder_forward_flops(width: int, depth: int, mlp_dim: int, tokens: int) -> float:
+  """Matmul FLOPs of a bidirectional pre-LN encoder (ViT or text tower) over one sequence of `tokens`.
+
+  Per block and token: q, k, v, out (4 * width^2 MACs), the MLP (2 * width * mlp_dim) and full (not
+  causal) attention, scores and weighted values over `tokens` keys (2 * tokens * width).
+  """
+  per_token = 4 * width * width + 2 * width * mlp_dim + 2 * tokens * width
+  return float(2 * depth * tokens * per_token)
+
+
+def vit_forward_flops(config: ViTConfig) -> float:
+  """Matmul FLOPs of one image through `ViT(config)`: patch embedding, encoder, pooling head, class head.
+
+  The class token of pool_type "tok" lengthens the sequence by one. The MAP head is one probe query
+  attending to the tokens (k and v projections over every token) plus an MLP on the probe.
+  """
+  patches = config.num_patches
+  tokens = patches + (1 if config.pool_type == "tok" else 0)
+  width = config.width
+  flops = 2 * patches * config.patch_size ** 2 * config.channels * width
+  flops += encoder_forward_flops(width, config.depth, config.mlp_dim, tokens)
+  if config.pool_type == "map":
+    probe_macs = 2 * width * width + 2 * tokens * width * width + 2 * tokens * width + 2 * width * config.mlp_dim
+    flops += 2 * probe_macs
+  if config.num_classes:
+    flops += 2 * width * config.num_classes
+  return float(flops)
+
+
+def projector_forward_flops(config: ProjectorConfig) -> float:
+  """Matmul FLOPs of the projector on one visual token."""
+  macs = config.in_dim * config.out_dim
+  if config.kind == "mlp2x_gelu":
+    macs += config.out_dim * config.out_dim
+  return float(2 * macs)
+
+
+def mllm_train_flops_per_step(config: MLLMConfig, *, batch_size: int, seq_len: int,
+                              trained: Collection[str]) -> float:
+  """Model FLOPs of one MLLM train step: `batch_size` rows of `seq_len` tokens, one image per row.
+
+  `trained` names the parts whose weights train ("img", "proj", "llm"); parts run in the order
+  img -> proj -> llm. A part that trains counts 3F (forward F, gradients with respect to its
+  activations F, to its weights F); a frozen part that gradients pass through (a part after a trained
+  one) counts 2F; a frozen part before every trained part counts F. So SFT (proj and llm train, img
+  frozen) counts img 1F, proj 3F, llm 3F; align (proj only) counts img 1F, proj 3F, llm 2F. The LM's
+  F counts every row position (visual slots included) at context `seq_len`; rematerialisation is not
+  counted.
+  """
+  unknown = sorted(set(trained) - {"img", "proj", "llm"})
+  if unknown:
+    raise ValueError(f"Unknown MLLM part(s) {unknown}; the parts are 'img', 'proj' and 'llm'.")
+  parts = (
+      ("img", batch_size * vit_forward_flops(config.vision)),
+      ("proj", batch_size * config.num_visual_tokens * projector_forward_flops(config.projector_config())),
+      ("llm", batch_size * seq_len * forward_flops_per_token(config.llm, seq_len)),
+  )
+  total = 0.0
+  upstream_trains = False
+  for name, forward in parts:
+    trains = name in trained
+    total += forward * (3 if trains else 2 if upstream_trains else 1)
+    upstream_trains = upstream_trains or trains
+  return total
