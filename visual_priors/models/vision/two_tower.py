@@ -2,7 +2,8 @@
 
 `TwoTower(img, txt, embed_dim, rngs=...)` holds `img` (ViT), `txt` (TextTransformer), `t` and `b`,
 so parameter paths read `img/...`, `txt/...`, `t`, `b` (big_vision's two_towers layout). Both
-towers' heads map to `embed_dim`; embeddings are L2-normalised. `t` is the log of the temperature
+towers' heads map to `embed_dim` (the image head randomly initialised, whatever the ViTConfig's
+head_zeroinit says); embeddings are L2-normalised. `t` is the log of the temperature
 (init log 10) and `b` the bias (init -10), each of shape (1,), as SigLIP stores them.
 """
 
@@ -53,7 +54,8 @@ class TwoTower(nnx.Module):
     if img.pool_type == "none":
       raise ValueError("The image tower of a TwoTower needs a pooled embedding; pool_type 'none' has "
                        "none. Use 'map' (SigLIP), 'gap' or 'tok'.")
-    self.img = ViT(dataclasses.replace(img, num_classes=embed_dim), rngs=rngs)
+    # A zero-initialised head would embed every image at 0, where the L2 norm has no gradient.
+    self.img = ViT(dataclasses.replace(img, num_classes=embed_dim, head_zeroinit=False), rngs=rngs)
     self.txt = TextTransformer(dataclasses.replace(txt, num_classes=embed_dim), rngs=rngs)
     self.t = layers.param(jnp.full((1,), math.log(temperature_init), jnp.float32), (None,))
     self.b = layers.param(jnp.full((1,), bias_init, jnp.float32), (None,))

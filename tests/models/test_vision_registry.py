@@ -1,0 +1,77 @@
+"""The encoder registry: named shapes, loud unknown names, registering a tower, parameter counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from visual_priors.models.vision import ViT, ViTConfig, registry
+from visual_priors.names import UnknownNameError
+
+
+def _count_params(config: ViTConfig) -> int:
+  abstract = nnx.eval_shape(lambda: ViT(config, rngs=nnx.Rngs(0)))
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
+
+
+def _hand_count(width: int, depth: int, mlp: int, patch: int, tokens: int, head: int) -> int:
+  attention = 4 * (width * width + width)
+  block = attention + 2 * (width * mlp) + mlp + width + 2 * 2 * width
+  map_head = width + attention + 2 * width + 2 * (width * mlp) + mlp + width
+  stem = patch * patch * 3 * width + width + tokens * width
+  return stem + depth * block + 2 * width + map_head + width * head + head
+
+
+@pytest.mark.parametrize("name,tokens,expected", [
+    ("siglip-b16-224", 196, _hand_count(768, 12, 3072, 16, 196, 768)),
+    ("siglip-so400m14-384", 729, _hand_count(1152, 27, 4304, 14, 729, 1152)),
+])
+def test_siglip_shapes_token_counts_and_parameter_counts(name, tokens, expected):
+  config = registry.get_encoder(name)
+  assert config.num_patches == tokens
+  count = _count_params(config)
+  assert count == expected
+  if name == "siglip-b16-224":
+    assert count - (768 * 768 + 768) == 92_884_224  # The published B/16 image tower without head.
+  else:
+    assert 420e6 < count < 440e6  # "So400m": ~428M with its head.
+
+
+@pytest.mark.parametrize("name,pooled_dim,tokens", [("vit-tiny", 64, 64), ("vit-nano", 32, 16)])
+def test_cpu_encoders_run(name, pooled_dim, tokens):
+  config = registry.get_encoder(name)
+  pooled, patch_tokens = ViT(config, rngs=nnx.Rngs(0))(
+      np.zeros((2, config.image_size, config.image_size, 3), np.float32))
+  assert pooled.shape == (2, pooled_dim) and patch_tokens.shape == (2, tokens, config.width)
+
+
+def test_feature_towers_are_registered_without_a_pooled_output():
+  for name in ("metaclip-b16-224", "dinov2-g14-224", "mae-h14-224", "vit-ti16-224"):
+    config = registry.get_encoder(name)
+    assert config.pool_type == "none" and config.num_classes == 0, name
+
+
+def test_unknown_names_suggest_close_ones_and_overrides_apply():
+  with pytest.raises(UnknownNameError, match="siglip-b16-224"):
+    registry.get_encoder("siglip-b16-244")
+  config = registry.get_encoder("siglip-b16-224", pool_type="none", num_classes=0, dtype="float32")
+  assert config.pool_type == "none" and config.width == 768
+  assert registry.get_encoder("siglip-b16-224").pool_type == "map"
+
+
+def test_register_encoder_by_name(monkeypatch):
+  monkeypatch.setattr(registry, "ENCODERS", dict(registry.ENCODERS))
+  mine = dataclasses.replace(registry.get_encoder("vit-nano"), depth=3)
+  registry.register_encoder("my-vit", mine)
+  assert registry.get_encoder("my-vit") == mine
+  registry.register_encoder("my-vit", mine)  # The same config again is harmless.
+  with pytest.raises(ValueError, match="replace=True"):
+    registry.register_encoder("my-vit", dataclasses.replace(mine, depth=4))
+  registry.register_encoder("my-vit", dataclasses.replace(mine, depth=4), replace=True)
+  assert registry.get_encoder("my-vit").depth == 4
+  with pytest.raises(TypeError, match="ViTConfig"):
+    registry.register_encoder("bad", {"width": 8})
