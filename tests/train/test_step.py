@@ -76,3 +76,12 @@ def test_gradient_accumulation_matches_one_large_batch(one_micro_batch, syntheti
   for a, b in zip(jax.tree.leaves(jax.device_get(state_one.params)),
                   jax.tree.leaves(jax.device_get(state_four.params))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_global_batch_refuses_rows_the_mesh_cannot_split(synthetic):
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  batch = synthetic.batches(1, 6, 16, CONFIG.vocab_size)[0]
+  with pytest.raises(ValueError, match="6 rows cannot be split over data-parallel size 4"):
+    step_lib.global_batch(batch, mesh, step_lib.LM_FEATURES)
+  with pytest.raises(KeyError, match="lacks feature"):
+    step_lib.global_batch({"decoder_input_tokens": batch["decoder_input_tokens"]}, mesh, step_lib.LM_FEATURES)

@@ -96,8 +96,10 @@ def _model_overrides(args) -> dict:
 
 def _pretrain(args) -> int:
   from visual_priors.data.commands import open_store  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import config as config_lib, pretrain, store_data  # pylint: disable=import-outside-toplevel
 
+  sharding.maybe_initialize_distributed()
   config = config_lib.default_config()
   config.scale = args.scale
   config.work_dir = str(pathlib.Path(args.work_dir).absolute())
@@ -139,9 +141,10 @@ def _compile_check(args) -> int:
 
 
 def _bench_lm(args) -> int:
-  from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import scales, sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import bench  # pylint: disable=import-outside-toplevel
 
+  sharding.maybe_initialize_distributed()
   model_config = scales.get_scale(args.scale, **_model_overrides(args))
   result = bench.run_bench(model_config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
                            warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh),

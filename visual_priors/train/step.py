@@ -144,6 +144,12 @@ def global_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh, features: Seq
   missing = [name for name in features if name not in host_batch]
   if missing:
     raise KeyError(f"Batch lacks feature(s) {missing}; it has {sorted(host_batch)}.")
+  rows = np.shape(host_batch[features[0]])[0] * jax.process_count()
+  parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+  if rows % parallel:
+    raise ValueError(
+        f"A batch of {rows} rows cannot be split over data-parallel size {parallel}; use a batch size "
+        f"(training or eval) that is a multiple of {parallel}.")
   batch_sharding = sharding.batch_sharding(mesh)
   return {
       name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(host_batch[name]))
