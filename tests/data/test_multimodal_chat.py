@@ -182,3 +182,24 @@ def test_template_pickles_without_its_processor(template):
   convs = LLAVA_ITEMS[0]["conversations"]
   np.testing.assert_array_equal(clone.encode(convs, with_image=True).tokens,
                                 template.encode(convs, with_image=True).tokens)
+
+
+@pytest.fixture(scope="module")
+def generated_instruct(tmp_path_factory):
+  from visual_priors.data.multimodal import generate, loaders
+
+  root = tmp_path_factory.mktemp("generated")
+  generate.generate(root, seed=3, n_captions=0, n_instruct=48, n_eval_per_benchmark=0, n_mle_per_level=0,
+                    objects="shapes", log=lambda _: None)
+  return loaders.load_llava(root / "instruct.json")
+
+
+def test_generated_instruct_items_all_keep_supervised_tokens(template, generated_instruct):
+  assert len(generated_instruct) == 48
+  assert any(r["image"] is None for r in generated_instruct) and any(r["image"] for r in generated_instruct)
+  for record in generated_instruct:
+    with_image = record["image"] is not None
+    encoded = template.encode(record["conversations"], with_image=with_image, sample_id=record["id"])
+    assert_round_trip(template, record, encoded, with_image)
+    features = chat.decoder_features(encoded, 512, sample_id=record["id"])
+    assert features["decoder_loss_weights"].sum() == encoded.loss_mask.sum()  # nothing truncated at 512

@@ -28,7 +28,9 @@ from visual_priors.data.multimodal import chat
 MLE_BENCH_FIELDS = ("image", "question", "choices", "answer", "sub_task")
 
 
-def _read_json_items(path: pathlib.Path) -> list[Any]:
+def read_items(path: pathlib.Path) -> list[Any]:
+  """The items of a JSON list file, or of a JSONL file (one item a line), unchanged."""
+  path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"No data file at {path}.")
   with open(path, encoding="utf-8") as f:
@@ -68,7 +70,7 @@ def load_llava(json_path: str | pathlib.Path, image_folder: str | pathlib.Path |
   json_path = pathlib.Path(json_path)
   folder = pathlib.Path(image_folder) if image_folder is not None else json_path.parent
   records = []
-  for index, item in enumerate(_read_json_items(json_path)):
+  for index, item in enumerate(read_items(json_path)):
     if not isinstance(item, Mapping):
       raise ValueError(f"{json_path} item {index} is a {type(item).__name__}; expected an object with "
                        "'conversations'.")
@@ -91,7 +93,7 @@ def load_captions(jsonl_path: str | pathlib.Path, image_folder: str | pathlib.Pa
   jsonl_path = pathlib.Path(jsonl_path)
   folder = pathlib.Path(image_folder) if image_folder is not None else jsonl_path.parent
   records = []
-  for index, row in enumerate(_read_json_items(jsonl_path)):
+  for index, row in enumerate(read_items(jsonl_path)):
     what = f"{jsonl_path} row {index}"
     if not isinstance(row, Mapping) or not isinstance(row.get("caption"), str):
       raise ValueError(f"{what} is {row!r}; expected {{'image': path, 'caption': text}}.")
@@ -194,7 +196,7 @@ def load_mle_bench(path: str | pathlib.Path, image_folder: str | pathlib.Path | 
       raise FileNotFoundError(f"No data file at {path}.")
     rows = _read_parquet(path)
   elif path.suffix == ".jsonl":
-    rows = _read_json_items(path)
+    rows = read_items(path)
   else:
     raise ValueError(f"{path}: MLE-Bench rows are read from .jsonl or .parquet files.")
   records = []
