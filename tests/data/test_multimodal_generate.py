@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from visual_priors.data.multimodal import gen_assets, generate
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, by_name
-from visual_priors.data.multimodal.gen_questions import GROUPS, KINDS, LETTERS, TYPES
+from visual_priors.data.multimodal.gen_questions import GROUP_NOUNS, GROUPS, KINDS, LETTERS, TYPES
 from visual_priors.data.multimodal.scene import RELATIONS, SIZE_LEVELS, quadrant, relation
 
 SMALL = {"image_size": 64, "n_captions": 12, "n_instruct": 60, "n_eval_per_benchmark": 14,
@@ -103,3 +104,302 @@ def test_captions_and_instruct_follow_the_llava_format(dataset):
       assert item["kind"] == "other" and not any("<image>" in t["value"] for t in turns)
   assert {i["kind"] for i in items} == set(KINDS)
   assert any("image" not in i for i in items) and any("image" in i for i in items)
+
+
+# Independent ground-truth checks: each recomputes a question's answer from the scene record.
+
+def _objects(scene: dict, name: str) -> list[dict]:
+  return [o for o in scene["objects"] if o["name"] == name]
+
+
+def _one(scene: dict, name: str) -> dict:
+  (found,) = _objects(scene, name)
+  return found
+
+
+def _present_names(scene: dict) -> set[str]:
+  names = set(scene["background_contains"])
+  for o in scene["objects"]:
+    names |= CLASSES[o["name"]].names
+  return names
+
+
+def _relations(a: list[int], b: list[int]) -> set[str]:
+  """Every relation that holds between two boxes (x0, y0, x1, y1)."""
+  found = set()
+  if a[2] <= b[0]:
+    found.add("to the left of")
+  if b[2] <= a[0]:
+    found.add("to the right of")
+  if a[3] <= b[1]:
+    found.add("above")
+  if b[3] <= a[1]:
+    found.add("below")
+  return found
+
+
+def _chart_value(scene: dict, label: str) -> int:
+  chart = scene["chart"]
+  return chart["values"][chart["labels"].index(label)]
+
+
+def _match(pattern: str, question: str) -> tuple[str, ...]:
+  found = re.fullmatch(pattern, question)
+  assert found, (pattern, question)
+  return found.groups()
+
+
+def _true_answer(task: str, question: str, choices: list[str] | None, scene: dict) -> str:
+  """The answer recomputed from the scene; also asserts that no other choice is true."""
+  s = scene
+  if task == "existence":
+    (name,) = _match(r"Is there (?:an?|some) (.+) in the image\?", question)
+    if _objects(s, name):
+      return "Yes"
+    assert not CLASSES[name].names & _present_names(s)
+    return "No"
+  if task == "identity":
+    present = [c for c in choices if c in _present_names(s)]
+    assert len(present) == 1
+    return present[0]
+  if task == "colour":
+    (name,) = _match(r"What colour is the (.+)\?", question)
+    return _one(s, name)["colour"]
+  if task == "shape":
+    (colour,) = _match(r"Which shape is (.+)\?", question)
+    (found,) = [o for o in s["objects"] if o["colour"] == colour]
+    return found["name"]
+  if task == "position":
+    (name,) = _match(r"Where is the (.+) in the image\?", question)
+    x0, y0, x1, y1 = _one(s, name)["box"]
+    half = 64 / 2
+    assert (x1 <= half or x0 >= half) and (y1 <= half or y0 >= half)
+    return f"{'top' if y1 <= half else 'bottom'} {'left' if x1 <= half else 'right'}"
+  if task == "legs_total":
+    return str(sum(CLASSES[o["name"]].legs for o in s["objects"]))
+  if task == "sides_total":
+    return str(sum(CLASSES[o["name"]].sides for o in s["objects"]))
+  if task == "chart_sum":
+    a, b = _match(r"What is the sum of the values of (\w+) and (\w+)\?", question)
+    return str(_chart_value(s, a) + _chart_value(s, b))
+  if task == "chart_difference":
+    a, b = _match(r"How much greater is the value of (\w+) than the value of (\w+)\?", question)
+    assert _chart_value(s, a) > _chart_value(s, b)
+    return str(_chart_value(s, a) - _chart_value(s, b))
+  if task == "category":
+    (noun,) = _match(r"Which of these objects in the image is (.+)\?", question)
+    group = {v: k for k, v in GROUP_NOUNS.items()}[noun]
+    matching = [c for c in choices if CLASSES[c].group == group]
+    assert len(matching) == 1 and _objects(s, matching[0])
+    return matching[0]
+  if task in ("read_word", "read_word_open"):
+    assert question == "What word is written on the sign?"
+    return s["text"]
+  if task in ("bar_value", "line_value"):
+    pattern = r"What is the value of (\w+) in the chart\?" if task == "bar_value" else \
+        r"What is the value in (\w+)\?"
+    (label,) = _match(pattern, question)
+    return str(_chart_value(s, label))
+  if task == "chart_max":
+    chart = s["chart"]
+    assert chart["values"].count(max(chart["values"])) == 1
+    return chart["labels"][chart["values"].index(max(chart["values"]))]
+  if task in ("count", "count_open"):
+    (plural,) = _match(r"How many (.+) are there in the image\?", question)
+    return str(sum(CLASSES[o["name"]].plural == plural for o in s["objects"]))
+  if task == "count_compare":
+    a, b = _match(r"Are there more (.+) than (.+) in the image\?", question)
+    count = lambda plural: sum(CLASSES[o["name"]].plural == plural for o in s["objects"])
+    return "Yes" if count(a) > count(b) else "No"
+  if task == "spatial_relation":
+    a, b = _match(r"Where is the (.+) relative to the (.+)\?", question)
+    (truth,) = _relations(_one(s, a)["box"], _one(s, b)["box"])
+    return truth
+  if task == "spatial_yes_no":
+    a, rel, b = _match(r"Is the (.+) (to the left of|to the right of|above|below) the (.+)\?",
+                       question)
+    truths = _relations(_one(s, a)["box"], _one(s, b)["box"])
+    assert len(truths) == 1
+    return "Yes" if rel in truths else "No"
+  if task == "larger":
+    (which,) = _match(r"Which object is (larger|smaller) in the image\?", question)
+    by_area = sorted(choices, key=lambda c: _one(s, c)["area"])
+    small, big = (_one(s, c) for c in by_area)
+    assert big["area"] >= 2 * small["area"]
+    return by_area[1] if which == "larger" else by_area[0]
+  if task == "depth":
+    by_depth = sorted(choices, key=lambda c: _one(s, c)["depth"])
+    back = _one(s, by_depth[0])
+    assert back["area"] < back["full_area"]
+    return by_depth[1] if "in front" in question else by_depth[0]
+  raise AssertionError(f"no checker for task {task!r}")
+
+
+def test_every_eval_answer_is_among_its_choices_and_true_of_the_scene(dataset):
+  scenes = _scenes(dataset)
+  checked = set()
+  for name in generate.BENCHMARKS:
+    for row in _read_jsonl(dataset / "eval" / f"{name}.jsonl"):
+      scene = scenes[row["image"]]
+      assert scene["split"] == "eval" and row["type"] in TYPES
+      if row["type"] == "multiple_choice":
+        assert row["answer_text"] in row["choices"] and len(set(row["choices"])) == len(row["choices"])
+        assert row["choices"][LETTERS.index(row["answer"])] == row["answer_text"]
+      else:
+        assert row["choices"] is None and row["answer"] == row["answer_text"]
+      assert row["answer_text"] == _true_answer(row["task"], row["question"], row["choices"], scene)
+      assert row["prompt"].startswith(row["question"])
+      checked.add(row["task"])
+  assert len(checked) >= 18
+
+
+def _parse_turn(value: str) -> tuple[str, list[str] | None]:
+  lines = value.removeprefix("<image>\n").split("\n")
+  options = [line[3:] for line in lines[1:] if re.match(r"[A-H]\. ", line)]
+  return lines[0], options or None
+
+
+def test_every_instruct_answer_is_true_of_the_scene(dataset):
+  scenes = _scenes(dataset)
+  for item in json.loads((dataset / "instruct.json").read_text()):
+    if item["task"] in ("text_only", "describe"):
+      continue
+    turns = item["conversations"]
+    for human, gpt in zip(turns[::2], turns[1::2]):
+      question, choices = _parse_turn(human["value"])
+      answer = choices[LETTERS.index(gpt["value"])] if choices else gpt["value"]
+      assert answer == _true_answer(item["task"], question, choices, scenes[item["image"]])
+
+
+def test_captions_name_every_object(dataset):
+  scenes = _scenes(dataset)
+  rows = _read_jsonl(dataset / "captions.jsonl")
+  items = json.loads((dataset / "instruct.json").read_text())
+  rows += [{"image": i["image"], "caption": i["conversations"][1]["value"]}
+           for i in items if i["task"] == "describe"]
+  for row in rows:
+    scene = scenes[row["image"]]
+    for o in scene["objects"]:
+      assert o["name"] in row["caption"] or CLASSES[o["name"]].plural in row["caption"]
+    if scene["text"]:
+      assert f'"{scene["text"]}"' in row["caption"]
+    if scene["chart"]:
+      for label, value in zip(scene["chart"]["labels"], scene["chart"]["values"]):
+        assert f"{label} {value}" in row["caption"]
+
+
+def test_mle_bench_rows_honour_size_levels_and_exclude_present_objects(dataset):
+  scenes = _scenes(dataset)
+  rows = _read_jsonl(dataset / "eval" / "mle_bench.jsonl")
+  assert [r["sub_task"] for r in rows] == [level for level in SIZE_LEVELS
+                                           for _ in range(SMALL["n_mle_per_level"])]
+  for row in rows:
+    assert set(row) == {"image", "question", "choices", "answer", "sub_task"}
+    assert row["question"] == "Which of the following objects appears in the image?"
+    assert len(row["choices"]) == 4 and len(set(row["choices"])) == 4
+    assert row["answer"] in row["choices"]
+    scene = scenes[row["image"]]
+    target = max(scene["objects"], key=lambda o: o["depth"])
+    assert target["name"] == row["answer"] and target["area"] == target["full_area"]
+    low, high = SIZE_LEVELS[row["sub_task"]]
+    assert low < target["area"] <= high
+    present = _present_names(scene)
+    for distractor in row["choices"]:
+      if distractor != row["answer"]:
+        assert not CLASSES[distractor].names & present
+
+
+def test_size_levels_all_occur_with_areas_spread_inside_them(dataset):
+  scenes = _scenes(dataset)
+  areas = {}
+  for row in _read_jsonl(dataset / "eval" / "mle_bench.jsonl"):
+    target = max(scenes[row["image"]]["objects"], key=lambda o: o["depth"])
+    areas.setdefault(row["sub_task"], []).append(target["area"])
+  assert set(areas) == set(SIZE_LEVELS)
+  assert max(areas["existence_0-30"]) < min(areas["existence_30-60"])
+  assert max(areas["existence_30-60"]) < min(areas["existence_60-100"])
+
+
+def test_four_groups_with_mostly_multiple_choice(dataset):
+  rows = []
+  for name, group in generate.BENCHMARKS.items():
+    bench = _read_jsonl(dataset / "eval" / f"{name}.jsonl")
+    assert len(bench) == SMALL["n_eval_per_benchmark"] and {r["group"] for r in bench} == {group}
+    rows += bench
+  assert {r["group"] for r in rows} == set(GROUPS)
+  types = [r["type"] for r in rows]
+  assert set(types) == set(TYPES) and types.count("multiple_choice") > len(types) / 2
+  letters = [r["answer"] for r in rows if r["type"] == "multiple_choice"]
+  assert len(set(letters)) >= 3  # options are shuffled, not always "A"
+  yes_no = [r["answer"] for r in rows if r["type"] == "yes_no"]
+  assert "Yes" in yes_no and "No" in yes_no
+
+
+def test_evaluation_images_are_held_out_from_training(dataset):
+  scenes = list(_scenes(dataset).values())
+  train_bytes = {(dataset / s["image"]).read_bytes() for s in scenes if s["split"] == "train"}
+  for scene in scenes:
+    if scene["background"] is not None:
+      width = gen_assets.photo_pixels(scene["background"]).shape[1]
+      boundary = int(width * gen_assets.TRAIN_REGION)
+      x0, _, x1, _ = scene["crop"]
+      assert x1 <= boundary if scene["split"] == "train" else x0 >= boundary
+    if scene["split"] == "eval":
+      assert (dataset / scene["image"]).read_bytes() not in train_bytes
+
+
+def test_emoji_fetch_failure_falls_back_to_shapes_named_in_the_manifest(monkeypatch, tmp_path):
+  def unreachable(*args, **kwargs):
+    raise RuntimeError("registry unreachable")
+
+  monkeypatch.setattr(gen_assets, "emoji_font_path", unreachable)
+  tiny = {**SMALL, "n_captions": 2, "n_instruct": 5, "n_eval_per_benchmark": 1, "n_mle_per_level": 1}
+  manifest = generate.generate(tmp_path / "auto", objects="auto", **tiny)
+  assert manifest["object_source"]["name"] == "PIL-drawn shapes"
+  assert "fallback" in manifest["object_source"]["reason"]
+  assert set(manifest["vocabulary"]) == {c.name for c in SHAPES}
+  assert "legs_total" not in manifest["tasks"]
+  with pytest.raises(RuntimeError, match="unreachable"):
+    generate.generate(tmp_path / "emoji", objects="emoji", **tiny)
+
+
+def test_bad_arguments_are_rejected(tmp_path):
+  with pytest.raises(ValueError, match="objects="):
+    generate.generate(tmp_path / "x", objects="clipart", log=lambda _: None)
+  with pytest.raises(ValueError, match="image_size"):
+    generate.generate(tmp_path / "x", image_size=16, objects="shapes", log=lambda _: None)
+  with pytest.raises(ValueError, match="n_instruct"):
+    generate.generate(tmp_path / "x", n_instruct=-1, objects="shapes", log=lambda _: None)
+  assert not (tmp_path / "x").exists()
+
+
+def test_relation_holds_for_exactly_one_direction():
+  left, right = (0, 10, 10, 20), (12, 15, 20, 25)
+  assert relation(left, right) == "to the left of" and relation(right, left) == "to the right of"
+  top, bottom = (5, 0, 15, 8), (0, 9, 10, 20)
+  assert relation(top, bottom) == "above" and relation(bottom, top) == "below"
+  assert relation((0, 0, 5, 5), (10, 10, 15, 15)) is None  # diagonal: left and above both hold
+  assert relation((0, 0, 10, 10), (5, 5, 15, 15)) is None  # overlapping boxes
+  assert set(RELATIONS) == {"to the left of", "to the right of", "above", "below"}
+
+
+def test_quadrant_needs_the_box_wholly_inside_one():
+  assert quadrant((0, 0, 32, 32), 64) == "top left"
+  assert quadrant((32, 40, 60, 64), 64) == "bottom right"
+  assert quadrant((30, 0, 40, 10), 64) is None
+
+
+def test_canvas_measures_visible_area_after_occlusion():
+  from visual_priors.data.multimodal.scene import Canvas
+
+  canvas = Canvas(Image.new("RGB", (10, 10), (0, 0, 0)))
+  square = Image.new("RGBA", (4, 4), (255, 0, 0, 255))
+  canvas.paste("back", square, (0, 0), (4, 4))
+  canvas.paste("front", square, (2, 2), (4, 4))
+  canvas.paste("edge", square, (8, 8), (4, 4))  # 2x2 of it inside the image
+  back, front, edge = canvas.placed()
+  assert back.full_area == 16 / 100 and back.area == 12 / 100 and back.box == (0, 0, 4, 4)
+  assert front.area == front.full_area == 16 / 100 and front.box == (2, 2, 6, 6)
+  assert edge.area == 4 / 100 and edge.box == (8, 8, 10, 10)
+  assert [p.depth for p in (back, front, edge)] == [0, 1, 2]
+  assert np.asarray(canvas.rgb())[3, 3].tolist() == [255, 0, 0]

@@ -207,8 +207,8 @@ def chart_max(ctx, rng):
 def chart_sum(ctx, rng):
   scene = sc.chart_scene(ctx, rng, "bar")
   chart = scene.chart
-  qas = []
-  for i, j in _pick(rng, [(i, j) for i in range(len(chart.labels)) for j in range(i + 1, len(chart.labels))], 2):
+  qas, n = [], len(chart.labels)
+  for i, j in _pick(rng, [(i, j) for i in range(n) for j in range(i + 1, n)], 2):
     total = chart.values[i] + chart.values[j]
     qas.append(_chart_number_mc(
         "chart_sum", f"What is the sum of the values of {chart.labels[i]} and {chart.labels[j]}?",
