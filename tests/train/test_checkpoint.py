@@ -71,3 +71,19 @@ def test_missing_item_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match=f"{tmp_path / '1'} has no 'data' item"):
     manager.restore(1, _abstract(_state()))
   manager.close()
+
+
+def test_damaged_array_files_are_a_clear_error(tmp_path):
+  manager = checkpoint.Checkpointer(tmp_path, keep=1, async_save=False)
+  manager.save(1, _state(), {})
+  manager.wait()
+  array_files = [p for p in (tmp_path / "1" / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert array_files  # the OCDBT data files holding the array bytes
+  for path in array_files:
+    path.write_bytes(b"\x00" * path.stat().st_size)
+  with pytest.raises(ValueError, match=f"Checkpoint {tmp_path / '1'} (is unreadable|could not be restored)"):
+    manager.restore(1, _abstract(_state()))
+  (tmp_path / "1" / "state" / "_METADATA").write_text("not json")
+  with pytest.raises(ValueError, match=f"Checkpoint {tmp_path / '1'} is unreadable"):
+    manager.restore(1, _abstract(_state()))
+  manager.close()

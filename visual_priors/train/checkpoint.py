@@ -147,13 +147,21 @@ class Checkpointer:
           f"Checkpoint {step_dir / STATE_ITEM} does not match this run's train state ({shown}). "
           "Was it written with another model scale, trainable regex or optimizer? Use a new work_dir."
       )
-    restored = self._manager.restore(
-        step,
-        args=ocp.args.Composite(**{
-            STATE_ITEM: ocp.args.StandardRestore(abstract_state),
-            DATA_ITEM: DataStateRestore(),
-        }),
-    )
+    try:
+      restored = self._manager.restore(
+          step,
+          args=ocp.args.Composite(**{
+              STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+              DATA_ITEM: DataStateRestore(),
+          }),
+      )
+    except FileNotFoundError:
+      raise
+    except Exception as error:  # tensorstore and orbax raise many types for damaged files.
+      raise ValueError(
+          f"Checkpoint {step_dir} could not be restored ({type(error).__name__}: {error}). It may be damaged; "
+          "delete that step directory to resume from an earlier one."
+      ) from error
     return restored[STATE_ITEM], restored[DATA_ITEM]
 
   def wait(self) -> None:

@@ -41,10 +41,6 @@ class StateSpec:
   shardings: TrainState  # a NamedSharding per leaf
   create: Callable[[], TrainState]  # builds the state directly into its shardings (compiled on each call)
 
-  @property
-  def mesh(self) -> Mesh:
-    return self.shardings.step.mesh
-
 
 def _initial_state(model_factory: ModelFactory, tx: optax.GradientTransformation, trainable: str,
                    frozen: str, seed: int) -> TrainState:
