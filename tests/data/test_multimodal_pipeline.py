@@ -86,6 +86,11 @@ def test_same_seed_same_batches_other_seed_other_order(template, records):
 
   assert first_answers(1) == first_answers(1)
   assert first_answers(1) != first_answers(2)
+  epochs = first_answers(1)  # 12 records, 4 per batch: three batches an epoch, then a new epoch order
+  assert sorted(sum(epochs, [])) == sorted(f"It is number {i}." for i in range(12))
+  it = iter(pipeline.instruct_dataset(records, template, config(seed=1), 0, 1))
+  first, second = [sum((answers_of(template, next(it)) for _ in range(3)), []) for _ in range(2)]
+  assert sorted(first) == sorted(second) and first != second
 
 
 def test_iterator_state_resumes_exactly(template, records):

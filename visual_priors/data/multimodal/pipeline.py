@@ -5,11 +5,14 @@ array, or None for text-only items). Per epoch the records are shuffled by seed,
 slice, and a grain map does the host-side work: decode, convert to RGB, resize to the encoder's
 `image_size` (Pillow's bilinear filter, which widens its support when shrinking, i.e. antialiased; the
 SigLIP recipe squashes to a square, no crop) and scale to [-1, 1]; tokenize the conversation with the
-chat template. Rows are one conversation each, padded to `seq_len`. Iterators have get_state() /
-set_state() for exact resume.
+chat template. Rows are one conversation each, padded to `seq_len`; batches are built ahead in a
+background thread. Iterators have get_state() / set_state() for exact resume. Cost per row, measured on
+one busy CPU core: ~7 ms for a 640x480 JPEG to 224x224 (decode 4 ms, resize 2.6 ms) and 0.14 ms to
+tokenize a 1k-token conversation; `read_threads` spreads the decoding over cores.
 
 Instruction batches: {"images" float32 (B, H, W, 3), "has_image" int32 (B,), the seqio decoder features
-(B, T), "decoder_image_mask" int32 (B, T)}; rows without an image carry zeros and has_image 0.
+(B, T), "decoder_image_mask" int32 (B, T) marking the image slots among decoder_input_tokens (see `chat`)};
+rows without an image carry zeros and has_image 0.
 `text_only=True` withholds every image (the "blind" stage): no image slots, has_image 0.
 Caption batches (contrastive stage): {"images", "text_tokens" int32 (B, L): caption ids, EOS, 0-padding}.
 """
@@ -44,14 +47,15 @@ class MultimodalConfig:
   drop_unsupervised: bool = False  # False: a row left with no loss token raises; True: it is skipped
   drop_remainder: bool = True  # False keeps a last, smaller batch (one-pass evaluation)
   read_threads: int = 4  # threads decoding and tokenizing records (Pillow releases the GIL)
-  prefetch_buffer: int = 16  # records prepared ahead per thread pool
+  prefetch_buffer: int = 16  # records prepared ahead by those threads
+  prefetch_batches: int = 2  # finished batches built ahead in a background thread (0 = none)
 
   def __post_init__(self):
     if min(self.batch_size, self.seq_len, self.image_size) <= 0:
       raise ValueError(f"batch_size={self.batch_size}, seq_len={self.seq_len} and image_size={self.image_size} "
                        "must be positive.")
-    if self.read_threads < 0 or self.prefetch_buffer < 0:
-      raise ValueError("read_threads and prefetch_buffer must be >= 0.")
+    if min(self.read_threads, self.prefetch_buffer, self.prefetch_batches) < 0:
+      raise ValueError("read_threads, prefetch_buffer and prefetch_batches must be >= 0.")
 
 
 def load_image(image: Any, image_size: int) -> np.ndarray:
@@ -130,6 +134,15 @@ def _host_rows(records: Sequence[Mapping[str, Any]], row_fn, config: MultimodalC
                                               prefetch_buffer_size=config.prefetch_buffer))
 
 
+def _batched(rows, local_batch: int, config: MultimodalConfig):
+  import grain  # pylint: disable=import-outside-toplevel
+
+  batches = rows.batch(local_batch, drop_remainder=config.drop_remainder)
+  if config.prefetch_batches:
+    batches = grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=config.prefetch_batches)
+  return batches
+
+
 def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
   if process_index is None or process_count is None:
     import jax  # pylint: disable=import-outside-toplevel
@@ -145,7 +158,7 @@ def instruct_dataset(records: Sequence[Mapping[str, Any]], template: chat.ChatTe
   rows = _host_rows(records, _InstructRow(template, config), config, process_index, process_count)
   if config.drop_unsupervised:
     rows = rows.filter(lambda row: row is not None)
-  return rows.batch(local_batch, drop_remainder=config.drop_remainder)
+  return _batched(rows, local_batch, config)
 
 
 def caption_dataset(records: Sequence[Mapping[str, Any]], vocab_path: str | pathlib.Path, config: MultimodalConfig,
@@ -154,7 +167,7 @@ def caption_dataset(records: Sequence[Mapping[str, Any]], vocab_path: str | path
   process_index, process_count = _process(process_index, process_count)
   local_batch = text_pipeline.host_batch_size(config, process_count)
   rows = _host_rows(records, _CaptionRow(pathlib.Path(vocab_path), config), config, process_index, process_count)
-  return rows.batch(local_batch, drop_remainder=config.drop_remainder)
+  return _batched(rows, local_batch, config)
 
 
 def to_global_batch(batch: Mapping[str, np.ndarray], mesh, features: Sequence[str] = INSTRUCT_FEATURES):
