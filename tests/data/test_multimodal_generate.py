@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from visual_priors.data.multimodal import gen_assets, generate
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, by_name
 from visual_priors.data.multimodal.gen_questions import GROUP_NOUNS, GROUPS, KINDS, LETTERS, TYPES
 from visual_priors.data.multimodal.scene import RELATIONS, SIZE_LEVELS, quadrant, relation
+from visual_priors.names import UnknownNameError
 
 SMALL = {"image_size": 64, "n_captions": 12, "n_instruct": 60, "n_eval_per_benchmark": 14,
          "n_mle_per_level": 6, "log": lambda _: None}
@@ -57,15 +61,26 @@ def _all_files(root: pathlib.Path) -> dict[str, bytes]:
   return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_same_seed_gives_byte_identical_files(shapes_set, tmp_path):
+def test_same_seed_gives_byte_identical_files_in_another_process(shapes_set, tmp_path):
   again = tmp_path / "again"
-  generate.generate(again, seed=3, objects="shapes", **SMALL)
+  settings = {k: v for k, v in SMALL.items() if k != "log"}
+  code = ("import sys; from visual_priors.data.multimodal import generate; "
+          f"generate.generate(sys.argv[1], seed=3, objects='shapes', log=lambda _: None, **{settings!r})")
+  env = {**os.environ, "PYTHONHASHSEED": "12345"}  # set iteration order must not matter
+  subprocess.run([sys.executable, "-c", code, str(again)], check=True, env=env)
   assert _all_files(again) == _all_files(shapes_set)
+
+
+def test_same_seed_gives_byte_identical_emoji_files(emoji_set, tmp_path):
+  again = tmp_path / "again"
+  generate.generate(again, seed=5, objects="emoji", **SMALL)
+  assert _all_files(again) == _all_files(emoji_set)
 
 
 def test_another_seed_gives_other_images(shapes_set, tmp_path):
   other = tmp_path / "other"
-  generate.generate(other, seed=4, objects="shapes", **SMALL)
+  generate.generate(other, seed=4, objects="shapes",
+                    **{**SMALL, "n_instruct": 20, "n_eval_per_benchmark": 4, "n_mle_per_level": 2})
   ours, theirs = _all_files(shapes_set), _all_files(other)
   same = [name for name in ours if name.startswith("images/") and ours[name] == theirs.get(name)]
   assert not same
@@ -403,3 +418,23 @@ def test_canvas_measures_visible_area_after_occlusion():
   assert edge.area == 4 / 100 and edge.box == (8, 8, 10, 10)
   assert [p.depth for p in (back, front, edge)] == [0, 1, 2]
   assert np.asarray(canvas.rgb())[3, 3].tolist() == [255, 0, 0]
+
+
+def test_no_pasted_object_is_named_like_something_the_photo_shows(dataset):
+  for scene in _scenes(dataset).values():
+    for o in scene["objects"]:
+      assert not CLASSES[o["name"]].names & set(scene["background_contains"]), (scene["image"], o)
+
+
+def test_task_selection_limits_every_output(tmp_path):
+  tiny = {**SMALL, "n_captions": 4, "n_instruct": 10, "n_eval_per_benchmark": 4, "n_mle_per_level": 0}
+  manifest = generate.generate(tmp_path / "sel", objects="shapes", tasks=["colour", "count"], **tiny)
+  assert sorted(manifest["tasks"]) == ["colour", "count"]
+  assert sorted(p.name for p in (tmp_path / "sel" / "eval").iterdir()) == [
+      "gen_general.jsonl", "gen_vision_centric.jsonl", "mle_bench.jsonl"]
+  items = json.loads((tmp_path / "sel" / "instruct.json").read_text())
+  assert {i["task"] for i in items} == {"colour", "count", "text_only"}
+  with pytest.raises(UnknownNameError, match="colour"):
+    generate.generate(tmp_path / "bad", objects="shapes", tasks=["color"], **tiny)
+  with pytest.raises(ValueError, match="emoji"):
+    generate.generate(tmp_path / "bad", objects="shapes", tasks=["legs_total"], **tiny)

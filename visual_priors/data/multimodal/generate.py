@@ -15,7 +15,9 @@ Files written under `out_dir` (replaced as a whole; image paths are relative to 
   instruct.json           LLaVA/Cambrian list of {"id", "image"?, "conversations", "kind", "task"};
                           the first human turn of an image item starts with "<image>\\n"; items
                           without "image" are text-only (kind "other")
-  eval/<benchmark>.jsonl  {"id", "image", "question", "choices" (list or null), "answer" (the letter
+  eval/<benchmark>.jsonl  gen_general, gen_knowledge, gen_ocr_chart, gen_vision_centric (only those
+                          with a selected task when `tasks` is given), one row per question:
+                          {"id", "image", "question", "choices" (list or null), "answer" (the letter
                           for multiple choice, else the answer text), "answer_text", "prompt" (the
                           question formatted exactly as in instruct.json), "group", "type", "task"}
   eval/mle_bench.jsonl    MLE-Bench rows: {"image", "question", "choices", "answer" (text), "sub_task"}
@@ -58,7 +60,7 @@ Question tasks (eval group; SFT kind; answer type):
 MLE-Bench-style existence (eval/mle_bench.jsonl): "Which of the following objects appears in the
 image?" about one target whose visible pixels cover 0-30%, 30-60% or 60-100% of the image
 (sub_task existence_0-30 / existence_30-60 / existence_60-100); it is pasted last so nothing covers
-it; small and medium targets may share the image with up to two small objects that do not touch it.
+it; it may share the image with up to two small objects that do not touch it.
 The 3 distractors are vocabulary classes sharing no name or synonym with any object in the image or
 with anything the background photo shows (e.g. the cat in "chelsea").
 
@@ -97,8 +99,9 @@ from visual_priors.data.multimodal import gen_assets
 from visual_priors.data.multimodal import scene as sc
 from visual_priors.data.multimodal.gen_captions import caption
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, absent_classes
-from visual_priors.data.multimodal.gen_questions import GROUPS, Task, available
+from visual_priors.data.multimodal.gen_questions import GROUPS, TASKS, Task, available
 from visual_priors.data.multimodal.gen_text_only import text_only_turns
+from visual_priors.names import lookup
 
 FORMAT = "visual_priors.generated_multimodal/1"
 BENCHMARKS = {"gen_general": "General", "gen_knowledge": "Knowledge", "gen_ocr_chart": "OCR & Chart",
@@ -252,9 +255,25 @@ def _versions() -> dict[str, str]:
   return {p: importlib.metadata.version(p) for p in ("numpy", "pillow", "matplotlib", "scikit-image")}
 
 
+def _selected_tasks(names: Sequence[str] | None, emoji: bool, source: str) -> list[Task]:
+  usable = available(emoji)
+  if names is None:
+    return list(usable.values())
+  if not names:
+    raise ValueError("tasks=[] selects nothing; pass None for every task.")
+  chosen = []
+  for name in names:
+    task = lookup(TASKS, name, "question task")
+    if name not in usable:
+      raise ValueError(f"Task {name!r} needs emoji objects but the object source is {source}.")
+    chosen.append(task)
+  return chosen
+
+
 def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int = 64,
              n_captions: int = 64, n_instruct: int = 160, n_eval_per_benchmark: int = 32,
              n_mle_per_level: int | None = None, objects: str = "auto",
+             tasks: Sequence[str] | None = None,
              downloads_dir: str | os.PathLike[str] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """Writes the generated data set into `out_dir` (replacing it) and returns its manifest.
@@ -262,6 +281,9 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
   n_mle_per_level: MLE-Bench-style questions per size level (default n_eval_per_benchmark).
   objects: "emoji" (Noto Color Emoji, fetched once; fails if it cannot be), "shapes" (PIL-drawn,
   no download) or "auto" (emoji when the package can be fetched, else shapes).
+  tasks: only these question tasks (names in `gen_questions.TASKS`) for captions, instruction data
+  and benchmarks, e.g. ["colour", "existence"] for a quick learnability check; a benchmark left
+  without tasks is not written. None: every task the object source allows.
   """
   if image_size < 32:
     raise ValueError(f"image_size={image_size} is too small to place objects; use 32 or more.")
@@ -275,18 +297,19 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
   vocabulary = EMOJI_OBJECTS if emoji_font else SHAPES
   train = sc.Context(image_size, "train", vocabulary, emoji_font)
   held_out = sc.Context(image_size, "eval", vocabulary, emoji_font)
-  tasks = available(emoji_font is not None)
-  image_tasks = list(tasks.values())
+  image_tasks = _selected_tasks(tasks, emoji_font is not None, object_source["name"])
   out = pathlib.Path(out_dir)
   with atomic_directory(out) as root:
     images = _Images(root)
-    captions = _captions(images, [t for t in image_tasks if t.group is not None], train, seed,
-                         n_captions)
+    captions = _captions(images, [t for t in image_tasks if t.group is not None] or image_tasks,
+                         train, seed, n_captions)
     instruct = _instruct(images, image_tasks, train, seed, n_instruct)
     train_digests = set(images.digests.values())
     benchmarks = {}
     for b, (name, group) in enumerate(BENCHMARKS.items()):
       group_tasks = [t for t in image_tasks if t.group == group]
+      if not group_tasks:
+        continue
       benchmarks[name] = _benchmark(images, name, group_tasks, held_out, seed,
                                     n_eval_per_benchmark, _STREAM_EVAL + b, train_digests)
     mle = _mle_bench(images, held_out, seed, n_mle, train_digests)
@@ -336,10 +359,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--eval", type=int, default=32, help="rows per benchmark")
   parser.add_argument("--mle-per-level", type=int, default=None)
   parser.add_argument("--objects", choices=OBJECT_SOURCES, default="auto")
+  parser.add_argument("--tasks", nargs="+", default=None, help="only these question tasks")
   args = parser.parse_args(argv)
   generate(args.out, seed=args.seed, image_size=args.image_size, n_captions=args.captions,
            n_instruct=args.instruct, n_eval_per_benchmark=args.eval,
-           n_mle_per_level=args.mle_per_level, objects=args.objects)
+           n_mle_per_level=args.mle_per_level, objects=args.objects, tasks=args.tasks)
 
 
 if __name__ == "__main__":

@@ -177,8 +177,11 @@ def free_spot(rng: np.random.Generator, size: tuple[int, int], taken: Sequence[B
   return None
 
 
-def _background(ctx: Context, rng: np.random.Generator):
-  photo = gen_assets.PHOTOS[int(rng.integers(len(gen_assets.PHOTOS)))]
+def _background(ctx: Context, rng: np.random.Generator, classes: Sequence[ObjectClass] = ()):
+  """A photo crop that shows nothing the pasted classes are called (no real cat behind a pasted one)."""
+  names = {n for c in classes for n in c.names}
+  photos = [p for p in gen_assets.PHOTOS if not names & set(p.contains)]
+  photo = photos[int(rng.integers(len(photos)))]
   image, crop = gen_assets.crop_background(photo, ctx.split, rng, ctx.image_size)
   return photo, image, crop
 
@@ -209,7 +212,7 @@ def retry(build, ctx: Context, rng: np.random.Generator, *args) -> Scene:
 def objects_scene(ctx: Context, rng: np.random.Generator, classes: Sequence[ObjectClass],
                   counts: Sequence[int], regions: Sequence[Box] | None = None) -> Scene:
   """counts[i] copies of classes[i], one size per class, none touching; regions[i] bounds class i."""
-  photo, background, crop = _background(ctx, rng)
+  photo, background, crop = _background(ctx, rng, classes)
   canvas, taken, s = Canvas(background), [], ctx.image_size
   full = (0, 0, s, s)
   shapes = ctx.emoji_font is None or any(c.glyph is None for c in classes)
@@ -245,7 +248,7 @@ def shapes_scene(ctx: Context, rng: np.random.Generator, shapes: Sequence[Object
 
 def pair_scene(ctx: Context, rng: np.random.Generator, big: ObjectClass, small: ObjectClass) -> Scene:
   """A big and a small object side by side or one above the other, with one clear relation."""
-  photo, background, crop = _background(ctx, rng)
+  photo, background, crop = _background(ctx, rng, (big, small))
   canvas, s = Canvas(background), ctx.image_size
   colours = [str(c) for c in rng.permutation(list(COLOURS))[:2]]
   sprites = [_sprite(ctx, obj, c if obj.glyph is None else None)
@@ -278,7 +281,7 @@ def _box_area(box: Box) -> int:
 def occlusion_scene(ctx: Context, rng: np.random.Generator, back: ObjectClass,
                     front: ObjectClass) -> Scene:
   """`front` pasted over part of `back`: 15-60% of the back object's pixels are covered."""
-  photo, background, crop = _background(ctx, rng)
+  photo, background, crop = _background(ctx, rng, (back, front))
   canvas, s = Canvas(background), ctx.image_size
   colours = [str(c) for c in rng.permutation(list(COLOURS))[:2]]
   for obj, colour, centre in zip((back, front), colours, (0.42, 0.58)):
@@ -380,14 +383,14 @@ def render_chart(chart: Chart, image_size: int, colour: str) -> Image.Image:
 def existence_scene(ctx: Context, rng: np.random.Generator, level: str) -> Scene:
   """One target object whose visible pixels cover a fraction of the image inside the level's bounds.
 
-  Small and medium targets may share the image with up to two other small objects that do not
-  touch them; the target is pasted last, so nothing covers it. objects[-1] is the target.
+  The target may share the image with up to two small objects that do not touch it (there is
+  seldom room beside a large one); it is pasted last, so nothing covers it. objects[-1] is the target.
   """
   low, high = SIZE_LEVELS[level]
   goal = rng.uniform(max(low, 0.02) + 0.02, min(high, 0.9) - 0.03)
   s = ctx.image_size
-  photo, background, crop = _background(ctx, rng)
   target = ctx.vocabulary[int(rng.integers(len(ctx.vocabulary)))]
+  photo, background, crop = _background(ctx, rng, (target,))
   colour = _random_colour(rng) if target.glyph is None else None
   sprite = _sprite(ctx, target, colour)
   centre = rng.uniform(0.3, 0.7, 2) * s if goal > 0.3 else rng.uniform(0.2, 0.8, 2) * s
@@ -396,7 +399,8 @@ def existence_scene(ctx: Context, rng: np.random.Generator, level: str) -> Scene
   top_left = (round(centre[0] - size[0] / 2), round(centre[1] - size[1] / 2))
   target_box = (*top_left, top_left[0] + size[0], top_left[1] + size[1])
   canvas, taken = Canvas(background), [target_box]
-  others = [c for c in ctx.vocabulary if not (c.names & target.names)]
+  others = [c for c in ctx.vocabulary
+            if not c.names & (target.names | set(photo.contains))]
   for _ in range(int(rng.integers(0, 3))):
     other = others[int(rng.integers(len(others)))]
     other_colour = _random_colour(rng) if other.glyph is None else None
