@@ -130,7 +130,8 @@ def test_rows_left_without_loss_raise_unless_dropped(template, records):
 
 
 def test_caption_batches_hold_eos_terminated_padded_caption_ids(small_vocab, records):
-  pairs = [{"image": r["image"], "caption": f"a flat picture number {i}"} for i, r in enumerate(records) if "image" in r]
+  pairs = [{"image": r["image"], "caption": f"a flat picture number {i}"}
+           for i, r in enumerate(records) if "image" in r]
   cfg = config(seq_len=12, shuffle=False)
   batch = next(iter(pipeline.caption_dataset(pairs, small_vocab, cfg, 0, 1)))
   assert set(batch) == set(pipeline.CAPTION_FEATURES)

@@ -70,7 +70,8 @@ def test_removal_variants_drop_seeded_nested_shares_of_one_kind():
   def count(name, kind):
     return sum(kinds[i] == kind for i in variants[name])
 
-  assert (count("perception-50", "perception"), count("perception-100", "perception")) == (4, 0)  # 4.5 removed rounds up to 5
+  # Half of 9 is 4.5; the removed share rounds up to 5, so 4 stay.
+  assert (count("perception-50", "perception"), count("perception-100", "perception")) == (4, 0)
   assert (count("reasoning-50", "reasoning"), count("reasoning-100", "reasoning")) == (3, 0)
   for name in ("perception-50", "perception-100"):
     assert count(name, "reasoning") == 6 and count(name, "other") == 5

@@ -7,8 +7,9 @@ Labellers (`SftLabeller`: `name`, `kinds(records) -> [kind]`):
   describe, is there ...) is perception; everything else is other.
 * "endpoint": a chat model behind an OpenAI-compatible endpoint (an LLM sees the conversation; a VLM can
   also be sent the image, `send_images=True`). The request, retry and backoff policy and the sqlite reply
-  cache are those of `labelling.llm.LlmLabeller`, reused as they are; only the prompt and the reply
-  parsing are this module's.
+  cache are those of `labelling.llm.LlmLabeller`, reused as they are; this module adds the prompt, the
+  reply parsing and a per-item thread pool shaped like `LlmLabeller.label`'s (cache first, the first
+  rejection stops the queue, failures reported together after the rest are cached).
 
 Variants (the paper's five configs): full, perception-50, perception-100, reasoning-50, reasoning-100.
 Which items a removal drops is a seeded permutation per kind, so the 50% set is half of the 100% set
