@@ -131,3 +131,8 @@ def test_running_out_of_data_is_a_clear_error(run_config, synthetic):
 
   with pytest.raises(ValueError, match="training data ran out before step 3 of 6"):
     _train(run_config, synthetic, train_data=TwoBatches)
+
+
+def test_eval_batches_stop_at_the_limit_or_when_exhausted():
+  assert list(trainer._in_lockstep(iter([1, 2, 3]), max_batches=2)) == [1, 2]
+  assert list(trainer._in_lockstep([1, 2], max_batches=0)) == [1, 2]

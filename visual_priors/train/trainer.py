@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from visual_priors.models import sharding
 from visual_priors.train import checkpoint, config as config_lib, mfu, optimizer
@@ -83,17 +84,35 @@ class _Window:
     return result
 
 
+def _in_lockstep(batches: Iterable[HostBatch], max_batches: int) -> Iterator[HostBatch]:
+  """Batches while every host still has one, at most `max_batches` (0 = no limit).
+
+  Hosts read different slices of an eval set, which can differ by a batch; every host must run the same
+  number of (collective) eval steps, so each step first checks that all hosts have a batch.
+  """
+  iterator = iter(batches)
+  served = 0
+  while not max_batches or served < max_batches:
+    batch = next(iterator, None)
+    if jax.process_count() > 1:
+      if not int(multihost_utils.process_allgather(np.int32(batch is not None)).min()):
+        return
+    elif batch is None:
+      return
+    yield batch
+    served += 1
+
+
 def _evaluate(eval_step: Callable, state: state_lib.TrainState, eval_sets: EvalSets, mesh: jax.sharding.Mesh,
               features: Sequence[str], max_batches: int) -> dict[str, float | None]:
   """Token-weighted mean loss per eval set, as `eval/<name>/loss` (None if not finite)."""
   results: dict[str, float | None] = {}
   for name, make_batches in eval_sets.items():
-    totals = []
-    for index, host_batch in enumerate(make_batches()):
-      if max_batches and index >= max_batches:
-        break
-      totals.append(eval_step(state.params, state.frozen, step_lib.global_batch(host_batch, mesh, features)))
-    loss_sum, tokens = (float(sum(values)) for values in zip(*jax.device_get(totals))) if totals else (0.0, 0.0)
+    totals = [eval_step(state.params, state.frozen, step_lib.global_batch(host_batch, mesh, features))
+              for host_batch in _in_lockstep(make_batches(), max_batches)]
+    fetched = jax.device_get(totals)
+    loss_sum = sum(float(batch_loss) for batch_loss, _ in fetched)
+    tokens = sum(float(batch_tokens) for _, batch_tokens in fetched)
     if tokens <= 0:
       raise ValueError(f"Eval set {name!r} yielded no loss-weighted tokens; check its data factory.")
     loss = loss_sum / tokens
