@@ -255,14 +255,14 @@ def test_every_eval_answer_is_among_its_choices_and_true_of_the_scene(dataset):
   checked = set()
   for name in generate.BENCHMARKS:
     for row in _read_jsonl(dataset / "eval" / f"{name}.jsonl"):
-      scene = scenes[row["image"]]
+      scene = scenes[f"eval/{row['image']}"]
       assert scene["split"] == "eval" and row["type"] in TYPES
       if row["type"] == "multiple_choice":
-        assert row["answer_text"] in row["choices"] and len(set(row["choices"])) == len(row["choices"])
-        assert row["choices"][LETTERS.index(row["answer"])] == row["answer_text"]
+        assert row["answer"] in row["choices"] and len(set(row["choices"])) == len(row["choices"])
+        assert row["choices"][LETTERS.index(row["answer_letter"])] == row["answer"]
       else:
-        assert row["choices"] is None and row["answer"] == row["answer_text"]
-      assert row["answer_text"] == _true_answer(row["task"], row["question"], row["choices"], scene)
+        assert row["choices"] is None and row["answer_letter"] is None
+      assert row["answer"] == _true_answer(row["task"], row["question"], row["choices"], scene)
       assert row["prompt"].startswith(row["question"])
       checked.add(row["task"])
   assert len(checked) >= 18
@@ -313,7 +313,7 @@ def test_mle_bench_rows_honour_size_levels_and_exclude_present_objects(dataset):
     assert row["question"] == "Which of the following objects appears in the image?"
     assert len(row["choices"]) == 4 and len(set(row["choices"])) == 4
     assert row["answer"] in row["choices"]
-    scene = scenes[row["image"]]
+    scene = scenes[f"eval/{row['image']}"]
     target = max(scene["objects"], key=lambda o: o["depth"])
     assert target["name"] == row["answer"] and target["area"] == target["full_area"]
     low, high = SIZE_LEVELS[row["sub_task"]]
@@ -328,7 +328,7 @@ def test_size_levels_all_occur_with_areas_spread_inside_them(dataset):
   scenes = _scenes(dataset)
   areas = {}
   for row in _read_jsonl(dataset / "eval" / "mle_bench.jsonl"):
-    target = max(scenes[row["image"]]["objects"], key=lambda o: o["depth"])
+    target = max(scenes[f"eval/{row['image']}"]["objects"], key=lambda o: o["depth"])
     areas.setdefault(row["sub_task"], []).append(target["area"])
   assert set(areas) == set(SIZE_LEVELS)
   assert max(areas["existence_0-30"]) < min(areas["existence_30-60"])
@@ -344,7 +344,7 @@ def test_four_groups_with_mostly_multiple_choice(dataset):
   assert {r["group"] for r in rows} == set(GROUPS)
   types = [r["type"] for r in rows]
   assert set(types) == set(TYPES) and types.count("multiple_choice") > len(types) / 2
-  letters = [r["answer"] for r in rows if r["type"] == "multiple_choice"]
+  letters = [r["answer_letter"] for r in rows if r["type"] == "multiple_choice"]
   assert len(set(letters)) >= 3  # options are shuffled, not always "A"
   yes_no = [r["answer"] for r in rows if r["type"] == "yes_no"]
   assert "Yes" in yes_no and "No" in yes_no
@@ -430,7 +430,7 @@ def test_task_selection_limits_every_output(tmp_path):
   tiny = {**SMALL, "n_captions": 4, "n_instruct": 10, "n_eval_per_benchmark": 4, "n_mle_per_level": 0}
   manifest = generate.generate(tmp_path / "sel", objects="shapes", tasks=["colour", "count"], **tiny)
   assert sorted(manifest["tasks"]) == ["colour", "count"]
-  assert sorted(p.name for p in (tmp_path / "sel" / "eval").iterdir()) == [
+  assert sorted(p.name for p in (tmp_path / "sel" / "eval").glob("*.jsonl")) == [
       "gen_general.jsonl", "gen_vision_centric.jsonl", "mle_bench.jsonl"]
   items = json.loads((tmp_path / "sel" / "instruct.json").read_text())
   assert {i["task"] for i in items} == {"colour", "count", "text_only"}
@@ -438,3 +438,19 @@ def test_task_selection_limits_every_output(tmp_path):
     generate.generate(tmp_path / "bad", objects="shapes", tasks=["color"], **tiny)
   with pytest.raises(ValueError, match="emoji"):
     generate.generate(tmp_path / "bad", objects="shapes", tasks=["legs_total"], **tiny)
+
+
+def test_the_multimodal_loaders_read_every_file_with_their_default_image_folders(shapes_set):
+  from visual_priors.data.multimodal import loaders
+
+  items = loaders.load_llava(shapes_set / "instruct.json")
+  captions = loaders.load_captions(shapes_set / "captions.jsonl")
+  mle = loaders.load_mle_bench(shapes_set / "eval" / "mle_bench.jsonl")
+  assert len(items) == SMALL["n_instruct"] and len(captions) == SMALL["n_captions"]
+  assert len(mle) == 3 * SMALL["n_mle_per_level"]
+  images = [r["image"] for r in (*items, *captions, *mle) if r["image"] is not None]
+  assert all(pathlib.Path(p).is_file() for p in images)
+  assert all("/eval/images/" in r["image"] for r in mle)
+  for name in generate.BENCHMARKS:
+    for row in _read_jsonl(shapes_set / "eval" / f"{name}.jsonl"):
+      assert (shapes_set / "eval" / row["image"]).is_file()

@@ -1,4 +1,4 @@
-"""The generator's vocabularies: object classes (emoji glyphs or drawn shapes), colours, words, chart labels."""
+"""The generator's vocabularies: object classes (emoji or drawn shapes), colours, words, chart labels."""
 
 from __future__ import annotations
 

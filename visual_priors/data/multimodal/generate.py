@@ -8,18 +8,21 @@ are drawn by matplotlib. Everything a question asks is known by construction: `s
 image's ground truth (objects with visible boxes, visible/full area fractions and paste depth, the
 word, the chart's values, the background photo and crop box).
 
-Files written under `out_dir` (replaced as a whole; image paths are relative to it):
-  images/*.png            one image per scene
+Files written under `out_dir` (replaced as a whole). Image paths are relative to the folder of the
+file that names them, as the loaders in `loaders.py` resolve them by default:
+  images/*.png            training images (captions and instruction data)
+  eval/images/*.png       held-out evaluation images
   scenes.jsonl            {"image", "split", "kind", "objects", "text", "chart", "background", ...}
   captions.jsonl          {"image", "caption"}: one true sentence per image, for alignment
   instruct.json           LLaVA/Cambrian list of {"id", "image"?, "conversations", "kind", "task"};
-                          the first human turn of an image item starts with "<image>\\n"; items
+                          the first human turn of an image item starts with "<image>\n"; items
                           without "image" are text-only (kind "other")
   eval/<benchmark>.jsonl  gen_general, gen_knowledge, gen_ocr_chart, gen_vision_centric (only those
                           with a selected task when `tasks` is given), one row per question:
-                          {"id", "image", "question", "choices" (list or null), "answer" (the letter
-                          for multiple choice, else the answer text), "answer_text", "prompt" (the
-                          question formatted exactly as in instruct.json), "group", "type", "task"}
+                          {"id", "image", "question", "choices" (list or null), "answer" (the answer
+                          text: the correct choice, "Yes"/"No", or the open answer), "answer_letter"
+                          (of the correct choice; null unless multiple choice), "prompt" (the question
+                          formatted exactly as in instruct.json), "group", "type", "task"}
   eval/mle_bench.jsonl    MLE-Bench rows: {"image", "question", "choices", "answer" (text), "sub_task"}
   manifest.json           settings, sources and versions, counts, task table, file digests
 
@@ -135,6 +138,7 @@ class _Images:
   def __init__(self, root: pathlib.Path):
     self.root = root
     (root / "images").mkdir()
+    (root / "eval" / "images").mkdir(parents=True)
     self.scenes: list[dict[str, Any]] = []
     self.digests: dict[str, str] = {}
 
@@ -145,11 +149,13 @@ class _Images:
     return buffer.getvalue()
 
   def save(self, name: str, scene: sc.Scene, split: str, data: bytes | None = None) -> str:
+    """Writes the image; returns its path relative to the split's folder (root, or eval/)."""
     data = self.encode(scene) if data is None else data
     relative = f"images/{name}.png"
-    (self.root / relative).write_bytes(data)
-    self.digests[relative] = hashlib.sha256(data).hexdigest()
-    self.scenes.append({"image": relative, "split": split, **scene.record()})
+    from_root = relative if split == "train" else f"eval/{relative}"
+    (self.root / from_root).write_bytes(data)
+    self.digests[from_root] = hashlib.sha256(data).hexdigest()
+    self.scenes.append({"image": from_root, "split": split, **scene.record()})
     return relative
 
 
@@ -216,7 +222,8 @@ def _benchmark(images: _Images, name: str, tasks: Sequence[Task], ctx: sc.Contex
     (scene, qa), data = _held_out(build, images.encode, train_digests, seed, stream, i)
     rows.append({"id": f"{name}_{i:06d}", "image": images.save(f"{name}_{i:06d}", scene, "eval", data),
                  "question": qa.question, "choices": list(qa.choices) if qa.choices else None,
-                 "answer": qa.answer, "answer_text": qa.answer_text, "prompt": qa.prompt,
+                 "answer": qa.answer_text,
+                 "answer_letter": qa.answer if qa.choices else None, "prompt": qa.prompt,
                  "group": BENCHMARKS[name], "type": qa.type, "task": task.name})
   return rows
 
