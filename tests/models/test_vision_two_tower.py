@@ -11,6 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
+from visual_priors.models import sharding
 from visual_priors.models.vision import TextConfig, TwoTower, ViTConfig, contrastive_loss, sigmoid_loss
 
 IMG = ViTConfig(image_size=16, patch_size=4, width=16, depth=1, mlp_dim=32, num_heads=2, dtype="float32")
@@ -88,3 +89,26 @@ def test_a_tiny_two_tower_learns_random_pairs():
   zimg, ztxt = model(batch["images"], batch["text_tokens"])
   matched = np.argmax(np.asarray(zimg @ ztxt.T), axis=1) == np.arange(8)
   assert matched.mean() >= 0.5
+
+
+def test_sharded_contrastive_loss_on_8_devices_equals_single_device():
+  model = TwoTower(IMG, TXT, 8, rngs=nnx.Rngs(0))
+  batch = {"images": jax.random.uniform(jax.random.key(1), (8, 16, 16, 3), minval=-1, maxval=1),
+           "text_tokens": jax.random.randint(jax.random.key(2), (8, 5), 0, 30)}
+  graphdef, state = nnx.split(model)
+
+  def loss(state, batch):
+    return contrastive_loss(nnx.merge(graphdef, state), batch, jax.random.key(0))[0]
+
+  expected = jax.jit(loss)(state, batch)
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+
+  @jax.jit
+  def sharded_loss(state, batch):
+    with sharding.activation_sharding(mesh):
+      return loss(state, batch)
+
+  state = jax.device_put(state, sharding.state_shardings(state, mesh))
+  assert state["txt"]["embed"]["embedding"][...].sharding.spec == jax.sharding.PartitionSpec("tensor", "fsdp")
+  batch = jax.device_put(batch, sharding.batch_sharding(mesh))
+  np.testing.assert_allclose(float(sharded_loss(state, batch)), float(expected), rtol=1e-5)

@@ -1,6 +1,7 @@
 """Vision and text towers (SigLIP-style ViT, text transformer, two towers), their registry and loader."""
 
 from visual_priors.models.vision.checkpoint import load_big_vision_npz
+from visual_priors.models.vision.flops import forward_flops_per_image, train_flops_per_image
 from visual_priors.models.vision.registry import ENCODERS, get_encoder, register_encoder
 from visual_priors.models.vision.text import TextConfig, TextTransformer
 from visual_priors.models.vision.two_tower import TwoTower, contrastive_loss, sigmoid_loss
@@ -8,5 +9,6 @@ from visual_priors.models.vision.vit import ViT, ViTConfig
 
 __all__ = [
     "ENCODERS", "TextConfig", "TextTransformer", "TwoTower", "ViT", "ViTConfig", "contrastive_loss",
-    "get_encoder", "load_big_vision_npz", "register_encoder", "sigmoid_loss",
+    "forward_flops_per_image", "get_encoder", "load_big_vision_npz", "register_encoder", "sigmoid_loss",
+    "train_flops_per_image",
 ]
