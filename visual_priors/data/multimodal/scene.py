@@ -260,7 +260,7 @@ def pair_scene(ctx: Context, rng: np.random.Generator, big: ObjectClass, small: 
   boxes = []
   for i, (w, h) in enumerate(sizes):
     first = (i == 0) == big_first
-    along = (w if horizontal else h)
+    along = w if horizontal else h
     start = rng.uniform(0, s / 2 - along) if first else rng.uniform(s / 2, s - along)
     across = min(max(line - (h if horizontal else w) / 2, 0), s - (h if horizontal else w))
     x, y = (start, across) if horizontal else (across, start)
