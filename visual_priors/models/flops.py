@@ -1,4 +1,4 @@
-"""Model FLOPs, the numerator of MFU: the decoder per trained token, the ViT, projector and MLLM step."""
+"""Model FLOPs, the numerator of MFU: the decoder per token; the ViT, text tower, projector and MLLM step."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from visual_priors.models.decoder import DecoderConfig
 if TYPE_CHECKING:  # Only for annotations: the decoder-only FLOPs need no vision imports.
   from visual_priors.models.mllm import MLLMConfig
   from visual_priors.models.projector import ProjectorConfig
+  from visual_priors.models.vision.text import TextConfig
   from visual_priors.models.vision.vit import ViTConfig
 
 
@@ -66,6 +67,12 @@ def vit_forward_flops(config: ViTConfig) -> float:
   if config.num_classes:
     flops += 2 * width * config.num_classes
   return float(flops)
+
+
+def text_tower_forward_flops(config: TextConfig, length: int) -> float:
+  """Matmul FLOPs of one text of `length` tokens through `TextTransformer(config)` (encoder and head)."""
+  flops = encoder_forward_flops(config.width, config.depth, config.mlp_dim, length)
+  return float(flops + 2 * config.width * config.num_classes)
 
 
 def projector_forward_flops(config: ProjectorConfig) -> float:

@@ -1,0 +1,276 @@
+"""The stages on tiny models: defaults, upstream loading and records, frozen parts, blind, npz vision.
+
+The tests marked slow share one chain of six tiny runs (about a minute on a 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import nnx
+
+from visual_priors.data import cache
+from visual_priors.models.vision import TextConfig, TwoTower, get_encoder
+from visual_priors.models.vision.checkpoint import big_vision_key
+from visual_priors.train import checkpoint, partition, pretrain, stages, upstream
+
+VOCAB = 64
+IMAGE = 16  # vit-nano: 16 x 16 images, 4 x 4 patches
+VISUAL = 4  # the patch grid resampled to 2 x 2 visual tokens
+SEQ = 16
+SLOTS = slice(1, 1 + VISUAL)
+BATCH = 8
+# Most runs use one device (they compile 2-3x faster); the pretrain and align runs shard over all 8, so
+# upstream weights are restored across different meshes.
+ONE_DEVICE = jax.devices()[:1]
+
+
+def _instruct_rows(count: int, seed: int, with_images: bool = True) -> list[dict[str, np.ndarray]]:
+  """Rows in the pipeline's layout: image slots after a BOS, then a short prompt, the answer supervised."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for _ in range(count):
+    tokens = rng.integers(3, VOCAB, SEQ + 1).astype(np.int32)
+    mask = np.zeros(SEQ, np.int32)
+    if with_images:
+      tokens[SLOTS.start + 1:SLOTS.stop + 1] = 0
+      mask[SLOTS] = 1
+    weights = np.zeros(SEQ, np.int32)
+    weights[SEQ // 2:] = 1
+    rows.append({
+        "images": rng.uniform(-1, 1, (IMAGE, IMAGE, 3)).astype(np.float32) * with_images,
+        "has_image": np.int32(with_images),
+        "decoder_input_tokens": tokens[:-1], "decoder_target_tokens": tokens[1:],
+        "decoder_segment_ids": np.ones(SEQ, np.int32), "decoder_positions": np.arange(SEQ, dtype=np.int32),
+        "decoder_loss_weights": weights, "decoder_image_mask": mask,
+    })
+  return rows
+
+
+def _caption_rows(count: int, seed: int) -> list[dict[str, np.ndarray]]:
+  rng = np.random.default_rng(seed)
+  return [{"images": rng.uniform(-1, 1, (IMAGE, IMAGE, 3)).astype(np.float32),
+           "text_tokens": rng.integers(3, VOCAB, 8).astype(np.int32)} for _ in range(count)]
+
+
+def _data(rows: list[dict[str, np.ndarray]]):
+  """A factory of repeating grain iterators (get_state/set_state) over batches of `rows`."""
+  dataset = grain.MapDataset.source(rows).repeat(None).batch(BATCH, drop_remainder=True)
+  return lambda: iter(dataset.to_iter_dataset())
+
+
+def _train_settings(config, work_dir: pathlib.Path, steps: int = 2) -> None:
+  config.train.work_dir = str(work_dir)
+  config.train.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
+  config.train.batch_size = BATCH
+  config.train.num_steps = steps
+  config.train.log_every_steps = 1
+  config.train.checkpoint.every_steps = steps
+  config.train.checkpoint.async_save = False
+
+
+def _pretrain(work_dir: pathlib.Path) -> pathlib.Path:
+  from visual_priors.train import config as config_lib  # pylint: disable=import-outside-toplevel
+  config = config_lib.default_config()
+  config.scale = "nano"
+  config.model.vocab_size = VOCAB
+  config.model.attention_impl = "xla"
+  config.batch_size, config.seq_len = BATCH, SEQ
+  config.num_steps, config.token_budget = 2, 0
+  config.optimizer.warmup_steps = 1
+  config.checkpoint.every_steps = 2
+  config.checkpoint.async_save = False
+  config.work_dir = str(work_dir)
+  pretrain.pretrain(config, train_data=_data(_instruct_rows(16, 9, with_images=False)))
+  return work_dir
+
+
+def _stored(run_dir: pathlib.Path) -> dict[str, np.ndarray]:
+  """Every model variable of a finished run's final checkpoint, by path (params and frozen merged)."""
+  manifest = cache.read_json(run_dir / "manifest.json")
+  step_dir = pathlib.Path(manifest["checkpoint_dir"]) / str(manifest["step"])
+  state_dir = step_dir / checkpoint.STATE_ITEM
+  metadata = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+  tree = ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+  return {**partition.flatten_paths(tree["params"]), **partition.flatten_paths(tree["frozen"])}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> dict[str, pathlib.Path]:
+  """pretrain -> contrastive -> align -> sft, and align -> blind -> sft, on tiny models and random data."""
+  root = tmp_path_factory.mktemp("chain")
+  runs = {"lm": _pretrain(root / "lm")}
+
+  contrastive = stages.stage_config("contrastive")
+  _train_settings(contrastive, root / "contrastive")
+  contrastive.train.seq_len = 8
+  contrastive.vision.encoder = "vit-nano"
+  contrastive.vocab_size = VOCAB
+  stages.run_stage(contrastive, train_data=_data(_caption_rows(16, 0)), num_examples=16, devices=ONE_DEVICE)
+  runs["contrastive"] = root / "contrastive"
+
+  align = stages.stage_config("align")
+  _train_settings(align, root / "align")
+  align.train.seq_len = SEQ
+  align.mllm.num_visual_tokens = VISUAL
+  align.upstream.lm, align.upstream.vision = str(runs["lm"]), str(runs["contrastive"])
+  stages.run_stage(align, train_data=_data(_instruct_rows(16, 1)), num_examples=16,
+                   data_identity={"instruct": "synthetic"})
+  runs["align"] = root / "align"
+
+  for name, init, with_images in (("sft", "align", True), ("blind", "align", False), ("blind_sft", "blind", True)):
+    config = stages.stage_config("blind" if name == "blind" else "sft")
+    _train_settings(config, root / name)
+    config.train.seq_len = SEQ
+    config.upstream.init = str(runs[init])
+    stages.run_stage(config, train_data=_data(_instruct_rows(16, 2, with_images)), num_examples=16,
+                     devices=ONE_DEVICE)
+    runs[name] = root / name
+  return runs
+
+
+def test_stage_defaults_are_the_papers():
+  align, sft = stages.stage_config("align"), stages.stage_config("sft")
+  assert (align.train.optimizer.peak_lr, align.warmup_fraction, align.epochs) == (1e-3, 0.06, 1.0)
+  assert (sft.train.optimizer.peak_lr, sft.warmup_fraction, sft.epochs) == (4e-5, 0.03, 1.0)
+  assert align.train.batch_size == sft.train.batch_size == 512
+  assert align.train.trainable == "proj/.*" and sft.train.trainable == "(proj|llm)/.*"
+  assert stages.stage_config("blind").train.trainable == "llm/.*"
+  assert align.mllm.num_visual_tokens == 576
+  # One epoch of 51,200 examples at batch 512 is 100 steps, 6 (align) and 3 (sft) of them warm-up.
+  align.train.work_dir = sft.train.work_dir = "/tmp/unused"
+  assert (stages.trainer_config(align, 51_200).num_steps, stages.trainer_config(align, 51_200).optimizer.warmup_steps) \
+      == (100, 6)
+  assert stages.trainer_config(sft, 51_200).optimizer.warmup_steps == 3
+  assert stages.trainer_config(sft, 51_201).num_steps == 101  # a partial last batch still counts
+
+
+def test_stage_configs_are_validated_loudly():
+  with pytest.raises(KeyError, match="Did you mean 'align'"):
+    stages.stage_config("allign")
+  config = stages.stage_config("align")
+  with pytest.raises(ValueError, match="upstream.lm"):
+    stages.validate(config)
+  config.upstream.lm = config.upstream.vision = "/somewhere"
+  config.mllm.num_visual_token = 9
+  with pytest.raises(ValueError, match="mllm.num_visual_token"):
+    stages.validate(config)
+  missing = stages.stage_config("sft")
+  missing.upstream.init = "/no/such/run"
+  missing.train.work_dir = "/tmp/unused"
+  with pytest.raises(FileNotFoundError, match="init upstream /no/such/run has no manifest.json"):
+    stages.run_stage(missing, train_data=_data(_instruct_rows(8, 0)), num_examples=8)
+
+
+@pytest.mark.slow
+def test_align_trains_only_the_projector_and_frozen_leaves_stay_bit_identical(chain):
+  lm, vision, align = _stored(chain["lm"]), _stored(chain["contrastive"]), _stored(chain["align"])
+  assert {path.split("/")[0] for path in align} == {"img", "proj", "llm"}
+  for path, value in align.items():
+    if path.startswith("llm/"):
+      np.testing.assert_array_equal(value, lm[path.removeprefix("llm/")], err_msg=path)
+    elif path.startswith("img/"):
+      np.testing.assert_array_equal(value, vision[path], err_msg=path)
+  # The MLLM's tower reads patch tokens only: the contrastive run's pooling and class heads are not copied.
+  assert not any(path.startswith(("img/map_head", "img/head")) for path in align)
+  manifest = cache.read_json(chain["align"] / "manifest.json")
+  proj_size = sum(value.size for path, value in align.items() if path.startswith("proj/"))
+  assert manifest["trainable_parameters"] == proj_size
+  assert manifest["final_metrics"]["grad_norm"] > 0
+
+
+@pytest.mark.slow
+def test_manifests_record_each_upstream_checkpoint_and_its_sha256(chain):
+  align = cache.read_json(chain["align"] / "manifest.json")
+  records = {record["role"]: record for record in align["upstream"]}
+  assert set(records) == {"lm", "vision"}
+  for role, run in (("lm", "lm"), ("vision", "contrastive")):
+    record = records[role]
+    assert record["path"] == str(chain[run].absolute())
+    assert record["manifest_sha256"] == cache.sha256_file(chain[run] / "manifest.json")
+    assert record["step"] == 2
+  assert align["data"] == {"instruct": "synthetic"}
+  assert align["model"]["mllm"]["num_visual_tokens"] == VISUAL
+  sft = cache.read_json(chain["sft"] / "manifest.json")
+  assert [record["role"] for record in sft["upstream"]] == ["init"]
+  assert sft["upstream"][0]["manifest_sha256"] == cache.sha256_file(chain["align"] / "manifest.json")
+  assert sorted(record["role"] for record in sft["lineage"]) == ["lm", "vision"]
+  blind_sft = cache.read_json(chain["blind_sft"] / "manifest.json")
+  assert blind_sft["upstream"][0]["stage"] == "blind"
+  assert sorted(record["role"] for record in blind_sft["lineage"]) == ["init", "lm", "vision"]
+
+
+@pytest.mark.slow
+def test_sft_trains_projector_and_lm_from_align_weights_and_keeps_the_encoder(chain):
+  align, sft = _stored(chain["align"]), _stored(chain["sft"])
+  changed = {path.split("/")[0] for path in align if not np.array_equal(align[path], sft[path])}
+  assert changed == {"proj", "llm"}
+  manifest = cache.read_json(chain["sft"] / "manifest.json")
+  assert manifest["trainable_parameters"] == sum(v.size for p, v in sft.items() if not p.startswith("img/"))
+
+
+@pytest.mark.slow
+def test_blind_phase_trains_only_the_lm_on_text_and_refuses_image_batches(chain, tmp_path):
+  align, blind = _stored(chain["align"]), _stored(chain["blind"])
+  changed = {path.split("/")[0] for path in align if not np.array_equal(align[path], blind[path])}
+  assert changed == {"llm"}
+  config = stages.stage_config("blind")
+  _train_settings(config, tmp_path / "blind")
+  config.train.seq_len = SEQ
+  config.upstream.init = str(chain["align"])
+  with pytest.raises(ValueError, match="text_only=True"):
+    stages.run_stage(config, train_data=_data(_instruct_rows(16, 3, with_images=True)), num_examples=16,
+                     devices=ONE_DEVICE)
+
+
+@pytest.mark.slow
+def test_load_mllm_returns_the_trained_model(chain):
+  model, manifest = stages.load_mllm(chain["sft"])
+  assert manifest["stage"] == "sft"
+  stored = _stored(chain["sft"])
+  for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    np.testing.assert_array_equal(np.asarray(variable[...]), stored["/".join(map(str, path))])
+  row = _instruct_rows(1, 5)[0]
+  logits = model(row["images"][None], row["decoder_input_tokens"][None], image_mask_bt=row["decoder_image_mask"][None])
+  assert logits.shape == (1, SEQ, VOCAB) and np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.slow
+def test_align_loads_a_big_vision_npz_encoder(chain, tmp_path):
+  text = TextConfig(vocab_size=VOCAB, width=32, depth=1, mlp_dim=64, num_heads=2, max_len=8, dtype="float32")
+  towers = TwoTower(get_encoder("vit-nano"), text, 32, rngs=nnx.Rngs(7))
+  arrays = {big_vision_key(path): np.asarray(variable[...])
+            for path, variable in nnx.to_flat_state(nnx.state(towers, nnx.Param))}
+  npz = tmp_path / "siglip.npz"
+  np.savez(npz, **arrays)
+  config = stages.stage_config("align")
+  _train_settings(config, tmp_path / "align", steps=1)
+  config.train.seq_len = SEQ
+  config.mllm.num_visual_tokens = VISUAL
+  config.vision.encoder = "vit-nano"
+  config.upstream.lm, config.upstream.vision = str(chain["lm"]), str(npz)
+  stages.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
+  stored = _stored(tmp_path / "align")
+  for path, value in stored.items():
+    if path.startswith("img/"):
+      np.testing.assert_array_equal(value, arrays[big_vision_key(path.split("/"))], err_msg=path)
+  record = cache.read_json(tmp_path / "align" / "manifest.json")["upstream"][1]
+  assert record == {"role": "vision", "path": str(npz), "sha256": cache.sha256_file(npz), "encoder": "vit-nano"}
+
+
+@pytest.mark.slow
+def test_contrastive_manifest_describes_both_towers(chain):
+  manifest = cache.read_json(chain["contrastive"] / "manifest.json")
+  assert manifest["upstream"] == [] and manifest["model"]["embed_dim"] == 32
+  assert manifest["model"]["vision"]["image_size"] == IMAGE and manifest["model"]["text"]["vocab_size"] == VOCAB
+  assert json.dumps(manifest)  # plain JSON throughout
+  assert upstream.read_run(chain["contrastive"], "vision", ("contrastive",)).record["stage"] == "contrastive"
+  with pytest.raises(ValueError, match="is a 'contrastive' run; expected pretrain"):
+    upstream.read_run(chain["contrastive"], "lm", ("pretrain",))

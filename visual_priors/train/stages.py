@@ -1,0 +1,388 @@
+"""The adaptation stages as configs of the one trainer: contrastive, align, sft, blind; their manifests.
+
+  stage        model     trains          starts from (config.upstream)                  defaults
+  contrastive  TwoTower  everything      nothing: both towers from scratch              LR 1e-3, 5% warm-up, wd 1e-4
+  align        MLLM      proj/.*         lm: a pretrain run; vision: a contrastive run  LR 1e-3, 6% warm-up
+                                         or a big_vision .npz (config.vision.encoder)
+  sft          MLLM      (proj|llm)/.*   init: an align run (or a blind run)            LR 4e-5, 3% warm-up
+  blind        MLLM      llm/.*          init: an align run; text-only batches          LR 4e-5, 3% warm-up
+All stages: AdamW, cosine decay, 1 epoch (`config.epochs`), global batch 512 (PAPER_FACTS section 4).
+The "blind" recipe is two runs: `blind` (the instruction data with images withheld), then `sft` with
+`upstream.init` = the blind run. align/sft/blind follow LLaVA's and Cambrian-1's training scripts where
+the paper is silent: no weight decay, Adam betas (0.9, 0.999), cosine to 0, gradient clipping at 1.0.
+
+A stage config is `{stage, train, epochs, warmup_fraction, upstream, ...}`: `train` is the trainer's
+own config (`visual_priors.train.config`, without `scale`: the model comes from upstream), and the run
+length is `epochs` over the data's `num_examples` (unless `train.num_steps` is set), with
+`warmup_fraction` of those steps warming up. The MLLM's vision tower drops the pooling head (pool
+"map"/"gap" become "none"; the patch tokens are what the MLLM reads). `train.compute_dtype` sets the
+compute dtype of every tower; `train.remat` and `train.model` apply to the LM.
+
+Each finished stage writes `<work_dir>/manifest.json`: the config, the model, and every upstream it
+started from (directory, manifest path and its sha256, checkpoint step; or a weights file and its
+sha256), plus the upstream's own upstreams as `lineage`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import pathlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+from flax import nnx
+
+from visual_priors.data import cache
+from visual_priors.models import flops, sharding
+from visual_priors.models.decoder import DecoderConfig
+from visual_priors.models.mllm import MLLM, MLLMConfig
+from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
+from visual_priors.models.vision import load_big_vision_npz
+from visual_priors.names import lookup
+from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
+from visual_priors.train import trainer
+from visual_priors.train import upstream as upstream_lib
+from visual_priors.train.state import TrainState
+
+MANIFEST = upstream_lib.MANIFEST
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """A stage's defaults."""
+
+  trainable: str
+  peak_lr: float
+  warmup_fraction: float
+  weight_decay: float
+  b2: float
+  seq_len: int  # instruction rows in tokens; caption length for contrastive
+  upstream: tuple[str, ...]  # the config.upstream keys the stage reads
+
+
+RECIPES: dict[str, Recipe] = {
+    # SigLIP (Zhai et al. 2023): LR 1e-3, weight decay 1e-4; captions of at most 64 tokens.
+    "contrastive": Recipe(".*", 1e-3, 0.05, 1e-4, 0.95, 64, ()),
+    "align": Recipe("proj/.*", 1e-3, 0.06, 0.0, 0.999, 2048, ("lm", "vision")),
+    "sft": Recipe("(proj|llm)/.*", 4e-5, 0.03, 0.0, 0.999, 2048, ("init",)),
+    "blind": Recipe("llm/.*", 4e-5, 0.03, 0.0, 0.999, 2048, ("init",)),
+}
+# Which runs each stage's `upstream.init` may name.
+_INIT_STAGES = {"sft": ("align", "blind"), "blind": ("align",)}
+# Subtrees whose keys are free-form (checked when the model is built).
+_OPEN_KEYS = ("train.model", "vision.overrides", "text")
+
+
+def stage_config(stage: str) -> ml_collections.ConfigDict:
+  """The stage's config with its defaults; set `train.work_dir` and `upstream.*` before running."""
+  recipe = lookup(RECIPES, stage, "stage")
+  train = config_lib.default_config()
+  del train["scale"]
+  train.batch_size = 512
+  train.seq_len = recipe.seq_len
+  train.num_steps = 0  # 0: `epochs` over the data decide
+  train.token_budget = 0
+  train.trainable = recipe.trainable
+  train.optimizer.peak_lr = recipe.peak_lr
+  train.optimizer.weight_decay = recipe.weight_decay
+  train.optimizer.b2 = recipe.b2
+  train.optimizer.final_lr_fraction = 0.0
+  config = ml_collections.ConfigDict()
+  config.stage = stage
+  config.train = train
+  config.epochs = 1.0
+  config.warmup_fraction = recipe.warmup_fraction
+  config.upstream = ml_collections.ConfigDict({name: "" for name in recipe.upstream})
+  if stage in ("contrastive", "align"):
+    # contrastive: the image tower to train; align: the architecture of an upstream .npz.
+    config.vision = ml_collections.ConfigDict({"encoder": "siglip-b16-224", "overrides": {}})
+  if stage == "contrastive":
+    config.text = ml_collections.ConfigDict()  # TextConfig overrides; by default the image tower's shape
+    config.embed_dim = 0  # 0: the image tower's width
+    config.vocab_size = 0  # the caption vocabulary's size (set from the data)
+  if stage == "align":
+    config.mllm = ml_collections.ConfigDict({"projector": "mlp2x_gelu", "num_visual_tokens": 576,
+                                             "resample": "bilinear"})
+  return config
+
+
+def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:
+  unknown = []
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if key not in reference:
+      unknown.append(path)
+    elif path not in _OPEN_KEYS and isinstance(value, (Mapping, ml_collections.ConfigDict)):
+      unknown += _unknown_keys(value, reference[key], f"{path}.")
+  return unknown
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first problem of a stage config (before anything is built)."""
+  stage = config.get("stage")
+  lookup(RECIPES, stage, "stage")
+  unknown = _unknown_keys(config, stage_config(stage))
+  if unknown:
+    raise ValueError(f"Unknown {stage} config keys {unknown}; valid keys: {', '.join(stage_config(stage))}.")
+  for name, value in config.upstream.items():
+    if not value:
+      raise ValueError(f"The {stage} stage needs config.upstream.{name} (see visual_priors.train.stages).")
+  if not config.epochs > 0 and config.train.num_steps <= 0:
+    raise ValueError(f"epochs must be > 0 (or set train.num_steps), got {config.epochs}.")
+  if not 0 <= config.warmup_fraction < 1:
+    raise ValueError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction}.")
+
+
+def trainer_config(config: ml_collections.ConfigDict, num_examples: int) -> ml_collections.ConfigDict:
+  """The trainer's config of this stage: steps for `epochs` over `num_examples` (rounded up), warm-up."""
+  train = copy.deepcopy(config.train)
+  if train.num_steps <= 0:
+    if num_examples <= 0:
+      raise ValueError(f"The {config.stage} data holds no examples; check its input files.")
+    train.num_steps = max(1, math.ceil(config.epochs * num_examples / train.batch_size))
+  train.token_budget = 0
+  train.optimizer.warmup_steps = int(config.warmup_fraction * train.num_steps)
+  return train
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+  """What one stage hands the trainer, and what its manifest records of the model and upstreams."""
+
+  model_factory: Callable[[nnx.Rngs], nnx.Module]
+  loss_fn: step_lib.LossFn
+  features: tuple[str, ...]
+  initialize: Callable[[TrainState], TrainState] | None
+  model: dict[str, Any]
+  upstream: list[dict[str, Any]]
+  lineage: list[dict[str, Any]]
+  flops_per_step: float
+
+
+def _tower_dtype(config: ml_collections.ConfigDict, dtype: str) -> str:
+  return config.train.compute_dtype or dtype
+
+
+def _llm_config(config: ml_collections.ConfigDict, fields: Mapping[str, Any]) -> DecoderConfig:
+  overrides = {"dtype": config.train.compute_dtype, "remat": config.train.remat}
+  overrides = {name: value for name, value in overrides.items() if value is not None}
+  return DecoderConfig(**{**fields, **overrides, **config.train.model})
+
+
+def feature_extractor(vision: ViTConfig) -> ViTConfig:
+  """The tower as the MLLM uses it: patch tokens only (a "map"/"gap" pooling head and class head dropped).
+
+  pool "tok" keeps its class token, which the patch tokens attended to in training.
+  """
+  pool = "tok" if vision.pool_type == "tok" else "none"
+  return dataclasses.replace(vision, pool_type=pool, num_classes=0)
+
+
+def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
+  vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+  vision = dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype))
+  if config.vocab_size <= 0:
+    raise ValueError("Set config.vocab_size to the caption vocabulary's size (the text tower's embedding rows).")
+  embed_dim = config.embed_dim or vision.width
+  text = TextConfig(**{"vocab_size": config.vocab_size, "width": vision.width, "depth": vision.depth,
+                       "mlp_dim": vision.mlp_dim, "num_heads": vision.num_heads, "max_len": config.train.seq_len,
+                       "dtype": vision.dtype, **config.text})
+
+  def model_factory(rngs: nnx.Rngs) -> TwoTower:
+    return TwoTower(vision, text, embed_dim, rngs=rngs)
+
+  image_tower = dataclasses.replace(vision, num_classes=embed_dim)
+  text_tower = dataclasses.replace(text, num_classes=embed_dim)
+  pair_flops = (flops.vit_forward_flops(image_tower)
+                + flops.text_tower_forward_flops(text_tower, config.train.seq_len))
+  return StagePlan(
+      model_factory=model_factory, loss_fn=contrastive_loss, features=multimodal_step.CAPTION_FEATURES,
+      initialize=None,
+      model={"vision": dataclasses.asdict(image_tower), "text": dataclasses.asdict(text_tower), "embed_dim": embed_dim},
+      upstream=[], lineage=[], flops_per_step=3 * config.train.batch_size * pair_flops)
+
+
+def _npz_vision_values(path: str, vision: ViTConfig) -> dict[str, Any]:
+  """The MLLM's `img/...` parameters read from a big_vision .npz (host arrays)."""
+  tower = ViT(vision, rngs=nnx.Rngs(0))
+  ignore = []
+  if vision.pool_type != "map":
+    ignore.append(r"img/MAPHead_0/.*")
+  if not vision.num_classes:
+    ignore.append(r"img/head/.*")
+  load_big_vision_npz(path, tower, ignore=ignore)
+  return {"img/" + "/".join(map(str, key)): variable[...]
+          for key, variable in nnx.to_flat_state(nnx.state(tower, nnx.Param))}
+
+
+def trained_parts(mllm: MLLMConfig, trainable: str, frozen: str = "") -> set[str]:
+  """The MLLM parts ("img", "proj", "llm") with at least one parameter the regexes train."""
+  abstract = nnx.eval_shape(lambda: MLLM(mllm, rngs=nnx.Rngs(0)))
+  paths = partition.flatten_paths(nnx.to_pure_dict(nnx.state(abstract, nnx.Param)))
+  train_regex = re.compile(trainable)
+  frozen_regex = re.compile(frozen) if frozen else None
+  return {path.split("/")[0] for path in paths
+          if train_regex.fullmatch(path) and not (frozen_regex and frozen_regex.fullmatch(path))}
+
+
+def _mllm_plan(config: ml_collections.ConfigDict, mllm: MLLMConfig, initialize: Callable[[TrainState], TrainState],
+               upstream: list[dict[str, Any]], lineage: list[dict[str, Any]]) -> StagePlan:
+  def model_factory(rngs: nnx.Rngs) -> MLLM:
+    return MLLM(mllm, rngs=rngs)
+
+  batch, seq_len = config.train.batch_size, config.train.seq_len
+  if config.stage == "blind":  # text-only: neither the encoder nor the projector runs
+    features = multimodal_step.TEXT_ONLY_FEATURES
+    step_flops = 3 * batch * seq_len * flops.forward_flops_per_token(mllm.llm, seq_len)
+  else:
+    features = multimodal_step.MLLM_FEATURES
+    step_flops = flops.mllm_train_flops_per_step(
+        mllm, batch_size=batch, seq_len=seq_len,
+        trained=trained_parts(mllm, config.train.trainable, config.train.frozen))
+  return StagePlan(
+      model_factory=model_factory, loss_fn=multimodal_step.mllm_loss, features=features, initialize=initialize,
+      model={"mllm": mllm.to_dict()}, upstream=upstream, lineage=lineage, flops_per_step=step_flops)
+
+
+def _align_plan(config: ml_collections.ConfigDict) -> StagePlan:
+  lm_run = upstream_lib.read_run(config.upstream.lm, "lm", ("pretrain",))
+  llm = _llm_config(config, lm_run.manifest["model"])
+  source = pathlib.Path(config.upstream.vision)
+  vision_run = None
+  if source.suffix == ".npz":
+    vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+    vision_record = upstream_lib.file_record(source, "vision")
+    vision_record["encoder"] = config.vision.encoder
+  else:
+    vision_run = upstream_lib.read_run(source, "vision", ("contrastive",))
+    vision = ViTConfig(**vision_run.manifest["model"]["vision"])
+    vision_record = vision_run.record
+  vision = feature_extractor(dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype)))
+  mllm = MLLMConfig(vision=vision, llm=llm, **config.mllm)
+
+  def initialize(state: TrainState) -> TrainState:
+    values = upstream_lib.restore_parameters(lm_run, upstream_lib.targets_under(state, ["llm/"]), {"llm/": ""})
+    if vision_run is not None:
+      values.update(upstream_lib.restore_parameters(vision_run, upstream_lib.targets_under(state, ["img/"]),
+                                                    {"img/": "img/"}))
+    else:
+      values.update(_npz_vision_values(str(source), vision))
+    return upstream_lib.replace_parameters(state, values)
+
+  lineage = [record for run in (lm_run, vision_run) if run is not None
+             for record in run.manifest.get("upstream", []) + run.manifest.get("lineage", [])]
+  return _mllm_plan(config, mllm, initialize, [lm_run.record, vision_record], lineage)
+
+
+def _init_plan(config: ml_collections.ConfigDict) -> StagePlan:
+  init_run = upstream_lib.read_run(config.upstream.init, "init", _INIT_STAGES[config.stage])
+  fields = init_run.manifest["model"]["mllm"]
+  mllm = MLLMConfig.from_dict(fields)
+  vision = dataclasses.replace(mllm.vision, dtype=_tower_dtype(config, mllm.vision.dtype))
+  mllm = dataclasses.replace(mllm, vision=vision, llm=_llm_config(config, fields["llm"]))
+
+  def initialize(state: TrainState) -> TrainState:
+    values = upstream_lib.restore_parameters(init_run, upstream_lib.targets_under(state, [""]), {"": ""})
+    return upstream_lib.replace_parameters(state, values)
+
+  lineage = init_run.manifest.get("upstream", []) + init_run.manifest.get("lineage", [])
+  return _mllm_plan(config, mllm, initialize, [init_run.record], lineage)
+
+
+_PLANS: dict[str, Callable[[ml_collections.ConfigDict], StagePlan]] = {
+    "contrastive": _contrastive_plan, "align": _align_plan, "sft": _init_plan, "blind": _init_plan,
+}
+
+
+class _TextOnlyIterator:
+  """Passes batches through, refusing any that carries an image (the blind stage withholds them)."""
+
+  def __init__(self, iterator: trainer.DataIterator):
+    self._iterator = iterator
+
+  def __next__(self) -> trainer.HostBatch:
+    batch = next(self._iterator)
+    for name in ("has_image", "decoder_image_mask"):
+      if name in batch and batch[name].any():
+        raise ValueError(f"The blind stage got a batch with images ({name} is set); build its data with the "
+                         "images withheld (MultimodalConfig(text_only=True)).")
+    return batch
+
+  def get_state(self) -> Any:
+    return self._iterator.get_state()
+
+  def set_state(self, state: Any) -> None:
+    self._iterator.set_state(state)
+
+
+def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], trainer.DataIterator],
+              num_examples: int, eval_sets: trainer.EvalSets | None = None,
+              data_identity: Mapping[str, Any] | None = None, on_step: Callable[[int], None] | None = None,
+              devices: Sequence[jax.Device] | None = None) -> trainer.TrainResult:
+  """Trains the stage and writes `<train.work_dir>/manifest.json` once its final step is saved.
+
+  `train_data()` returns this host's iterator of batches with the stage's features (caption batches
+  for contrastive, instruction batches for align/sft, text-only instruction batches for blind);
+  `num_examples` is the size of one epoch; `data_identity` (files, vocabulary, hashes) goes into the
+  manifest.
+  """
+  validate(config)
+  plan = _PLANS[config.stage](config)
+  train = trainer_config(config, num_examples)
+  make_data = train_data
+  if config.stage == "blind":
+    def make_data() -> trainer.DataIterator:
+      return _TextOnlyIterator(train_data())
+  result = trainer.train(
+      train, model_factory=plan.model_factory, loss_fn=plan.loss_fn, train_data=make_data,
+      features=plan.features, eval_sets=eval_sets,
+      flops_per_token=plan.flops_per_step / (train.batch_size * train.seq_len), on_step=on_step,
+      devices=devices, initialize=plan.initialize)
+  if jax.process_index() == 0:
+    manifest = {
+        "stage": config.stage,
+        "config": config.to_dict(),
+        "config_sha256": cache.sha256_json(config.to_dict()),
+        "model": plan.model,
+        "upstream": plan.upstream,
+        "lineage": plan.lineage,
+        "parameters": result.trainable_params + result.frozen_params,
+        "trainable_parameters": result.trainable_params,
+        "step": result.step,
+        "num_steps": train.num_steps,
+        "examples_seen": result.step * train.batch_size,
+        "epoch_examples": num_examples,
+        "checkpoint_dir": str(result.checkpoint_dir),
+        "final_metrics": result.final_metrics,
+        "data": dict(data_identity or {}),
+        "versions": pretrain.package_versions(),
+    }
+    cache.write_json_atomic(pathlib.Path(train.work_dir) / MANIFEST, manifest)
+  return result
+
+
+def load_mllm(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh | None = None,
+              rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> tuple[MLLM, dict[str, Any]]:
+  """(the MLLM of a finished align/sft/blind run with its trained weights, the run's manifest).
+
+  The weights are restored straight into their shardings on `mesh` (default: the first device).
+  """
+  run = upstream_lib.read_run(run_dir, "model", ("align", "sft", "blind"))
+  config = MLLMConfig.from_dict(run.manifest["model"]["mllm"])
+  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: MLLM(config, rngs=nnx.Rngs(0))))
+  shapes = partition.flatten_paths(nnx.to_pure_dict(abstract))
+  if mesh is None:
+    where = {path: jax.sharding.SingleDeviceSharding(jax.devices()[0]) for path in shapes}
+  else:
+    where = partition.flatten_paths(nnx.to_pure_dict(sharding.state_shardings(abstract, mesh, rules)))
+  targets = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where[path]) for path, leaf in shapes.items()}
+  values = upstream_lib.restore_parameters(run, targets, {"": ""})
+  restored = jax.tree_util.tree_map_with_path(lambda key_path, _: values[partition.path_string(key_path)],
+                                              nnx.to_pure_dict(abstract))
+  nnx.replace_by_pure_dict(abstract, restored)
+  return nnx.merge(graphdef, abstract), run.manifest

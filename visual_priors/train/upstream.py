@@ -1,0 +1,169 @@
+"""The upstream runs a stage starts from: their manifests (recorded by sha256) and their weights, by path.
+
+An upstream run is a directory holding `manifest.json` (written by `pretrain` or a stage once its final
+step is saved) and the trainer's orbax checkpoints. A stage copies parameters from it by '/'-joined path
+prefix (e.g. the pretrain run's `embedder/...` into the MLLM's `llm/embedder/...`), restoring only those
+arrays, straight into the shardings of the stage's own train state; optimizer state is never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from visual_priors.data import cache
+from visual_priors.train import checkpoint, partition
+from visual_priors.train.state import TrainState
+
+MANIFEST = "manifest.json"
+_PARAMETER_TREES = ("params", "frozen")  # the TrainState fields that hold model variables
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamRun:
+  """A finished run directory: its manifest and the record a downstream manifest keeps of it."""
+
+  role: str
+  directory: pathlib.Path
+  manifest: dict[str, Any]
+  record: dict[str, Any]
+
+  @property
+  def checkpoint_step_dir(self) -> pathlib.Path:
+    return pathlib.Path(self.manifest["checkpoint_dir"]) / str(self.manifest["step"])
+
+
+def read_run(directory: str | pathlib.Path, role: str, stages: Sequence[str]) -> UpstreamRun:
+  """Reads `<directory>/manifest.json`; raises unless the run finished and is one of `stages`."""
+  directory = pathlib.Path(directory).absolute()
+  manifest_path = directory / MANIFEST
+  if not manifest_path.is_file():
+    raise FileNotFoundError(
+        f"The {role} upstream {directory} has no {MANIFEST}: it is not a run directory or its run has not "
+        f"finished. Point it at a finished {' or '.join(stages)} run.")
+  manifest = cache.read_json(manifest_path)
+  stage = manifest.get("stage")
+  if stage not in stages:
+    raise ValueError(f"The {role} upstream {directory} is a {stage!r} run; expected {' or '.join(stages)}.")
+  record = {
+      "role": role,
+      "path": str(directory),
+      "manifest": str(manifest_path),
+      "manifest_sha256": cache.sha256_file(manifest_path),
+      "stage": stage,
+      "checkpoint_dir": manifest["checkpoint_dir"],
+      "step": manifest["step"],
+  }
+  return UpstreamRun(role=role, directory=directory, manifest=manifest, record=record)
+
+
+def file_record(path: str | pathlib.Path, role: str) -> dict[str, Any]:
+  """The manifest record of an upstream weights file (e.g. a big_vision .npz): path and sha256."""
+  path = pathlib.Path(path).absolute()
+  if not path.is_file():
+    raise FileNotFoundError(f"The {role} weights file {path} does not exist.")
+  return {"role": role, "path": str(path), "sha256": cache.sha256_file(path)}
+
+
+def state_leaves(state: TrainState) -> dict[str, jax.Array]:
+  """Every model variable of a train state by '/'-joined path (trainable and frozen alike)."""
+  return {**partition.flatten_paths(state.params), **partition.flatten_paths(state.frozen)}
+
+
+def _stored_leaves(step_dir: pathlib.Path) -> dict[str, tuple[tuple[Any, ...], Any]]:
+  """'/'-path -> (key path in the stored state, array metadata) of the stored model variables."""
+  state_dir = step_dir / checkpoint.STATE_ITEM
+  if not state_dir.is_dir():
+    raise FileNotFoundError(f"Checkpoint {state_dir} does not exist; was the upstream run's checkpoint deleted?")
+  metadata = ocp.PyTreeCheckpointer().metadata(state_dir)
+  tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
+  leaves = {}
+  for name in _PARAMETER_TREES:
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree[name])[0]:
+      leaves[partition.path_string(key_path)] = ((name,) + tuple(partition.key_name(k) for k in key_path), leaf)
+  return leaves
+
+
+def _nested(entries: Mapping[tuple[Any, ...], Any]) -> dict[str, Any]:
+  tree: dict[str, Any] = {}
+  for key_path, value in entries.items():
+    node = tree
+    for key in key_path[:-1]:
+      node = node.setdefault(key, {})
+    node[key_path[-1]] = value
+  return tree
+
+
+def restore_parameters(run: UpstreamRun, targets: Mapping[str, jax.ShapeDtypeStruct],
+                       prefixes: Mapping[str, str]) -> dict[str, jax.Array]:
+  """Restores the arrays for `targets` (destination path -> shape, dtype and sharding) from `run`.
+
+  `prefixes` maps a destination prefix to the source prefix it is read from (`{"llm/": ""}` reads
+  `llm/embedder/embedding` from the upstream's `embedder/embedding`); each target must fall under one.
+  Raises ValueError naming every missing or mismatched array.
+  """
+  stored = _stored_leaves(run.checkpoint_step_dir)
+  wanted: dict[tuple[Any, ...], jax.ShapeDtypeStruct] = {}
+  key_paths: dict[str, tuple[Any, ...]] = {}
+  problems = []
+  for path, target in targets.items():
+    prefix = next((p for p in prefixes if path.startswith(p)), None)
+    if prefix is None:
+      raise ValueError(f"Target {path!r} is under none of the prefixes {sorted(prefixes)}.")
+    source = prefixes[prefix] + path[len(prefix):]
+    if source not in stored:
+      problems.append(f"missing {source}")
+      continue
+    key_path, leaf = stored[source]
+    if tuple(leaf.shape) != tuple(target.shape) or np.dtype(leaf.dtype) != np.dtype(target.dtype):
+      problems.append(f"{source}: stored {tuple(leaf.shape)} {leaf.dtype}, needed {tuple(target.shape)} "
+                      f"{target.dtype}")
+      continue
+    wanted[key_path] = target
+    key_paths[path] = key_path
+  if problems:
+    shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+    raise ValueError(f"The {run.role} upstream {run.directory} does not provide this model's weights ({shown}). "
+                     "Was it trained with another model config?")
+  target_tree = _nested(wanted)
+  restored = ocp.PyTreeCheckpointer().restore(
+      run.checkpoint_step_dir / checkpoint.STATE_ITEM,
+      args=ocp.args.PyTreeRestore(item=target_tree,
+                                  restore_args=ocp.checkpoint_utils.construct_restore_args(target_tree),
+                                  partial_restore=True))
+  by_key_path = {tuple(partition.key_name(k) for k in key_path): leaf
+                 for key_path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]}
+  return {path: by_key_path[key_path] for path, key_path in key_paths.items()}
+
+
+def targets_under(state: TrainState, prefixes: Sequence[str]) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shape, dtype and sharding of each of the state's variables whose path starts with one of `prefixes`."""
+  return {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
+          for path, leaf in state_leaves(state).items() if any(path.startswith(p) for p in prefixes)}
+
+
+def replace_parameters(state: TrainState, values: Mapping[str, Any]) -> TrainState:
+  """The state with the variables at `values`' paths replaced (placed in the existing leaves' shardings)."""
+  unknown = sorted(set(values) - set(state_leaves(state)))
+  if unknown:
+    raise ValueError(f"No such parameter(s) in the train state: {unknown[:5]}.")
+
+  def replace(key_path: tuple[Any, ...], leaf: jax.Array) -> jax.Array:
+    value = values.get(partition.path_string(key_path))
+    if value is None:
+      return leaf
+    if tuple(value.shape) != tuple(leaf.shape):
+      raise ValueError(f"{partition.path_string(key_path)}: got shape {tuple(value.shape)}, the model has "
+                       f"{tuple(leaf.shape)}.")
+    if isinstance(value, jax.Array):
+      return jax.device_put(value.astype(leaf.dtype), leaf.sharding)
+    return jax.device_put(np.asarray(value, leaf.dtype), leaf.sharding)
+
+  return state._replace(params=jax.tree_util.tree_map_with_path(replace, state.params),
+                        frozen=jax.tree_util.tree_map_with_path(replace, state.frozen))
