@@ -13,7 +13,7 @@ import importlib.metadata
 import math
 import pathlib
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -70,14 +70,15 @@ def unigram_entropy(batches: Callable[[], Any], max_batches: int = 0) -> float:
 
 def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trainer.DataIterator],
              eval_sets: trainer.EvalSets | None = None, data_identity: Mapping[str, Any] | None = None,
-             on_step: Callable[[int], None] | None = None) -> trainer.TrainResult:
+             on_step: Callable[[int], None] | None = None,
+             devices: Sequence[jax.Device] | None = None) -> trainer.TrainResult:
   """Trains `decoder_config(config)` and writes `<work_dir>/manifest.json` once the final step is saved.
 
   `data_identity` (e.g. the segment store, mixture and vocabulary hashes) is copied into the manifest so
-  a run names exactly what it was trained on.
+  a run names exactly what it was trained on. `devices` (default: all) are the devices of the mesh.
   """
   model_config = decoder_config(config)
-  config_lib.validate(config)
+  config_lib.validate(config, devices)
   eval_sets = dict(eval_sets or {})
 
   def model_factory(rngs: nnx.Rngs) -> Decoder:
@@ -87,6 +88,7 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
       config, model_factory=model_factory, loss_fn=step_lib.lm_loss, train_data=train_data,
       features=step_lib.LM_FEATURES, eval_sets=eval_sets,
       flops_per_token=flops.train_flops_per_token(model_config, config.seq_len), on_step=on_step,
+      devices=devices,
   )
   if jax.process_index() == 0:
     manifest = {
