@@ -18,27 +18,37 @@ def _count_params(config: ViTConfig) -> int:
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 
-def _hand_count(width: int, depth: int, mlp: int, patch: int, tokens: int, head: int) -> int:
+def _hand_count(width: int, depth: int, mlp: int, patch: int, tokens: int) -> int:
   attention = 4 * (width * width + width)
   block = attention + 2 * (width * mlp) + mlp + width + 2 * 2 * width
   map_head = width + attention + 2 * width + 2 * (width * mlp) + mlp + width
   stem = patch * patch * 3 * width + width + tokens * width
-  return stem + depth * block + 2 * width + map_head + width * head + head
+  return stem + depth * block + 2 * width + map_head
 
 
 @pytest.mark.parametrize("name,tokens,expected", [
-    ("siglip-b16-224", 196, _hand_count(768, 12, 3072, 16, 196, 768)),
-    ("siglip-so400m14-384", 729, _hand_count(1152, 27, 4304, 14, 729, 1152)),
+    ("siglip-b16-224", 196, _hand_count(768, 12, 3072, 16, 196)),
+    ("siglip-so400m14-384", 729, _hand_count(1152, 27, 4304, 14, 729)),
 ])
 def test_siglip_shapes_token_counts_and_parameter_counts(name, tokens, expected):
   config = registry.get_encoder(name)
-  assert config.num_patches == tokens
+  assert config.num_patches == tokens and config.num_classes == 0  # SigLIP: no image head.
   count = _count_params(config)
   assert count == expected
-  if name == "siglip-b16-224":
-    assert count - (768 * 768 + 768) == 92_884_224  # The published B/16 image tower without head.
-  else:
-    assert 420e6 < count < 440e6  # "So400m": ~428M with its head.
+  # The published sizes of the image towers: B/16 ~92.9M ("86M" without the MAP head), So400m ~428M.
+  assert 92e6 < count < 94e6 if name == "siglip-b16-224" else 420e6 < count < 435e6
+
+
+def test_siglip_two_tower_pairs_the_text_tower_and_embeds_at_the_image_width():
+  model = nnx.eval_shape(lambda: registry.build_two_tower("siglip-so400m14-224", rngs=nnx.Rngs(0)))
+  assert not hasattr(model.img, "head")
+  assert model.txt.head.kernel.shape == (1152, 1152)
+  assert model.txt.pos_embedding.shape == (1, 16, 1152)
+  assert model.txt.embed.embedding.shape == (32000, 1152)
+  tiny_text = registry.get_text_tower("vit-tiny", vocab_size=500)
+  assert tiny_text.vocab_size == 500 and tiny_text.width == registry.get_encoder("vit-tiny").width
+  with pytest.raises(UnknownNameError, match="text tower"):
+    registry.get_text_tower("metaclip-b16-224")
 
 
 @pytest.mark.parametrize("name,pooled_dim,tokens", [("vit-tiny", 64, 64), ("vit-nano", 32, 16)])
@@ -75,3 +85,15 @@ def test_register_encoder_by_name(monkeypatch):
   assert registry.get_encoder("my-vit").depth == 4
   with pytest.raises(TypeError, match="ViTConfig"):
     registry.register_encoder("bad", {"width": 8})
+
+
+def test_register_encoder_with_its_text_tower(monkeypatch):
+  monkeypatch.setattr(registry, "ENCODERS", dict(registry.ENCODERS))
+  monkeypatch.setattr(registry, "TEXT_TOWERS", dict(registry.TEXT_TOWERS))
+  text = registry.get_text_tower("vit-nano", vocab_size=50)
+  registry.register_encoder("my-pair", registry.get_encoder("vit-nano"), text=text)
+  model = registry.build_two_tower("my-pair", rngs=nnx.Rngs(0))
+  assert model.txt.embed.embedding[...].shape == (50, 32)
+  with pytest.raises(ValueError, match="replace=True"):
+    registry.register_encoder("my-pair", registry.get_encoder("vit-nano"),
+                              text=dataclasses.replace(text, vocab_size=60))

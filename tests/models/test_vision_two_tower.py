@@ -63,6 +63,16 @@ def test_embeddings_are_unit_norm_and_either_tower_may_be_skipped():
   assert model(None, tokens)[0] is None and model(images, None)[1] is None
 
 
+def test_head_sizes_per_tower_as_big_vision_out_dim():
+  model = TwoTower(IMG, TXT, (None, 16), rngs=nnx.Rngs(0))
+  assert not hasattr(model.img, "head") and model.txt.head.kernel[...].shape == (16, 16)
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3), minval=-1, maxval=1)
+  zimg, ztxt = model(images, jnp.zeros((2, 5), jnp.int32))
+  assert zimg.shape == ztxt.shape == (2, 16)
+  with pytest.raises(ValueError, match="image 16, text 8"):
+    TwoTower(IMG, TXT, (None, 8), rngs=nnx.Rngs(0))
+
+
 def test_pool_none_image_tower_is_refused():
   with pytest.raises(ValueError, match="needs a pooled embedding"):
     TwoTower(ViTConfig(**{**IMG.__dict__, "pool_type": "none"}), TXT, 8, rngs=nnx.Rngs(0))

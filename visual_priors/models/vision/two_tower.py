@@ -1,10 +1,13 @@
 """SigLIP's two towers and their sigmoid pairwise loss, with learned temperature and bias.
 
 `TwoTower(img, txt, embed_dim, rngs=...)` holds `img` (ViT), `txt` (TextTransformer), `t` and `b`,
-so parameter paths read `img/...`, `txt/...`, `t`, `b` (big_vision's two_towers layout). Both
-towers' heads map to `embed_dim` (the image head randomly initialised, whatever the ViTConfig's
-head_zeroinit says); embeddings are L2-normalised. `t` is the log of the temperature
-(init log 10) and `b` the bias (init -10), each of shape (1,), as SigLIP stores them.
+so parameter paths read `img/...`, `txt/...`, `t`, `b` (big_vision's two_towers layout).
+`embed_dim` is big_vision's `out_dim`: an int gives both towers a head to that size, a pair
+(image, text) sizes each, None meaning no head (the pooled width is the embedding). The released
+SigLIP models use (None, width): the image embedding is the MAP head's output. The image head,
+if any, starts random whatever the ViTConfig's head_zeroinit says. Embeddings are L2-normalised.
+`t` is the log of the temperature (init log 10) and `b` the bias (init -10), each of shape (1,),
+as SigLIP stores them.
 """
 
 from __future__ import annotations
@@ -49,14 +52,18 @@ def sigmoid_loss(zimg: jax.Array, ztxt: jax.Array, t: jax.Array, b: jax.Array) -
 class TwoTower(nnx.Module):
   """`model(images_bhwc, text_tokens_bl)` -> (zimg (B, E) | None, ztxt (B, E) | None), L2-normalised."""
 
-  def __init__(self, img: ViTConfig, txt: TextConfig, embed_dim: int, *, rngs: nnx.Rngs,
-               temperature_init: float = TEMPERATURE_INIT, bias_init: float = BIAS_INIT):
+  def __init__(self, img: ViTConfig, txt: TextConfig, embed_dim: int | tuple[int | None, int | None], *,
+               rngs: nnx.Rngs, temperature_init: float = TEMPERATURE_INIT, bias_init: float = BIAS_INIT):
     if img.pool_type == "none":
       raise ValueError("The image tower of a TwoTower needs a pooled embedding; pool_type 'none' has "
                        "none. Use 'map' (SigLIP), 'gap' or 'tok'.")
+    img_dim, txt_dim = (embed_dim, embed_dim) if isinstance(embed_dim, int) else embed_dim
+    if (img_dim or img.width) != (txt_dim or txt.width):
+      raise ValueError(f"The towers embed into different sizes: image {img_dim or img.width}, text "
+                       f"{txt_dim or txt.width}; a head size of None keeps the tower's width.")
     # A zero-initialised head would embed every image at 0, where the L2 norm has no gradient.
-    self.img = ViT(dataclasses.replace(img, num_classes=embed_dim, head_zeroinit=False), rngs=rngs)
-    self.txt = TextTransformer(dataclasses.replace(txt, num_classes=embed_dim), rngs=rngs)
+    self.img = ViT(dataclasses.replace(img, num_classes=img_dim or 0, head_zeroinit=False), rngs=rngs)
+    self.txt = TextTransformer(dataclasses.replace(txt, num_classes=txt_dim or 0), rngs=rngs)
     self.t = layers.param(jnp.full((1,), math.log(temperature_init), jnp.float32), (None,))
     self.b = layers.param(jnp.full((1,), bias_init, jnp.float32), (None,))
 
