@@ -35,7 +35,7 @@ def test_parameters_and_moments_are_sharded_as_the_rules_say():
 
 def test_creation_matches_an_unsharded_model_with_the_same_seed():
   state = _spec({"fsdp": 8}).create()
-  reference = nnx.state(Decoder(CONFIG, rngs=nnx.Rngs(42)), nnx.Param).to_pure_dict()
+  reference = nnx.to_pure_dict(nnx.state(Decoder(CONFIG, rngs=nnx.Rngs(42)), nnx.Param))
   created = partition.merge_trees(state.params, state.frozen)
   for path, value in partition.flatten_paths(reference).items():
     np.testing.assert_allclose(np.asarray(partition.flatten_paths(created)[path]), np.asarray(value),
