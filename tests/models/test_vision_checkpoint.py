@@ -1,4 +1,4 @@
-"""big_vision .npz loading: exact layout (unscanned and scanned) against a plain-numpy forward pass, and errors."""
+"""big_vision .npz loading: the exact layout (unscanned, scanned) against a numpy forward pass; errors."""
 
 from __future__ import annotations
 
@@ -292,3 +292,12 @@ def test_bfloat16_file_loads_into_float32_parameters(tmp_path):
   np.testing.assert_array_equal(np.asarray(model.img.pos_embedding[...]),
                                 arrays["img/pos_embedding"].astype(np.float32))
   assert jax.tree.leaves(nnx.state(model, nnx.Param))[0].dtype == jnp.float32
+
+
+def test_non_float_arrays_are_refused(tmp_path):
+  arrays = _random_arrays(scanned=False)
+  arrays["t"] = np.array([3], np.int32)
+  path = tmp_path / "ints.npz"
+  np.savez(path, **arrays)
+  with pytest.raises(ValueError, match="array 't' has dtype int32, not a float"):
+    load_big_vision_npz(path, _model())

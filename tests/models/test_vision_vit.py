@@ -146,3 +146,20 @@ def test_sharded_forward_on_8_devices_equals_single_device():
   assert len(tokens.sharding.device_set) == 8
   np.testing.assert_allclose(np.asarray(pooled), np.asarray(expected_pooled), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.asarray(tokens), np.asarray(expected_tokens), rtol=1e-5, atol=1e-5)
+
+
+def test_remat_changes_neither_outputs_nor_gradients():
+  images = _images()
+
+  def loss(model: ViT) -> jax.Array:
+    pooled, tokens = model(images)
+    return jnp.sum(pooled ** 2) + jnp.sum(tokens ** 2)
+
+  results = []
+  for remat in ("none", "full"):
+    model = ViT(dataclasses.replace(CONFIG, remat=remat, head_zeroinit=False), rngs=nnx.Rngs(0))
+    value, grads = nnx.jit(nnx.value_and_grad(loss))(model)
+    results.append((value, grads))
+  np.testing.assert_allclose(float(results[0][0]), float(results[1][0]), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

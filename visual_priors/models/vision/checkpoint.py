@@ -83,17 +83,19 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(archive, np.lib.npyio.NpzFile):
       raise ValueError("it holds a single array (.npy), not named arrays")
     with archive:
-      return {key: _as_float_array(key, archive[key]) for key in archive.files}
+      arrays = {key: archive[key] for key in archive.files}
   except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
     raise ValueError(f"Checkpoint {path!r} is not a readable .npz archive ({error}); it may be "
                      "truncated or corrupt: download it again.") from error
+  return {key: _as_float_array(path, key, value) for key, value in arrays.items()}
 
 
-def _as_float_array(key: str, value: np.ndarray) -> np.ndarray:
+def _as_float_array(path: str, key: str, value: np.ndarray) -> np.ndarray:
   if value.dtype.kind == "V" and value.dtype.itemsize == 2:  # bfloat16 saved without its dtype.
     return value.view(ml_dtypes.bfloat16)
   if not np.issubdtype(value.dtype, np.floating) and value.dtype != ml_dtypes.bfloat16:
-    raise ValueError(f"array {key!r} has dtype {value.dtype}, not a float")
+    raise ValueError(f"Checkpoint {path!r}: array {key!r} has dtype {value.dtype}, not a float; "
+                     "it is not a parameter file.")
   return value
 
 
@@ -119,7 +121,8 @@ def _prefix_for(model: nnx.Module, keys: Sequence[str]) -> str:
     return "img/" if any(key.startswith("img/") for key in keys) else ""
   if isinstance(model, TextTransformer):
     return "txt/"
-  raise TypeError(f"load_big_vision_npz loads a TwoTower, ViT or TextTransformer, got {type(model).__name__}.")
+  raise TypeError("load_big_vision_npz loads a TwoTower, ViT or TextTransformer, got "
+                  f"{type(model).__name__}.")
 
 
 def load_big_vision_npz(path: str | os.PathLike, model: nnx.Module, *,
@@ -136,15 +139,15 @@ def load_big_vision_npz(path: str | os.PathLike, model: nnx.Module, *,
            if key.startswith(prefix) and not any(p.fullmatch(key) for p in ignored)}
 
   params = nnx.state(model, nnx.Param)
-  expected = {prefix + big_vision_key(path_): (path_, variable)
-              for path_, variable in nnx.to_flat_state(params)}
+  expected = {prefix + big_vision_key(param_path): variable
+              for param_path, variable in nnx.to_flat_state(params)}
   missing = sorted(set(expected) - set(found))
   unexpected = sorted(set(found) - set(expected))
   mismatched = sorted(key for key in set(expected) & set(found)
-                      if tuple(found[key].shape) != tuple(expected[key][1].shape))
-  problems = ([f"missing {key}: expected shape {tuple(expected[key][1].shape)}, not in the file"
+                      if tuple(found[key].shape) != tuple(expected[key].shape))
+  problems = ([f"missing {key}: expected shape {tuple(expected[key].shape)}, not in the file"
                for key in missing]
-              + [f"mismatched {key}: expected shape {tuple(expected[key][1].shape)}, found "
+              + [f"mismatched {key}: expected shape {tuple(expected[key].shape)}, found "
                  f"{tuple(found[key].shape)}" for key in mismatched]
               + [f"unexpected {key}: shape {tuple(found[key].shape)} has no parameter in the model"
                  for key in unexpected])
@@ -157,7 +160,7 @@ def load_big_vision_npz(path: str | os.PathLike, model: nnx.Module, *,
         f"{listed}{more}\nBuild the model with the checkpoint's config (registry.get_encoder), or "
         "pass ignore=[regex, ...] to skip file keys on purpose.")
 
-  for key, (_, variable) in expected.items():
+  for key, variable in expected.items():
     current = variable[...]
     loaded = np.asarray(found[key]).astype(current.dtype)
     variable[...] = jax.device_put(loaded, current.sharding)

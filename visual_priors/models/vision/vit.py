@@ -16,7 +16,8 @@ Parameter paths (the big_vision name each loads from, see `checkpoint.py`):
   cls (1, 1, D)                                               cls            (pool_type "tok")
   transformer/blocks/<i>/{attn_norm,attn,mlp_norm,mlp}/...    Transformer/encoderblock_<i>/...
   transformer/encoder_norm/{scale,bias}                       Transformer/encoder_norm/...
-  map_head/{probe,attn,norm,mlp}/...                          MAPHead_0/{probe,MultiHead...,LayerNorm_0,MlpBlock_0}
+  map_head/{probe,attn,norm,mlp}/...                          MAPHead_0/{probe,MultiHeadDot...,
+                                                                         LayerNorm_0,MlpBlock_0}
   head/{kernel,bias} (D, num_classes)                         head/...
 """
 
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from visual_priors.models import attention as attention_lib
 from visual_priors.models.sharding import constrain
 from visual_priors.models.vision import layers
 
@@ -120,7 +122,7 @@ class PatchEmbedding(nnx.Module):
         images_bhwc.astype(self.dtype), self.kernel[...].astype(self.dtype),
         window_strides=(self.patch_size, self.patch_size), padding="VALID",
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        precision=layers.attention_lib.matmul_precision(self.dtype),
+        precision=attention_lib.matmul_precision(self.dtype),
         preferred_element_type=jnp.float32)
     y = y + self.bias[...].astype(jnp.float32)
     b, h, w, d = y.shape
