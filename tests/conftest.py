@@ -1,4 +1,4 @@
-"""Test session setup: emulate an 8-device CPU mesh and quiet TensorFlow before anything imports jax."""
+"""Test session setup (an 8-device CPU mesh, quiet TensorFlow) and the shared small real corpus, vocab and store."""
 
 import os
 
@@ -11,3 +11,38 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import flags  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()
+
+# Imported after the environment above is set: these modules may import jax.
+
+import pytest  # noqa: E402
+
+from visual_priors.data import corpora, segments, vocab  # noqa: E402
+from visual_priors.data.labelling import make_labeller  # noqa: E402
+
+SMALL_MB = 0.05  # per source: every built-in source, real text, ~50 kB each
+SMALL_VOCAB = 1000
+SMALL_SEGMENT = 64
+
+
+@pytest.fixture(scope="session")
+def small_corpus_args(tmp_path_factory):
+  """A fresh cache holding small real corpora; downloads reuse the persistent download cache."""
+  cache_dir = tmp_path_factory.mktemp("cache")
+  sources = list(corpora.BUILTIN_SOURCES)
+  corpora.build_corpora(sources, cache_dir=cache_dir, max_mb_per_source=SMALL_MB, log=lambda _: None,
+                        downloads_dir=corpora.fetch.downloads_root())
+  return {"cache_dir": cache_dir, "sources": sources, "labeller": make_labeller({"kind": "lexicon"})}
+
+
+@pytest.fixture(scope="session")
+def small_vocab(small_corpus_args):
+  return vocab.train_vocab(small_corpus_args["sources"], vocab.VocabConfig(vocab_size=SMALL_VOCAB),
+                           cache_dir=small_corpus_args["cache_dir"], log=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def small_store(small_corpus_args, small_vocab):
+  return segments.build_segment_store(
+      small_corpus_args["sources"], small_vocab, small_corpus_args["labeller"],
+      segments.SegmentConfig(segment_length=SMALL_SEGMENT), cache_dir=small_corpus_args["cache_dir"],
+      log=lambda _: None)

@@ -152,6 +152,27 @@ class ProportionMeter:
     return max(abs(r["realised"] - r["nominal"]) for r in self.report())
 
 
+class MeteredIterator:
+  """Passes batches through while a ProportionMeter counts them; keeps get_state()/set_state()."""
+
+  def __init__(self, iterator, meter: ProportionMeter):
+    self._iterator, self.meter = iterator, meter
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = next(self._iterator)
+    self.meter.update(batch)
+    return batch
+
+  def get_state(self):
+    return self._iterator.get_state()
+
+  def set_state(self, state) -> None:
+    self._iterator.set_state(state)
+
+
 def format_proportions(rows: Sequence[dict]) -> str:
   lines = [f"{'component':<32} {'nominal':>8} {'realised':>9} {'tokens':>12}"]
   lines += [f"{r['component']:<32} {r['nominal']:>8.2%} {r['realised']:>9.2%} {r['tokens']:>12,}" for r in rows]

@@ -95,6 +95,7 @@ def _model_overrides(args) -> dict:
 
 
 def _pretrain(args) -> int:
+  from visual_priors.data import pipeline  # pylint: disable=import-outside-toplevel
   from visual_priors.data.commands import open_store  # pylint: disable=import-outside-toplevel
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import config as config_lib, pretrain, store_data  # pylint: disable=import-outside-toplevel
@@ -113,7 +114,9 @@ def _pretrain(args) -> int:
                                  eval_batch_size=args.eval_batch or config.batch_size, seed=config.seed)
   config.model.vocab_size = data.vocab_size
   result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=data.eval_sets,
-                             data_identity=data.identity)
+                             data_identity=data.identity, data_report=data.report)
+  print("Mixture components, nominal vs realised token share:")
+  print(pipeline.format_proportions(data.meter.report()))
   print(json.dumps({"work_dir": str(result.work_dir), "step": result.step, "tokens_seen": result.tokens_seen,
                     "final_metrics": result.final_metrics}, indent=2))
   return 0

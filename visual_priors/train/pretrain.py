@@ -71,11 +71,13 @@ def unigram_entropy(batches: Callable[[], Any], max_batches: int = 0) -> float:
 def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trainer.DataIterator],
              eval_sets: trainer.EvalSets | None = None, data_identity: Mapping[str, Any] | None = None,
              on_step: Callable[[int], None] | None = None,
-             devices: Sequence[jax.Device] | None = None) -> trainer.TrainResult:
+             devices: Sequence[jax.Device] | None = None,
+             data_report: Callable[[], Mapping[str, Any]] | None = None) -> trainer.TrainResult:
   """Trains `decoder_config(config)` and writes `<work_dir>/manifest.json` once the final step is saved.
 
   `data_identity` (e.g. the segment store, mixture and vocabulary hashes) is copied into the manifest so
   a run names exactly what it was trained on. `devices` (default: all) are the devices of the mesh.
+  `data_report()` is called after training and recorded too (e.g. realised vs nominal mixture shares).
   """
   model_config = decoder_config(config)
   config_lib.validate(config, devices)
@@ -107,6 +109,7 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
             for name, make_batches in eval_sets.items()
         },
         "data": dict(data_identity or {}),
+        "data_report": dict(data_report()) if data_report else None,
         "versions": package_versions(),
     }
     cache.write_json_atomic(pathlib.Path(config.work_dir) / MANIFEST, manifest)

@@ -18,6 +18,11 @@ class MixtureData:
   eval_sets: trainer.EvalSets  # one per mixture component, on the validation split
   identity: dict[str, Any]  # what the manifest records about the data
   vocab_size: int
+  meter: pipeline.ProportionMeter  # realised token shares of what train_data() yielded in this process
+
+  def report(self) -> dict[str, Any]:
+    """Nominal vs realised token share per mixture component, for the run manifest."""
+    return {"proportions": self.meter.report()}
 
 
 def _validation_set(store: segments.SegmentStore, component: components.Component,
@@ -38,9 +43,11 @@ def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int,
                                         seed=seed, shuffle=False, num_epochs=1)
   plan = components.plan_components(store, spec, "train")
 
+  meter = pipeline.ProportionMeter(plan)
+
   def train_data() -> trainer.DataIterator:
     iterator, _ = pipeline.mixture_iterator(store, spec, train_config)
-    return iterator
+    return pipeline.MeteredIterator(iterator, meter)
 
   eval_sets = {component.name: _validation_set(store, component, eval_config)
                for component in components.plan_components(store, spec, "validation")}
@@ -49,7 +56,9 @@ def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int,
       "segment_store_manifest_sha256": cache.sha256_file(store.root / "manifest.json"),
       "vocab_sha256": store.manifest["vocab"]["sha256"],
       "mixture": mixture,
-      "components": [{"name": c.name, "rate": c.rate, "sources": list(c.sources)} for c in plan],
+      "components": [{"name": c.name, "rate": c.rate, "example_rate": c.example_rate,
+                      "sources": list(c.sources)} for c in plan],
   }
   vocab_size = vocab.load_processor(store.vocab_path).get_piece_size()
-  return MixtureData(train_data=train_data, eval_sets=eval_sets, identity=identity, vocab_size=vocab_size)
+  return MixtureData(train_data=train_data, eval_sets=eval_sets, identity=identity, vocab_size=vocab_size,
+                     meter=meter)
