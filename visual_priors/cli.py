@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = (
     "visual_priors.data.commands",
     "visual_priors.train.commands",
+    "visual_priors.train.stage_commands",
 )
 
 

@@ -1,6 +1,7 @@
-"""The stages on tiny models: defaults, upstream loading and records, frozen parts, blind, npz vision.
+"""The stages on tiny models: defaults, upstream loading and records, frozen parts, blind, npz vision, and
+the acceptance run (contrastive -> align -> sft on generated data answers held-out questions).
 
-The tests marked slow share one chain of six tiny runs (about a minute on a 2-core CPU).
+Most tests marked slow share one chain of six tiny runs on random data (about a minute on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from visual_priors.data import cache
+from visual_priors.data import cache, vocab as vocab_lib
+from visual_priors.data.multimodal import chat, generate, loaders
+from visual_priors.data.multimodal.gen_questions import MC_INSTRUCTION, SHORT_INSTRUCTION
+from visual_priors.eval import multiple_choice
 from visual_priors.models.vision import TextConfig, TwoTower, get_encoder
 from visual_priors.models.vision.checkpoint import big_vision_key
-from visual_priors.train import checkpoint, partition, pretrain, stages, upstream
+from visual_priors.train import checkpoint, partition, pretrain, stage_data, stages, upstream
 
 VOCAB = 64
 IMAGE = 16  # vit-nano: 16 x 16 images, 4 x 4 patches
@@ -274,3 +278,99 @@ def test_contrastive_manifest_describes_both_towers(chain):
   assert upstream.read_run(chain["contrastive"], "vision", ("contrastive",)).record["stage"] == "contrastive"
   with pytest.raises(ValueError, match="is a 'contrastive' run; expected pretrain"):
     upstream.read_run(chain["contrastive"], "lm", ("pretrain",))
+
+
+def _short_answer(item: dict) -> dict:
+  """A generated instruction item with its lettered multiple-choice turns asked as short-answer questions.
+
+  "What colour is the circle?\nA. pink\nB. blue ...\n<letter instruction>" -> "D" becomes
+  "What colour is the circle?\n<short-answer instruction>" -> "blue" (VQAv2-style, as LLaVA mixes both).
+  """
+  turns = []
+  conversation = item["conversations"]
+  for question, answer in zip(conversation[::2], conversation[1::2]):
+    text, reply = question["value"], answer["value"]
+    if text.endswith(MC_INSTRUCTION):
+      lines = text[:-len(MC_INSTRUCTION)].rstrip("\n").split("\n")
+      options = {line[0]: line[3:] for line in lines if line[1:3] == ". "}
+      stem = [line for line in lines if line[1:3] != ". "]
+      text, reply = "\n".join(stem + [SHORT_INSTRUCTION]), options[reply]
+    turns += [{**question, "value": text}, {**answer, "value": reply}]
+  return {**item, "conversations": turns}
+
+
+def _text_vocab(texts: list[str], prefix: pathlib.Path) -> pathlib.Path:
+  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(sorted(set(texts))), model_prefix=str(prefix), vocab_size=1000, model_type="unigram",
+      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
+      num_threads=1)
+  return prefix.with_suffix(".model")
+
+
+@pytest.mark.slow
+def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_path):
+  """The acceptance run: generated shapes-on-photos data, colour questions, tiny towers and a nano LM.
+
+  contrastive trains the towers on captions, align the projector on captions asked as conversations,
+  sft the projector and LM on the instruction data (one item in five text-only). Held-out multiple-choice
+  questions (unseen images and background crops) are scored by the likelihood of each choice's text.
+  """
+  gen = tmp_path / "gen"
+  generate.generate(gen, seed=0, image_size=32, n_captions=400, n_instruct=800, n_eval_per_benchmark=200,
+                    n_mle_per_level=0, objects="shapes", tasks=["colour"], log=lambda _: None)
+  captions = loaders.load_captions(gen / "captions.jsonl")
+  instruct = [_short_answer(item) for item in loaders.load_llava(gen / "instruct.json")]
+  questions = multiple_choice.read_questions(gen / "eval" / "gen_general.jsonl", answer_with="text")
+  texts = ([r["caption"] for r in captions] + [t["value"] for r in instruct for t in r["conversations"]]
+           + [q.prompt for q in questions] + [c for q in questions for c in q.candidates])
+  vocab = _text_vocab(texts, tmp_path / "spm")
+  vocab_size = vocab_lib.load_processor(vocab).get_piece_size()
+  visual, seq_len, batch = 16, 64, 32
+
+  def data(stage: str, records: list, seq: int = seq_len) -> stage_data.StageData:
+    return stage_data.stage_data(stage, records, vocab_path=vocab, batch_size=batch, seq_len=seq, image_size=32,
+                                 num_visual_tokens=visual, system_prompt="", drop_unsupervised=True)
+
+  def settings(config, name: str, steps: int, lr: float) -> None:
+    _train_settings(config, tmp_path / name, steps)
+    config.train.batch_size, config.train.seq_len = batch, seq_len
+    config.train.optimizer.peak_lr = lr
+
+  from visual_priors.train import config as config_lib  # pylint: disable=import-outside-toplevel
+  lm = config_lib.default_config()
+  lm.scale, lm.model.vocab_size, lm.model.attention_impl = "nano", vocab_size, "xla"
+  lm.batch_size, lm.seq_len, lm.num_steps, lm.token_budget = batch, seq_len, 4, 0
+  lm.optimizer.warmup_steps, lm.checkpoint.every_steps, lm.checkpoint.async_save = 1, 4, False
+  lm.work_dir, lm.mesh = str(tmp_path / "lm"), {"data": 1, "fsdp": -1, "tensor": 1}
+  pretrain.pretrain(lm, train_data=data("blind", instruct).train_data, devices=ONE_DEVICE)
+
+  contrastive = stages.stage_config("contrastive")
+  settings(contrastive, "contrastive", 60, 1e-3)
+  contrastive.train.seq_len = 24
+  contrastive.vision.encoder, contrastive.vocab_size = "vit-tiny", vocab_size
+  caption_data = data("contrastive", captions, seq=24)
+  stages.run_stage(contrastive, train_data=caption_data.train_data, num_examples=len(captions), devices=ONE_DEVICE)
+
+  align = stages.stage_config("align")
+  settings(align, "align", 30, 1e-3)
+  align.mllm.num_visual_tokens, align.mllm.resample = visual, "area"
+  align.upstream.lm, align.upstream.vision = str(tmp_path / "lm"), str(tmp_path / "contrastive")
+  align_records = stage_data.caption_conversations(captions)
+  stages.run_stage(align, train_data=data("align", align_records).train_data, num_examples=len(align_records),
+                   devices=ONE_DEVICE)
+
+  sft = stages.stage_config("sft")
+  settings(sft, "sft", 150, 3e-3)
+  sft.upstream.init = str(tmp_path / "align")
+  stages.run_stage(sft, train_data=data("sft", instruct).train_data, num_examples=len(instruct), devices=ONE_DEVICE)
+
+  template = chat.ChatTemplate(vocab, chat.ChatConfig(visual, system_prompt=""))
+  results = {}
+  for name in ("align", "sft"):
+    model, _ = stages.load_mllm(tmp_path / name)
+    results[name] = multiple_choice.evaluate(model, questions, template, seq_len=seq_len, batch_size=64)
+  print({name: (r["accuracy"], r["chance"]) for name, r in results.items()})
+  assert results["sft"]["count"] == 200 and results["sft"]["chance"] == 0.25
+  assert results["sft"]["accuracy"] >= results["sft"]["chance"] + 0.12
+  assert results["sft"]["accuracy"] >= results["align"]["accuracy"] + 0.1

@@ -64,6 +64,15 @@ class MLLMConfig:
     return cls(**{**fields, "vision": ViTConfig(**fields["vision"]), "llm": DecoderConfig(**fields["llm"])})
 
 
+def feature_extractor(vision: ViTConfig) -> ViTConfig:
+  """A tower config as the MLLM uses it: patch tokens only ("map"/"gap" pooling and the class head dropped).
+
+  pool "tok" keeps its class token, which the patch tokens attend to.
+  """
+  pool = "tok" if vision.pool_type == "tok" else "none"
+  return dataclasses.replace(vision, pool_type=pool, num_classes=0)
+
+
 def splice_visual_tokens(x_btd: jax.Array, visual_bsd: jax.Array, image_mask_bt: jax.Array) -> jax.Array:
   """`x_btd` with the k-th masked position of each row replaced by `visual_bsd[row, k]`."""
   mask_bt = image_mask_bt.astype(bool)

@@ -40,7 +40,7 @@ from flax import nnx
 from visual_priors.data import cache
 from visual_priors.models import flops, sharding
 from visual_priors.models.decoder import DecoderConfig
-from visual_priors.models.mllm import MLLM, MLLMConfig
+from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
 from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
 from visual_priors.models.vision import load_big_vision_npz
 from visual_priors.names import lookup
@@ -75,7 +75,7 @@ RECIPES: dict[str, Recipe] = {
 # Which runs each stage's `upstream.init` may name.
 _INIT_STAGES = {"sft": ("align", "blind"), "blind": ("align",)}
 # Subtrees whose keys are free-form (checked when the model is built).
-_OPEN_KEYS = ("train.model", "vision.overrides", "text")
+OPEN_KEYS = ("train.model", "vision.overrides", "text")
 
 
 def stage_config(stage: str) -> ml_collections.ConfigDict:
@@ -117,7 +117,7 @@ def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefi
     path = f"{prefix}{key}"
     if key not in reference:
       unknown.append(path)
-    elif path not in _OPEN_KEYS and isinstance(value, (Mapping, ml_collections.ConfigDict)):
+    elif path not in OPEN_KEYS and isinstance(value, (Mapping, ml_collections.ConfigDict)):
       unknown += _unknown_keys(value, reference[key], f"{path}.")
   return unknown
 
@@ -172,15 +172,6 @@ def _llm_config(config: ml_collections.ConfigDict, fields: Mapping[str, Any]) ->
   overrides = {"dtype": config.train.compute_dtype, "remat": config.train.remat}
   overrides = {name: value for name, value in overrides.items() if value is not None}
   return DecoderConfig(**{**fields, **overrides, **config.train.model})
-
-
-def feature_extractor(vision: ViTConfig) -> ViTConfig:
-  """The tower as the MLLM uses it: patch tokens only (a "map"/"gap" pooling head and class head dropped).
-
-  pool "tok" keeps its class token, which the patch tokens attended to in training.
-  """
-  pool = "tok" if vision.pool_type == "tok" else "none"
-  return dataclasses.replace(vision, pool_type=pool, num_classes=0)
 
 
 def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
@@ -297,6 +288,51 @@ def _init_plan(config: ml_collections.ConfigDict) -> StagePlan:
 _PLANS: dict[str, Callable[[ml_collections.ConfigDict], StagePlan]] = {
     "contrastive": _contrastive_plan, "align": _align_plan, "sft": _init_plan, "blind": _init_plan,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """What a stage's input pipeline must produce, read from the config and the upstream manifests."""
+
+  image_size: int
+  num_visual_tokens: int  # image slots per image; 0 for contrastive (caption batches)
+  vocab: str | None  # the upstream's SentencePiece model, when its manifest names one
+  vocab_sha256: str | None
+  system_prompt: str | None  # the chat template's system prompt of the upstream stage, if any
+
+
+def _lm_vocab(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
+  """(vocabulary path, sha256) a pretrain or stage manifest's data names, directly or via its segment store."""
+  data = manifest.get("data", {})
+  path = data.get("vocab")
+  if path is None and data.get("segment_store"):
+    store_manifest = pathlib.Path(data["segment_store"]) / MANIFEST
+    if store_manifest.is_file():
+      path = cache.read_json(store_manifest)["vocab"]["path"]
+  return path, data.get("vocab_sha256")
+
+
+def data_spec(config: ml_collections.ConfigDict) -> DataSpec:
+  """Image size, visual-token count and the upstream's vocabulary and chat settings for the stage's data."""
+  validate(config)
+  if config.stage == "contrastive":
+    vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+    return DataSpec(vision.image_size, 0, None, None, None)
+  if config.stage == "align":
+    lm = upstream_lib.read_run(config.upstream.lm, "lm", ("pretrain",))
+    if pathlib.Path(config.upstream.vision).suffix == ".npz":
+      vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+    else:
+      vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
+      vision = ViTConfig(**vision_run.manifest["model"]["vision"])
+    vocab, sha = _lm_vocab(lm.manifest)
+    return DataSpec(vision.image_size, config.mllm.num_visual_tokens, vocab, sha, None)
+  init = upstream_lib.read_run(config.upstream.init, "init", _INIT_STAGES[config.stage])
+  mllm = init.manifest["model"]["mllm"]
+  vocab, sha = _lm_vocab(init.manifest)
+  chat_settings = init.manifest.get("data", {}).get("chat", {})
+  return DataSpec(mllm["vision"]["image_size"], mllm["num_visual_tokens"], vocab, sha,
+                  chat_settings.get("system_prompt"))
 
 
 class _TextOnlyIterator:

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: multiple-choice scoring of an MLLM by log-likelihood."""
