@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import grain
 import jax
@@ -316,6 +317,7 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   sft the projector and LM on the instruction data (one item in five text-only). Held-out multiple-choice
   questions (unseen images and background crops) are scored by the likelihood of each choice's text.
   """
+  start = time.perf_counter()
   gen = tmp_path / "gen"
   generate.generate(gen, seed=0, image_size=32, n_captions=400, n_instruct=800, n_eval_per_benchmark=200,
                     n_mle_per_level=0, objects="shapes", tasks=["colour"], log=lambda _: None)
@@ -370,7 +372,7 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   for name in ("align", "sft"):
     model, _ = stages.load_mllm(tmp_path / name)
     results[name] = multiple_choice.evaluate(model, questions, template, seq_len=seq_len, batch_size=64)
-  print({name: (r["accuracy"], r["chance"]) for name, r in results.items()})
+  print({name: (r["accuracy"], r["chance"]) for name, r in results.items()}, f"{time.perf_counter() - start:.1f} s")
   assert results["sft"]["count"] == 200 and results["sft"]["chance"] == 0.25
   assert results["sft"]["accuracy"] >= results["sft"]["chance"] + 0.12
   assert results["sft"]["accuracy"] >= results["align"]["accuracy"] + 0.1

@@ -1,7 +1,8 @@
 """`python -m visual_priors {stage, bench-sft}`: run an adaptation stage on files; time the SFT step.
 
     python -m visual_priors stage contrastive --captions gen/captions.jsonl --vocab spm.model --work-dir runs/con
-    python -m visual_priors stage align --lm runs/lm --vision runs/con --captions gen/captions.jsonl --work-dir runs/align
+    python -m visual_priors stage align --lm runs/lm --vision runs/con --captions gen/captions.jsonl \
+        --work-dir runs/align
     python -m visual_priors stage sft --init runs/align --instruct gen/instruct.json --work-dir runs/sft
     python -m visual_priors stage blind --init runs/align --instruct gen/instruct.json --work-dir runs/blind
     python -m visual_priors bench-sft --scale tiny --encoder vit-tiny --visual-tokens 64 --seq 128

@@ -370,10 +370,7 @@ def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], tra
   validate(config)
   plan = _PLANS[config.stage](config)
   train = trainer_config(config, num_examples)
-  make_data = train_data
-  if config.stage == "blind":
-    def make_data() -> trainer.DataIterator:
-      return _TextOnlyIterator(train_data())
+  make_data = (lambda: _TextOnlyIterator(train_data())) if config.stage == "blind" else train_data
   result = trainer.train(
       train, model_factory=plan.model_factory, loss_fn=plan.loss_fn, train_data=make_data,
       features=plan.features, eval_sets=eval_sets,
