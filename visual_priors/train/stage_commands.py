@@ -1,4 +1,4 @@
-"""`python -m visual_priors {stage, bench-sft}`: run an adaptation stage on files; time the SFT step.
+r"""`python -m visual_priors {stage, bench-sft}`: run an adaptation stage on files; time the SFT step.
 
     python -m visual_priors stage contrastive --captions gen/captions.jsonl --vocab spm.model --work-dir runs/con
     python -m visual_priors stage align --lm runs/lm --vision runs/con --captions gen/captions.jsonl \
