@@ -15,8 +15,8 @@ from visual_priors.models import flops, scales, sharding
 from visual_priors.models.decoder import Decoder
 from visual_priors.models.mllm import MLLM, MLLMConfig, splice_visual_tokens
 from visual_priors.models.projector import ProjectorConfig
-from visual_priors.models.vision import get_encoder
-from visual_priors.models.vision.vit import ViTConfig
+from visual_priors.models.vision import TextConfig, get_encoder
+from visual_priors.models.vision.flops import forward_flops_per_image
 
 VOCAB = 50
 CONFIG = MLLMConfig(vision=get_encoder("vit-nano", pool_type="none", num_classes=0),
@@ -134,18 +134,16 @@ def test_config_round_trips_through_a_manifest_dict_and_rejects_bad_counts():
     dataclasses.replace(CONFIG, resample="cubic")
 
 
-def test_vit_and_projector_flops_match_a_hand_count():
-  vit = ViTConfig(image_size=8, patch_size=4, width=8, depth=1, mlp_dim=16, num_heads=2, pool_type="none")
-  # 4 patches; patch embedding 4 * (4*4*3) * 8 MACs; per token 4*8*8 (qkvo) + 2*8*16 (mlp) + 2*4*8 (attn).
-  assert flops.vit_forward_flops(vit) == 2 * (4 * 48 * 8) + 2 * 4 * (256 + 256 + 64)
-  tok = dataclasses.replace(vit, pool_type="tok")  # one more token in the encoder
-  assert flops.vit_forward_flops(tok) == 2 * (4 * 48 * 8) + 2 * 5 * (256 + 256 + 80)
+def test_text_tower_and_projector_flops_match_a_hand_count():
+  text = TextConfig(vocab_size=10, width=8, depth=2, mlp_dim=16, num_heads=2, num_classes=6)
+  # Per block and token (5 tokens): 4*8*8 (q, k, v, out) + 2*8*16 (mlp) + 2*5*8 (attention) MACs; head 8*6.
+  assert flops.text_tower_forward_flops(text, 5) == 2 * 2 * 5 * (256 + 256 + 80) + 2 * 8 * 6
   assert flops.projector_forward_flops(ProjectorConfig("linear", 8, 12)) == 2 * 8 * 12
   assert flops.projector_forward_flops(ProjectorConfig("mlp2x_gelu", 8, 12)) == 2 * (8 * 12 + 12 * 12)
 
 
 def test_mllm_step_flops_count_each_part_by_what_trains():
-  vit_f = flops.vit_forward_flops(CONFIG.vision)
+  vit_f = forward_flops_per_image(CONFIG.vision)
   proj_f = 9 * flops.projector_forward_flops(CONFIG.projector_config())
   llm_f = 32 * flops.forward_flops_per_token(CONFIG.llm, 32)
   sft = flops.mllm_train_flops_per_step(CONFIG, batch_size=1, seq_len=32, trained={"proj", "llm"})

@@ -1,4 +1,7 @@
-"""Model FLOPs, the numerator of MFU: the decoder per token; the ViT, text tower, projector and MLLM step."""
+"""Model FLOPs, the numerator of MFU: the decoder per token; the text tower, projector and MLLM step.
+
+The ViT's FLOPs per image are `visual_priors.models.vision.flops.forward_flops_per_image`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from visual_priors.models.decoder import DecoderConfig
+from visual_priors.models.vision import flops as vision_flops
 
-if TYPE_CHECKING:  # Only for annotations: the decoder-only FLOPs need no vision imports.
+if TYPE_CHECKING:  # Only for annotations.
   from visual_priors.models.mllm import MLLMConfig
   from visual_priors.models.projector import ProjectorConfig
   from visual_priors.models.vision.text import TextConfig
-  from visual_priors.models.vision.vit import ViTConfig
 
 
 def forward_flops_per_token(config: DecoderConfig, seq_len: int) -> float:
@@ -41,32 +44,13 @@ def train_flops_per_token(config: DecoderConfig, seq_len: int) -> float:
 
 
 def encoder_forward_flops(width: int, depth: int, mlp_dim: int, tokens: int) -> float:
-  """Matmul FLOPs of a bidirectional pre-LN encoder (ViT or text tower) over one sequence of `tokens`.
+  """Matmul FLOPs of a bidirectional pre-LN encoder (the text tower's) over one sequence of `tokens`.
 
   Per block and token: q, k, v, out (4 * width^2 MACs), the MLP (2 * width * mlp_dim) and full (not
   causal) attention, scores and weighted values over `tokens` keys (2 * tokens * width).
   """
   per_token = 4 * width * width + 2 * width * mlp_dim + 2 * tokens * width
   return float(2 * depth * tokens * per_token)
-
-
-def vit_forward_flops(config: ViTConfig) -> float:
-  """Matmul FLOPs of one image through `ViT(config)`: patch embedding, encoder, pooling head, class head.
-
-  The class token of pool_type "tok" lengthens the sequence by one. The MAP head is one probe query
-  attending to the tokens (k and v projections over every token) plus an MLP on the probe.
-  """
-  patches = config.num_patches
-  tokens = patches + (1 if config.pool_type == "tok" else 0)
-  width = config.width
-  flops = 2 * patches * config.patch_size ** 2 * config.channels * width
-  flops += encoder_forward_flops(width, config.depth, config.mlp_dim, tokens)
-  if config.pool_type == "map":
-    probe_macs = 2 * width * width + 2 * tokens * width * width + 2 * tokens * width + 2 * width * config.mlp_dim
-    flops += 2 * probe_macs
-  if config.num_classes:
-    flops += 2 * width * config.num_classes
-  return float(flops)
 
 
 def text_tower_forward_flops(config: TextConfig, length: int) -> float:
@@ -99,7 +83,7 @@ def mllm_train_flops_per_step(config: MLLMConfig, *, batch_size: int, seq_len: i
   if unknown:
     raise ValueError(f"Unknown MLLM part(s) {unknown}; the parts are 'img', 'proj' and 'llm'.")
   parts = (
-      ("img", batch_size * vit_forward_flops(config.vision)),
+      ("img", batch_size * vision_flops.forward_flops_per_image(config.vision)),
       ("proj", batch_size * config.num_visual_tokens * projector_forward_flops(config.projector_config())),
       ("llm", batch_size * seq_len * forward_flops_per_token(config.llm, seq_len)),
   )

@@ -42,7 +42,7 @@ from visual_priors.models import flops, sharding
 from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
 from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
-from visual_priors.models.vision import load_big_vision_npz
+from visual_priors.models.vision import flops as vision_flops, load_big_vision_npz
 from visual_priors.names import lookup
 from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
 from visual_priors.train import trainer
@@ -187,9 +187,9 @@ def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
   def model_factory(rngs: nnx.Rngs) -> TwoTower:
     return TwoTower(vision, text, embed_dim, rngs=rngs)
 
-  image_tower = dataclasses.replace(vision, num_classes=embed_dim)
-  text_tower = dataclasses.replace(text, num_classes=embed_dim)
-  pair_flops = (flops.vit_forward_flops(image_tower)
+  towers = nnx.eval_shape(lambda: model_factory(nnx.Rngs(0)))  # the towers' configs as built (with heads)
+  image_tower, text_tower = towers.img.config, towers.txt.config
+  pair_flops = (vision_flops.forward_flops_per_image(image_tower)
                 + flops.text_tower_forward_flops(text_tower, config.train.seq_len))
   return StagePlan(
       model_factory=model_factory, loss_fn=contrastive_loss, features=multimodal_step.CAPTION_FEATURES,
