@@ -44,6 +44,35 @@ def _peak_memory_bytes(devices: list[jax.Device]) -> int | None:
   return max(peaks) if peaks and all(peak is not None for peak in peaks) else None
 
 
+def time_steps(train_step: Any, state: Any, batch: Any, mesh: jax.sharding.Mesh, *, warmup_steps: int,
+               steps: int) -> dict[str, Any]:
+  """Runs `warmup_steps` (compile included) then times `steps` steps; returns timings, losses and peak memory.
+
+  Peak memory comes from `device.memory_stats()` where the backend has it, else from the compiled step's
+  memory analysis (`memory_source` says which).
+  """
+  start = time.perf_counter()
+  for _ in range(warmup_steps):
+    state, metrics = train_step(state, batch)
+  first_loss = float(jax.device_get(metrics["loss"]))
+  warmup_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = train_step(state, batch)
+  last_loss = float(jax.device_get(metrics["loss"]))
+  step_seconds = (time.perf_counter() - start) / steps
+  devices = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+  peak = _peak_memory_bytes(devices)
+  memory_source = "memory_stats"
+  if peak is None:
+    analysis = train_step.lower(state, batch).compile().memory_analysis()
+    peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
+            - analysis.alias_size_in_bytes)
+    memory_source = "compiled_memory_analysis"
+  return {"state": state, "first_loss": first_loss, "last_loss": last_loss, "warmup_seconds": warmup_seconds,
+          "step_seconds": step_seconds, "peak": peak, "memory_source": memory_source}
+
+
 def run_bench(model_config: DecoderConfig, *, batch_size: int, seq_len: int, steps: int = 10,
               warmup_steps: int = 2, mesh_shape: Mapping[str, int] | None = None,
               rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES,
@@ -73,25 +102,11 @@ def run_bench(model_config: DecoderConfig, *, batch_size: int, seq_len: int, ste
       synthetic_batch(batch_size // jax.process_count(), seq_len, model_config.vocab_size, packed),
       mesh, features)
 
-  start = time.perf_counter()
-  for _ in range(warmup_steps):
-    state, metrics = train_step(state, batch)
-  first_loss = float(jax.device_get(metrics["loss"]))
-  warmup_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = train_step(state, batch)
-  last_loss = float(jax.device_get(metrics["loss"]))
-  step_seconds = (time.perf_counter() - start) / steps
-
+  timed = time_steps(train_step, state, batch, mesh, warmup_steps=warmup_steps, steps=steps)
+  state, first_loss, last_loss = timed["state"], timed["first_loss"], timed["last_loss"]
+  warmup_seconds, step_seconds = timed["warmup_seconds"], timed["step_seconds"]
+  peak, memory_source = timed["peak"], timed["memory_source"]
   devices = list(mesh.devices.flat)
-  peak = _peak_memory_bytes([d for d in devices if d.process_index == jax.process_index()])
-  memory_source = "memory_stats"
-  if peak is None:
-    analysis = train_step.lower(state, batch).compile().memory_analysis()
-    peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
-            - analysis.alias_size_in_bytes)
-    memory_source = "compiled_memory_analysis"
   tokens_per_second = batch_size * seq_len / step_seconds
   flops_per_token = flops.train_flops_per_token(model_config, seq_len)
   trainable_count, frozen_count = state_lib.parameter_count(state)

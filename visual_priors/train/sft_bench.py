@@ -6,7 +6,6 @@ ml_collections), so it runs on a bare accelerator image (`benchmarks/gpu_sft_mfu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +15,7 @@ from flax import nnx
 
 from visual_priors.models import flops, sharding
 from visual_priors.models.mllm import MLLM, MLLMConfig
-from visual_priors.train import compile_check, mfu, multimodal_step, optimizer, partition, state as state_lib
+from visual_priors.train import bench, compile_check, mfu, multimodal_step, optimizer, partition, state as state_lib
 from visual_priors.train import step as step_lib
 
 SFT_TRAINABLE = "(proj|llm)/.*"
@@ -47,11 +46,6 @@ def synthetic_sft_batch(config: MLLMConfig, batch_size: int, seq_len: int, seed:
   }
 
 
-def _peak_memory_bytes(devices: list[jax.Device]) -> int | None:
-  peaks = [(device.memory_stats() or {}).get("peak_bytes_in_use") for device in devices]
-  return max(peaks) if peaks and all(peak is not None for peak in peaks) else None
-
-
 def run_sft_bench(config: MLLMConfig, *, batch_size: int, seq_len: int, steps: int = 10, warmup_steps: int = 2,
                   mesh_shape: Mapping[str, int] | None = None, trainable: str = SFT_TRAINABLE,
                   rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES,
@@ -80,25 +74,11 @@ def run_sft_bench(config: MLLMConfig, *, batch_size: int, seq_len: int, steps: i
   batch = step_lib.global_batch(synthetic_sft_batch(config, batch_size // jax.process_count(), seq_len),
                                 mesh, features)
 
-  start = time.perf_counter()
-  for _ in range(warmup_steps):
-    state, metrics = train_step(state, batch)
-  first_loss = float(jax.device_get(metrics["loss"]))
-  warmup_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = train_step(state, batch)
-  last_loss = float(jax.device_get(metrics["loss"]))
-  step_seconds = (time.perf_counter() - start) / steps
-
+  timed = bench.time_steps(train_step, state, batch, mesh, warmup_steps=warmup_steps, steps=steps)
+  state, first_loss, last_loss = timed["state"], timed["first_loss"], timed["last_loss"]
+  warmup_seconds, step_seconds = timed["warmup_seconds"], timed["step_seconds"]
+  peak, memory_source = timed["peak"], timed["memory_source"]
   devices = list(mesh.devices.flat)
-  peak = _peak_memory_bytes([d for d in devices if d.process_index == jax.process_index()])
-  memory_source = "memory_stats"
-  if peak is None:
-    analysis = train_step.lower(state, batch).compile().memory_analysis()
-    peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
-            - analysis.alias_size_in_bytes)
-    memory_source = "compiled_memory_analysis"
   trained = {path.split("/")[0] for path in partition.flatten_paths(state.params)}
   step_flops = flops.mllm_train_flops_per_step(config, batch_size=batch_size, seq_len=seq_len, trained=trained)
   trainable_count, frozen_count = state_lib.parameter_count(state)
