@@ -47,6 +47,16 @@ class EncoderShape:
   remat: str = "none"
 
 
+def check_encoder_fields(config) -> None:
+  """Validates the fields every tower config shares: attention_impl, remat, dtype and param_dtype."""
+  if config.attention_impl not in ATTENTION_IMPLEMENTATIONS:
+    raise ValueError(f"attention_impl {config.attention_impl!r} is not one of {ATTENTION_IMPLEMENTATIONS}.")
+  if config.remat not in REMAT_POLICIES:
+    raise ValueError(f"remat {config.remat!r} is not one of {tuple(REMAT_POLICIES)}.")
+  for field in ("dtype", "param_dtype"):
+    jnp.dtype(getattr(config, field))  # Raises TypeError naming a bad dtype.
+
+
 def xavier_uniform(in_axes: Sequence[int], out_axes: Sequence[int]) -> jax.nn.initializers.Initializer:
   return jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=tuple(in_axes),
                                               out_axis=tuple(out_axes))

@@ -48,13 +48,7 @@ class TextConfig:
       raise ValueError(f"width {self.width} is not divisible by num_heads {self.num_heads}.")
     if self.pool_type not in TEXT_POOL_TYPES:
       raise ValueError(f"pool_type {self.pool_type!r} is not one of {TEXT_POOL_TYPES}.")
-    if self.attention_impl not in layers.ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f"attention_impl {self.attention_impl!r} is not one of "
-                       f"{layers.ATTENTION_IMPLEMENTATIONS}.")
-    if self.remat not in layers.REMAT_POLICIES:
-      raise ValueError(f"remat {self.remat!r} is not one of {tuple(layers.REMAT_POLICIES)}.")
-    for field in ("dtype", "param_dtype"):
-      jnp.dtype(getattr(self, field))  # Raises TypeError naming a bad dtype.
+    layers.check_encoder_fields(self)
 
   @property
   def encoder_shape(self) -> layers.EncoderShape:

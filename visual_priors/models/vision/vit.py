@@ -72,13 +72,7 @@ class ViTConfig:
       raise ValueError(f"posemb 'sincos2d' needs width divisible by 4, got {self.width}.")
     if self.pool_type == "none" and self.num_classes:
       raise ValueError("pool_type 'none' has no pooled vector for a head; set num_classes=0.")
-    if self.attention_impl not in layers.ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f"attention_impl {self.attention_impl!r} is not one of "
-                       f"{layers.ATTENTION_IMPLEMENTATIONS}.")
-    if self.remat not in layers.REMAT_POLICIES:
-      raise ValueError(f"remat {self.remat!r} is not one of {tuple(layers.REMAT_POLICIES)}.")
-    for field in ("dtype", "param_dtype"):
-      jnp.dtype(getattr(self, field))  # Raises TypeError naming a bad dtype.
+    layers.check_encoder_fields(self)
 
   @property
   def grid_size(self) -> int:
