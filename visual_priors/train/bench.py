@@ -12,13 +12,11 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import nnx
 
 from visual_priors.models import flops, sharding
-from visual_priors.models.decoder import Decoder, DecoderConfig
-from visual_priors.train import compile_check, mfu, optimizer, state as state_lib, step as step_lib
+from visual_priors.models.decoder import DecoderConfig
+from visual_priors.train import compile_check, mfu, state as state_lib, step as step_lib
 
-_SCHEDULE_STEPS = 100_000
 
 
 def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, packed: bool, seed: int = 0
@@ -86,17 +84,8 @@ def run_bench(model_config: DecoderConfig, *, batch_size: int, seq_len: int, ste
     raise ValueError(f"steps ({steps}) and warmup_steps ({warmup_steps}) must be positive.")
   mesh = sharding.make_mesh(mesh_shape or {"fsdp": -1})
   compile_check.check_batch(batch_size, mesh, grad_accum_steps)
-  tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(), _SCHEDULE_STEPS)
-
-  def model_factory(rngs: nnx.Rngs) -> Decoder:
-    return Decoder(model_config, rngs=rngs)
-
-  spec = state_lib.build_state_spec(model_factory, tx, mesh, rules)
-  features = step_lib.LM_FEATURES if packed else step_lib.LM_UNPACKED_FEATURES
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(spec.graphdef, step_lib.lm_loss, tx, schedule,
-                               grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules),
-      spec.shardings, mesh, features)
+  spec, train_step, features = compile_check.lm_train_step(model_config, mesh, rules,
+                                                           grad_accum_steps=grad_accum_steps, packed=packed)
   state = spec.create()
   batch = step_lib.global_batch(
       synthetic_batch(batch_size // jax.process_count(), seq_len, model_config.vocab_size, packed),

@@ -74,14 +74,9 @@ def abstract_batch(mesh: jax.sharding.Mesh, batch_size: int, seq_len: int,
           for name in features}
 
 
-def compile_train_step(model_config: DecoderConfig, *, mesh_shape: Mapping[str, int], batch_size: int,
-                       seq_len: int, devices: Sequence[jax.Device] | None = None,
-                       rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES,
-                       grad_accum_steps: int = 1, trainable: str = ".*", frozen: str = "",
-                       packed: bool = True) -> MemoryReport:
-  """Compiles the LM train step for `mesh_shape` over `devices` (default: this host's) and reports memory."""
-  mesh = sharding.make_mesh(mesh_shape, devices)
-  check_batch(batch_size, mesh, grad_accum_steps)
+def lm_train_step(model_config: DecoderConfig, mesh: jax.sharding.Mesh, rules: sharding.LogicalRules, *,
+                  grad_accum_steps: int, packed: bool, trainable: str = ".*", frozen: str = ""):
+  """(state spec, jitted LM train step, its batch features) with default AdamW, as the bench and checks use."""
   tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(), _SCHEDULE_STEPS)
 
   def model_factory(rngs: nnx.Rngs) -> Decoder:
@@ -93,6 +88,19 @@ def compile_train_step(model_config: DecoderConfig, *, mesh_shape: Mapping[str, 
       step_lib.make_train_step(spec.graphdef, step_lib.lm_loss, tx, schedule,
                                grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules),
       spec.shardings, mesh, features)
+  return spec, train_step, features
+
+
+def compile_train_step(model_config: DecoderConfig, *, mesh_shape: Mapping[str, int], batch_size: int,
+                       seq_len: int, devices: Sequence[jax.Device] | None = None,
+                       rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES,
+                       grad_accum_steps: int = 1, trainable: str = ".*", frozen: str = "",
+                       packed: bool = True) -> MemoryReport:
+  """Compiles the LM train step for `mesh_shape` over `devices` (default: this host's) and reports memory."""
+  mesh = sharding.make_mesh(mesh_shape, devices)
+  check_batch(batch_size, mesh, grad_accum_steps)
+  spec, train_step, features = lm_train_step(model_config, mesh, rules, grad_accum_steps=grad_accum_steps,
+                                             packed=packed, trainable=trainable, frozen=frozen)
   start = time.perf_counter()
   compiled = train_step.lower(spec.abstract, abstract_batch(mesh, batch_size, seq_len, features)).compile()
   seconds = time.perf_counter() - start
