@@ -18,7 +18,6 @@ from visual_priors.models.decoder import DecoderConfig
 from visual_priors.train import compile_check, mfu, state as state_lib, step as step_lib
 
 
-
 def synthetic_batch(batch_size: int, seq_len: int, vocab_size: int, packed: bool, seed: int = 0
                     ) -> dict[str, np.ndarray]:
   """Random tokens; `packed` adds two packed examples per row (segment ids and restarting positions)."""
