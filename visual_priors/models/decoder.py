@@ -20,6 +20,13 @@ Precision: parameters are stored in `param_dtype` (float32 master weights) and c
 (bfloat16 by default) where used; norms, softmax and RoPE angles run in float32; logits are
 returned in float32. With dtype float32 every matmul uses Precision.HIGHEST.
 
+Generation (KV cache): `prefill` runs a prompt batch once through the same blocks and attention
+kernels as training and returns the last position's logits plus a cache (a `LayerCache` of rotated
+keys and values (B, S, K, H) per layer, at the KV-head count, logical axes CACHE_AXES so it shards
+like the activations); `step` embeds a few new tokens, writes their keys and values at one column
+index shared by all rows, and attends over the cache under a caller-given (B, S) key mask. The
+decode loop and the padding convention live in `visual_priors/eval/decode.py`.
+
 Initialisation: kernels ~ N(0, 1/fan_in), output projections (o_proj, down) further scaled by
 1/sqrt(2 * n_layers); embeddings ~ N(0, 1/d_model) so tied logits start at unit scale.
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +51,7 @@ REMAT_POLICIES = {
     "dots_saveable": jax.checkpoint_policies.dots_saveable,
     "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+_MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +142,48 @@ def rotary_embedding(x_btnh: jax.Array, positions_bt: jax.Array, theta: float) -
   return rotated.astype(x_btnh.dtype)
 
 
+CACHE_AXES = ("batch", "length", "kv_heads", "head_dim")
+
+
+class LayerCache(NamedTuple):
+  """One layer's KV cache: rotated keys and values (B, S, K, H) at the KV-head count (GQA), compute dtype."""
+
+  k_bskh: jax.Array
+  v_bskh: jax.Array
+
+
+Cache = tuple[LayerCache, ...]  # one per layer
+
+
+def _constrain_cache(x_bskh: jax.Array) -> jax.Array:
+  return constrain(x_bskh, CACHE_AXES)
+
+
+def _write(cache_bskh: jax.Array, new_btkh: jax.Array, index: jax.Array) -> jax.Array:
+  """The cache with `new_btkh` written at columns index..index+T-1 (one index for every row)."""
+  updated = jax.lax.dynamic_update_slice_in_dim(cache_bskh, new_btkh.astype(cache_bskh.dtype), index, axis=1)
+  return _constrain_cache(updated)
+
+
+def cached_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, key_mask_bs: jax.Array) -> jax.Array:
+  """Attention of a few new queries over a KV cache; scale 1/sqrt(H); (B, T, N, H) in the dtype of q.
+
+  Scores are (B, N, T, S): small for decoding (T = 1), so no blockwise kernel is needed. A row whose
+  mask is all False gets uniform weights (finite), never NaN.
+  """
+  b, t, n, h = q_btnh.shape
+  kv_heads = k_bskh.shape[2]
+  precision = attention_lib.matmul_precision(q_btnh.dtype)
+  q = q_btnh.reshape(b, t, kv_heads, n // kv_heads, h)
+  scores = jnp.einsum("btkgh,bskh->bkgts", q, k_bskh.astype(q.dtype), precision=precision,
+                      preferred_element_type=jnp.float32) * h ** -0.5
+  scores = jnp.where(key_mask_bs[:, None, None, None, :], scores, _MASKED)
+  weights = jax.nn.softmax(scores, axis=-1)
+  out = jnp.einsum("bkgts,bskh->btkgh", weights.astype(v_bskh.dtype), v_bskh, precision=precision,
+                   preferred_element_type=jnp.float32)
+  return out.reshape(b, t, n, h).astype(q_btnh.dtype)
+
+
 class Attention(nnx.Module):
   """Grouped-query self-attention with rotary positions and packed-segment masking."""
 
@@ -151,14 +202,40 @@ class Attention(nnx.Module):
 
   def __call__(self, x_btd: jax.Array, positions_bt: jax.Array,
                segment_ids_bt: jax.Array | None) -> jax.Array:
+    q, k, v = self.project(x_btd, positions_bt)
+    return self._attend_prompt(q, k, v, segment_ids_bt)
+
+  def project(self, x_btd: jax.Array, positions_bt: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Rotated queries (B, T, N, H), rotated keys and values (B, T, K, H)."""
     q = constrain(self.q_proj(x_btd), ("batch", "length", "heads", "head_dim"))
     k = constrain(self.k_proj(x_btd), ("batch", "length", "kv_heads", "head_dim"))
     v = constrain(self.v_proj(x_btd), ("batch", "length", "kv_heads", "head_dim"))
-    q = rotary_embedding(q, positions_bt, self.rope_theta)
-    k = rotary_embedding(k, positions_bt, self.rope_theta)
-    out = attention_lib.attention(q, k, v, segment_ids_bt, implementation=self.implementation)
+    return (rotary_embedding(q, positions_bt, self.rope_theta), rotary_embedding(k, positions_bt, self.rope_theta),
+            v)
+
+  def prefill(self, x_btd: jax.Array, positions_bt: jax.Array,
+              segment_ids_bt: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The attention output (as `__call__`) and the rotated keys and values (B, T, K, H) a KV cache keeps."""
+    q, k, v = self.project(x_btd, positions_bt)
+    return self._attend_prompt(q, k, v, segment_ids_bt), k, v
+
+  def _attend_prompt(self, q_btnh: jax.Array, k_btkh: jax.Array, v_btkh: jax.Array,
+                     segment_ids_bt: jax.Array | None) -> jax.Array:
+    out = attention_lib.attention(q_btnh, k_btkh, v_btkh, segment_ids_bt, implementation=self.implementation)
+    return self.o_proj(constrain(out, ("batch", "length", "heads", "head_dim")))
+
+  def step(self, x_btd: jax.Array, positions_bt: jax.Array, cache: LayerCache, index: jax.Array,
+           key_mask_bs: jax.Array) -> tuple[jax.Array, LayerCache]:
+    """New tokens (B, T) written into the cache at columns index..index+T-1, attending to the cached keys.
+
+    `key_mask_bs` (B, S) says which cache columns every new token of a row may see (the caller's
+    causal and padding mask, the new columns included).
+    """
+    q, k, v = self.project(x_btd, positions_bt)
+    cache = LayerCache(_write(cache.k_bskh, k, index), _write(cache.v_bskh, v, index))
+    out = cached_attention(q, cache.k_bskh, cache.v_bskh, key_mask_bs)
     out = constrain(out, ("batch", "length", "heads", "head_dim"))
-    return self.o_proj(out)
+    return self.o_proj(out), cache
 
 
 class MLP(nnx.Module):
@@ -187,8 +264,22 @@ class Block(nnx.Module):
 
   def __call__(self, x_btd: jax.Array, positions_bt: jax.Array,
                segment_ids_bt: jax.Array | None) -> jax.Array:
-    x_btd = x_btd + self.attn(self.attn_norm(x_btd), positions_bt, segment_ids_bt)
-    x_btd = constrain(x_btd, ("batch", "length", "embed"))
+    return self._feed_forward(x_btd, self.attn(self.attn_norm(x_btd), positions_bt, segment_ids_bt))
+
+  def prefill(self, x_btd: jax.Array, positions_bt: jax.Array,
+              segment_ids_bt: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The block's output (as `__call__`) and its attention's rotated keys and values (B, T, K, H)."""
+    attended, k, v = self.attn.prefill(self.attn_norm(x_btd), positions_bt, segment_ids_bt)
+    return self._feed_forward(x_btd, attended), k, v
+
+  def step(self, x_btd: jax.Array, positions_bt: jax.Array, cache: LayerCache, index: jax.Array,
+           key_mask_bs: jax.Array) -> tuple[jax.Array, LayerCache]:
+    """The block on new tokens against its layer's KV cache (see `Attention.step`)."""
+    attended, cache = self.attn.step(self.attn_norm(x_btd), positions_bt, cache, index, key_mask_bs)
+    return self._feed_forward(x_btd, attended), cache
+
+  def _feed_forward(self, x_btd: jax.Array, attended_btd: jax.Array) -> jax.Array:
+    x_btd = constrain(x_btd + attended_btd, ("batch", "length", "embed"))
     x_btd = x_btd + self.mlp(self.mlp_norm(x_btd))
     return constrain(x_btd, ("batch", "length", "embed"))
 
@@ -250,6 +341,42 @@ class Decoder(nnx.Module):
         x_btd = block(x_btd, positions_bt, segment_ids_bt)
       else:
         x_btd = nnx.remat(_apply_block, policy=policy)(block, x_btd, positions_bt, segment_ids_bt)
+    return self._logits(x_btd)
+
+  def prefill(self, x_btd: jax.Array, positions_bt: jax.Array, segment_ids_bt: jax.Array | None,
+              cache_length: int) -> tuple[jax.Array, Cache]:
+    """Runs a prompt batch once: the logits of its last position (B, V) and a KV cache of `cache_length` columns.
+
+    The prompt's keys and values fill cache columns 0..T-1; the rest are zeros for `step` to write.
+    Prompts should be left-padded (padding in segment 0, positions counting from each row's first
+    real token), so that the last position of every row is its last prompt token.
+    """
+    length = x_btd.shape[1]
+    if cache_length < length:
+      raise ValueError(f"cache_length {cache_length} is shorter than the prompt ({length} positions).")
+    x_btd = constrain(x_btd.astype(jnp.dtype(self.config.dtype)), ("batch", "length", "embed"))
+    layers = []
+    for block in self.layers:
+      x_btd, k, v = block.prefill(x_btd, positions_bt, segment_ids_bt)
+      pad = ((0, 0), (0, cache_length - length), (0, 0), (0, 0))
+      layers.append(LayerCache(_constrain_cache(jnp.pad(k, pad)), _constrain_cache(jnp.pad(v, pad))))
+    return self._logits(x_btd[:, -1:])[:, 0], tuple(layers)
+
+  def step(self, x_btd: jax.Array, positions_bt: jax.Array, cache: Cache, index: jax.Array,
+           key_mask_bs: jax.Array) -> tuple[jax.Array, Cache]:
+    """New input embeddings (B, T, d) at cache columns index.. -> their logits (B, T, V) and the updated cache.
+
+    `positions_bt` are the new tokens' RoPE positions (each row's own count), `key_mask_bs` the cache
+    columns they may attend to (valid prompt columns and everything written up to the new ones).
+    """
+    x_btd = constrain(x_btd.astype(jnp.dtype(self.config.dtype)), ("batch", "length", "embed"))
+    layers = []
+    for block, layer_cache in zip(self.layers, cache, strict=True):
+      x_btd, layer_cache = block.step(x_btd, positions_bt, layer_cache, index, key_mask_bs)
+      layers.append(layer_cache)
+    return self._logits(x_btd), tuple(layers)
+
+  def _logits(self, x_btd: jax.Array) -> jax.Array:
     x_btd = self.final_norm(x_btd)
     logits = self.embedder.attend(x_btd) if self.config.tie_embeddings else self.lm_head(x_btd)
     return constrain(logits, ("batch", "length", "vocab"))

@@ -166,6 +166,11 @@ def active_mesh() -> Mesh | None:
   return _ACTIVE.mesh
 
 
+def active_rules() -> LogicalRules:
+  """The logical-axis rules of the enclosing `activation_sharding` context (the defaults outside one)."""
+  return _ACTIVE.rules
+
+
 def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
   """`with_sharding_constraint` by logical axis names; a no-op outside `activation_sharding`."""
   if _ACTIVE.mesh is None:
