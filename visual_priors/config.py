@@ -1,0 +1,717 @@
+"""The experiment schema (ml_collections): defaults, validation, derived metadata, and run identity.
+
+An experiment is one `base_config()` with some fields changed (experiments/<file>.py builds them). Its
+run is a chain of stages, each cached on disk under a key that hashes the stage's result-changing fields
+and its upstream stages' keys, so two experiments that agree on a stage share it:
+
+  stage     its own fields (hashed)                              upstream (their keys are hashed too)
+  pretrain  seed, data.store, data.mixture (canonical), pretrain   -
+  mmdata    adapt.data (only the selected kind's settings)          -
+  vision    vision (contrastive settings only when contrastive)     mmdata when vision.kind == "contrastive"
+  align     adapt.align                                             pretrain, vision, mmdata
+  blind     adapt.sft, adapt.sft_data (only when adapt.blind)       align
+  sft       adapt.sft, adapt.sft_data                               blind if adapt.blind else align
+  eval      eval                                                    sft (+ pretrain when eval.language)
+
+`STAGES` and `stage_identities` list stages in execution order (mmdata comes before vision, which trains
+on its captions when contrastive). name, description, meta and runtime never enter a key.
+
+Canonical hashing: JSON with sorted keys of the fields, where floats are normalised (an integral float
+becomes an int, so token_budget 3e10 == 30_000_000_000; others are printed with 12 significant digits, so
+3e-4 == 0.0003 == 0.00030000000000000003) and the mixture is parsed (so "mix6" and its source weights
+written out, or "code=50%,math=50%" and "math=0.5,code=0.5", are one mixture). A stage's key is the first
+12 hex digits of the sha256 of that JSON. Fields that cannot change a stage's result are left out where
+that is certain: an untrained LM (token_budget 0) does not depend on the mixture, LR or warm-up; a
+checkpoint encoder does not depend on the contrastive settings; sft_data "none"/0 is one variant.
+Paths (vision.checkpoint, llava files) are hashed as strings; the runner records their file digests.
+
+Validation is split in two. `validate` checks the config itself (unknown keys, names, ranges, the
+mixture). `finalize(config, strict=True)`, which the runner uses before it starts, also checks what a run
+needs from disk: the vision checkpoint file of kind "checkpoint" and the llava files of data kind
+"llava". So the paper's configs (whose weights and data were not released) list, show and hash on any
+machine, and fail before compute when a file is missing, naming the field to set.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import functools
+import hashlib
+import importlib
+import json
+import math
+import pathlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+
+from visual_priors.names import closest, lookup
+
+# Execution order (see the module docstring). "blind" runs only when adapt.blind.
+STAGES: tuple[str, ...] = ("pretrain", "mmdata", "vision", "align", "blind", "sft", "eval")
+
+# The paper's 16 VQA benchmarks (PAPER_FACTS section 5) as the VQA registry names them, used until
+# visual_priors/eval/benchmarks.py exists; once it does, names are checked against its registry.
+PAPER_BENCHMARKS: tuple[str, ...] = (
+    "gqa", "mme", "mmbench", "seed",
+    "scienceqa", "mmmu", "ai2d", "mathvista",
+    "textvqa", "chartqa", "ocrbench",
+    "realworldqa", "blink", "cvbench_coco", "cvbench_ade", "cvbench_omni3d",
+)
+GENERATED_BENCHMARKS: tuple[str, ...] = ("gen_general", "gen_knowledge", "gen_ocr_chart", "gen_vision_centric")
+MLE_BENCHMARKS: tuple[str, ...] = ("mle_bench", "gen_mle_bench")
+
+FAMILIES: tuple[str, ...] = ("scale", "source", "category", "grid", "mix", "encoder", "sft_data", "blind",
+                             "scaleup", "demo", "custom")
+META_KEYS: tuple[str, ...] = ("name", "family", "scale", "params", "tokens", "mixture", "source", "category",
+                              "proportion", "reasoning_share", "visual_share", "encoder", "sft_variant", "blind")
+VISION_KINDS = ("checkpoint", "contrastive")
+DATA_KINDS = ("generated", "llava")
+SFT_REMOVALS = ("none", "perception", "reasoning")
+JUDGES = ("rule", "llm")
+POOLINGS = ("mean", "last")
+# Subtrees whose keys are free-form (checked on their own): pretrain.overrides holds train-config keys.
+_OPEN_KEYS = ("pretrain.overrides",)
+# Train-config keys an override may not set: the experiment has its own field for them (or the runner does).
+_OWNED_TRAIN_KEYS = {
+    "scale": "pretrain.scale", "batch_size": "pretrain.batch_size", "seq_len": "pretrain.seq_len",
+    "token_budget": "pretrain.token_budget", "num_steps": "pretrain.token_budget", "seed": "seed",
+    "work_dir": "the runner", "mesh": "runtime.mesh", "log_every_steps": "runtime.log_every_steps",
+    "optimizer.peak_lr": "pretrain.peak_lr", "optimizer.warmup_steps": "pretrain.warmup_steps",
+}
+KEY_LENGTH = 12
+
+
+def _dict(**fields: Any) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(fields)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The schema with its defaults: the paper's where it states them (PAPER_FACTS sections 1, 4, 5)."""
+  config = ml_collections.ConfigDict()
+  config.name = ""
+  config.description = ""
+  config.seed = 42
+  config.data = _dict(store="latest", mixture="web-crawl=1")
+  config.pretrain = _dict(scale="3b", token_budget=30_000_000_000, batch_size=1024, seq_len=2048, peak_lr=3e-4,
+                          warmup_steps=1024, overrides=ml_collections.ConfigDict())
+  # The paper's default encoder is MetaCLIP-B/16; its released weights need their own loader, so a run
+  # of kind "checkpoint" needs a big_vision-format .npz of the named architecture in vision.checkpoint.
+  # SigLIP's recipe (LR 1e-3) for contrastive towers trained here; steps 0 = one epoch of the captions.
+  config.vision = _dict(kind="checkpoint", encoder="metaclip-b16-224", checkpoint="",
+                        contrastive=_dict(steps=0, batch_size=512, peak_lr=1e-3))
+  config.adapt = ml_collections.ConfigDict()
+  # "generated": visual_priors.data.multimodal.generate's settings (its defaults); "llava": a caption
+  # JSONL, a LLaVA/Cambrian instruction JSON and the image folder they name.
+  config.adapt.data = _dict(
+      kind="generated",
+      generated=_dict(seed=0, image_size=64, n_captions=64, n_instruct=160, n_eval_per_benchmark=32,
+                      objects="auto"),
+      llava=_dict(captions="", instruct="", images=""))
+  config.adapt.align = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=1e-3, warmup_fraction=0.06,
+                             projector="mlp2x_gelu", num_visual_tokens=576, seq_len=2048)
+  config.adapt.sft = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=4e-5, warmup_fraction=0.03, seq_len=2048)
+  config.adapt.blind = False
+  config.adapt.sft_data = _dict(remove="none", fraction=0.0)
+  config.eval = ml_collections.ConfigDict()
+  config.eval.benchmarks = list(PAPER_BENCHMARKS)
+  config.eval.mle_bench = True
+  config.eval.language = True
+  # vision_models: "self" (this run's own vision tower) or "<encoder registry name>=<big_vision .npz>".
+  # layer: "last" or an integer layer index written as text ("-4"): ConfigDict fields keep one type.
+  config.eval.alignment = _dict(enabled=True, k=20, layer="last", pooling="mean", vision_models=["self"])
+  config.eval.probe = _dict(enabled=True, judge="rule", url="", model="")
+  config.eval.max_new_tokens = 32
+  config.eval.limit = 0  # questions per benchmark; 0 = all
+  config.meta = ml_collections.ConfigDict({key: None for key in META_KEYS})
+  config.meta.family = "custom"
+  # Placement and cosmetics, never part of a key. eval_data_root: where the public benchmarks' files
+  # are ("" = the VQA registry's default location).
+  config.runtime = _dict(mesh=_dict(data=1, fsdp=-1, tensor=1), log_every_steps=50, checkpoint_every_steps=1000,
+                         eval_batch_size=8, eval_data_root="")
+  return config
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def _is_mapping(value: Any) -> bool:
+  return isinstance(value, (Mapping, ml_collections.ConfigDict))
+
+
+def _paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+  out = []
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    out.append(path)
+    if _is_mapping(value) and path not in _OPEN_KEYS:
+      out += _paths(value, f"{path}.")
+  return out
+
+
+def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:
+  unknown = []
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if key not in reference:
+      unknown.append(path)
+    elif path not in _OPEN_KEYS and _is_mapping(value) and _is_mapping(reference[key]):
+      unknown += _unknown_keys(value, reference[key], f"{path}.")
+  return unknown
+
+
+def _unknown_key_error(unknown: Sequence[str], valid: Sequence[str], what: str) -> ValueError:
+  parts = []
+  for path in unknown:
+    near = closest(path, valid)
+    parts.append(f"{path!r}" + (f" (did you mean {', '.join(repr(n) for n in near)}?)" if near else ""))
+  parent = unknown[0].rpartition(".")[0]
+  siblings = [p for p in valid if p.rpartition(".")[0] == parent]
+  return ValueError(f"Unknown {what} key(s) {', '.join(parts)}. Valid keys"
+                    f"{' under ' + repr(parent) if parent else ''}: {', '.join(siblings)}.")
+
+
+def _number(config: ml_collections.ConfigDict, path: str, *, minimum: float | None = None,
+            exclusive: bool = False, integer: bool = False, maximum: float | None = None) -> float:
+  value = get_field(config, path)
+  ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  if integer and ok_type and isinstance(value, float):
+    ok_type = value.is_integer()
+  if not ok_type:
+    kind = "an integer" if integer else "a finite number"
+    raise ValueError(f"{path} must be {kind}, got {value!r}.")
+  if minimum is not None and (value <= minimum if exclusive else value < minimum):
+    raise ValueError(f"{path} must be {'>' if exclusive else '>='} {minimum:g}, got {value!r}.")
+  if maximum is not None and value > maximum:
+    raise ValueError(f"{path} must be <= {maximum:g}, got {value!r}.")
+  return value
+
+
+def _choice(config: ml_collections.ConfigDict, path: str, choices: Iterable[str]) -> str:
+  value = get_field(config, path)
+  choices = tuple(choices)
+  if value not in choices:
+    near = closest(str(value), choices)
+    hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    raise ValueError(f"{path} is {value!r}, not one of {', '.join(repr(c) for c in choices)}.{hint}")
+  return value
+
+
+def _named(path: str, table: Mapping[str, Any], name: Any, kind: str) -> Any:
+  try:
+    return lookup(table, name, kind)
+  except KeyError as error:
+    raise ValueError(f"{path}: {error}") from None
+
+
+def get_field(config: Mapping[str, Any], path: str) -> Any:
+  """The value at a dotted path ("pretrain.peak_lr"), or a ValueError naming the closest valid paths."""
+  value: Any = config
+  for depth, part in enumerate(path.split(".")):
+    if not _is_mapping(value) or part not in value:
+      valid = _paths(config)
+      near = closest(path, valid)
+      hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+      raise ValueError(f"Unknown config key {path!r}.{hint}")
+    value = value[part]
+  return value
+
+
+def benchmark_names() -> tuple[str, ...]:
+  """Valid eval.benchmarks names: the VQA registry's when visual_priors.eval.benchmarks exists, else the
+  paper's 16 and the generated ones (plus MLE-Bench either way)."""
+  try:
+    benchmarks = importlib.import_module("visual_priors.eval.benchmarks")
+  except ModuleNotFoundError as error:
+    if error.name != "visual_priors.eval.benchmarks":
+      raise
+    return (*PAPER_BENCHMARKS, *GENERATED_BENCHMARKS, *MLE_BENCHMARKS)
+  table = getattr(benchmarks, "BENCHMARKS", None)
+  names = tuple(table) if isinstance(table, Mapping) else tuple(benchmarks.benchmark_names())
+  return tuple(dict.fromkeys((*names, *MLE_BENCHMARKS)))
+
+
+def parse_mixture(text: str) -> Any:
+  """data/mixtures.parse_spec, with errors that name the field."""
+  from visual_priors.data import mixtures  # pylint: disable=import-outside-toplevel
+  if not isinstance(text, str) or not text.strip():
+    raise ValueError(f"data.mixture must be a mixture spec string (e.g. 'mix6', 'code=0.5,web-crawl=0.5', "
+                     f"'cat:reasoning=0.75'), got {text!r}.")
+  try:
+    return mixtures.parse_spec(text)
+  except (ValueError, KeyError) as error:
+    raise ValueError(f"data.mixture {text!r} does not parse: {error}") from None
+
+
+def sft_variant(config: ml_collections.ConfigDict) -> str:
+  """The sft_split variant name of adapt.sft_data: "full", "perception-50", "reasoning-100", ..."""
+  remove, fraction = config.adapt.sft_data.remove, float(config.adapt.sft_data.fraction)
+  if remove == "none" or fraction == 0:
+    return "full"
+  return f"{remove}-{round(fraction * 100)}"
+
+
+def _validate_overrides(overrides: Mapping[str, Any]) -> None:
+  from visual_priors.train import config as train_config  # pylint: disable=import-outside-toplevel
+  reference = train_config.default_config()
+  unknown = [f"pretrain.overrides.{p}" for p in _unknown_keys(overrides, reference)
+             if not p.startswith("model.")]
+  if unknown:
+    valid = [f"pretrain.overrides.{p}" for p in _paths(reference)]
+    raise _unknown_key_error(unknown, valid, "train-config override")
+  for path in _paths(overrides):
+    owner = _OWNED_TRAIN_KEYS.get(path)
+    if owner:
+      raise ValueError(f"pretrain.overrides.{path} is set by {owner}; change that instead.")
+  model = overrides.get("model", {})
+  if model:
+    from visual_priors.models.decoder import DecoderConfig  # pylint: disable=import-outside-toplevel
+    fields = {f.name for f in dataclasses.fields(DecoderConfig)}
+    bad = sorted(set(model) - fields)
+    if bad:
+      raise ValueError(f"pretrain.overrides.model: unknown DecoderConfig field(s) {bad}; fields: {sorted(fields)}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field of the first problem (and the closest valid values)."""
+  reference = base_config()
+  unknown = _unknown_keys(config, reference)
+  if unknown:
+    raise _unknown_key_error(unknown, _paths(reference), "config")
+  missing = [p for p in _paths(reference) if p not in _paths(config) and not p.startswith("pretrain.overrides.")]
+  if missing:
+    raise ValueError(f"Config lacks key(s) {missing}; start from visual_priors.config.base_config().")
+  from visual_priors.models.scales import SCALES  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.vision.registry import ENCODERS  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.projector import PROJECTOR_TYPES  # pylint: disable=import-outside-toplevel
+  from visual_priors.data.multimodal.generate import OBJECT_SOURCES  # pylint: disable=import-outside-toplevel
+  from visual_priors.data.multimodal.sft_split import VARIANTS  # pylint: disable=import-outside-toplevel
+
+  for path in ("name", "description"):
+    if not isinstance(get_field(config, path), str):
+      raise ValueError(f"{path} must be a string, got {get_field(config, path)!r}.")
+  _number(config, "seed", minimum=0, integer=True)
+  if not isinstance(config.data.store, str) or not config.data.store:
+    raise ValueError(f"data.store must be 'latest', a segment-store key or a path, got {config.data.store!r}.")
+  parse_mixture(config.data.mixture)
+
+  _named("pretrain.scale", SCALES, config.pretrain.scale, "model scale")
+  _number(config, "pretrain.token_budget", minimum=0, integer=True)
+  _number(config, "pretrain.batch_size", minimum=0, exclusive=True, integer=True)
+  _number(config, "pretrain.seq_len", minimum=0, exclusive=True, integer=True)
+  _number(config, "pretrain.peak_lr", minimum=0, exclusive=True)
+  _number(config, "pretrain.warmup_steps", minimum=0, integer=True)
+  _validate_overrides(config.pretrain.overrides)
+
+  _choice(config, "vision.kind", VISION_KINDS)
+  _named("vision.encoder", ENCODERS, config.vision.encoder, "vision encoder")
+  if not isinstance(config.vision.checkpoint, str):
+    raise ValueError(f"vision.checkpoint must be a path string ('' for none), got {config.vision.checkpoint!r}.")
+  _number(config, "vision.contrastive.steps", minimum=0, integer=True)
+  _number(config, "vision.contrastive.batch_size", minimum=0, exclusive=True, integer=True)
+  _number(config, "vision.contrastive.peak_lr", minimum=0, exclusive=True)
+
+  _choice(config, "adapt.data.kind", DATA_KINDS)
+  _number(config, "adapt.data.generated.seed", minimum=0, integer=True)
+  _number(config, "adapt.data.generated.image_size", minimum=32, integer=True)
+  for name in ("n_captions", "n_instruct", "n_eval_per_benchmark"):
+    _number(config, f"adapt.data.generated.{name}", minimum=0, integer=True)
+  _choice(config, "adapt.data.generated.objects", OBJECT_SOURCES)
+  for stage in ("align", "sft"):
+    prefix = f"adapt.{stage}"
+    epochs = _number(config, f"{prefix}.epochs", minimum=0)
+    steps = _number(config, f"{prefix}.steps", minimum=0, integer=True)
+    if epochs <= 0 and steps <= 0:
+      raise ValueError(f"{prefix}: set epochs > 0 or steps > 0 (steps wins when positive).")
+    _number(config, f"{prefix}.batch_size", minimum=0, exclusive=True, integer=True)
+    _number(config, f"{prefix}.peak_lr", minimum=0, exclusive=True)
+    warmup = _number(config, f"{prefix}.warmup_fraction", minimum=0)
+    if warmup >= 1:
+      raise ValueError(f"{prefix}.warmup_fraction must be in [0, 1), got {warmup!r}.")
+    _number(config, f"{prefix}.seq_len", minimum=0, exclusive=True, integer=True)
+  _choice(config, "adapt.align.projector", PROJECTOR_TYPES)
+  _number(config, "adapt.align.num_visual_tokens", minimum=0, exclusive=True, integer=True)
+  if not isinstance(config.adapt.blind, bool):
+    raise ValueError(f"adapt.blind must be True or False, got {config.adapt.blind!r}.")
+  _choice(config, "adapt.sft_data.remove", SFT_REMOVALS)
+  _number(config, "adapt.sft_data.fraction", minimum=0, maximum=1)
+  variant = sft_variant(config)
+  if variant not in VARIANTS:
+    raise ValueError(f"adapt.sft_data {config.adapt.sft_data.to_dict()} is variant {variant!r}, which the SFT "
+                     f"split does not define; variants: {', '.join(VARIANTS)} (fraction 0.5 or 1.0).")
+
+  valid_benchmarks = {name: name for name in benchmark_names()}
+  if not isinstance(config.eval.benchmarks, (list, tuple)):
+    raise ValueError(f"eval.benchmarks must be a list of benchmark names, got {config.eval.benchmarks!r}.")
+  for name in config.eval.benchmarks:
+    _named("eval.benchmarks", valid_benchmarks, name, "benchmark")
+  if len(set(config.eval.benchmarks)) != len(config.eval.benchmarks):
+    raise ValueError(f"eval.benchmarks names a benchmark twice: {list(config.eval.benchmarks)}.")
+  for path in ("eval.mle_bench", "eval.language", "eval.alignment.enabled", "eval.probe.enabled"):
+    if not isinstance(get_field(config, path), bool):
+      raise ValueError(f"{path} must be True or False, got {get_field(config, path)!r}.")
+  _number(config, "eval.alignment.k", minimum=0, exclusive=True, integer=True)
+  layer = config.eval.alignment.layer
+  if layer != "last" and not re.fullmatch(r"-?\d+", str(layer)):
+    raise ValueError(f"eval.alignment.layer must be 'last' or an integer index as text ('-4'), got {layer!r}.")
+  _choice(config, "eval.alignment.pooling", POOLINGS)
+  for entry in config.eval.alignment.vision_models:
+    if entry == "self":
+      continue
+    encoder, sep, path = str(entry).partition("=")
+    if not sep or not path:
+      raise ValueError(f"eval.alignment.vision_models entry {entry!r}: use 'self' or '<encoder>=<path.npz>'.")
+    _named("eval.alignment.vision_models", ENCODERS, encoder, "vision encoder")
+  _choice(config, "eval.probe.judge", JUDGES)
+  if config.eval.probe.enabled and config.eval.probe.judge == "llm" and not (config.eval.probe.url
+                                                                              and config.eval.probe.model):
+    raise ValueError("eval.probe.judge 'llm' needs eval.probe.url (an OpenAI-compatible endpoint) and "
+                     "eval.probe.model.")
+  _number(config, "eval.max_new_tokens", minimum=0, exclusive=True, integer=True)
+  _number(config, "eval.limit", minimum=0, integer=True)
+
+  _choice(config, "meta.family", FAMILIES)
+  for axis in ("data", "fsdp", "tensor"):
+    value = _number(config, f"runtime.mesh.{axis}", integer=True, minimum=-1)
+    if value == 0:
+      raise ValueError(f"runtime.mesh.{axis} must be positive or -1 (the remaining devices), got 0.")
+  for path in ("runtime.log_every_steps", "runtime.checkpoint_every_steps", "runtime.eval_batch_size"):
+    _number(config, path, minimum=0, exclusive=True, integer=True)
+
+
+def missing_files(config: ml_collections.ConfigDict) -> list[str]:
+  """What a run of `config` needs from disk and lacks: one line per field to set (empty when none)."""
+  problems = []
+  if config.vision.kind == "checkpoint":
+    path = config.vision.checkpoint
+    if not path:
+      problems.append(f"vision.checkpoint is empty: vision.kind 'checkpoint' needs a big_vision-format .npz of "
+                      f"{config.vision.encoder!r} (or set vision.kind='contrastive' to train one).")
+    elif not pathlib.Path(path).expanduser().is_file():
+      problems.append(f"vision.checkpoint {path!r} does not exist.")
+  if config.adapt.data.kind == "llava":
+    for name in ("captions", "instruct", "images"):
+      path = config.adapt.data.llava[name]
+      if not path:
+        problems.append(f"adapt.data.llava.{name} is empty: data kind 'llava' needs it "
+                        "(or set adapt.data.kind='generated').")
+      elif not pathlib.Path(path).expanduser().exists():
+        problems.append(f"adapt.data.llava.{name} {path!r} does not exist.")
+  for entry in config.eval.alignment.vision_models if config.eval.alignment.enabled else ():
+    if entry != "self":
+      path = str(entry).partition("=")[2]
+      if not pathlib.Path(path).expanduser().is_file():
+        problems.append(f"eval.alignment.vision_models entry {entry!r}: {path!r} does not exist.")
+  return problems
+
+
+# ------------------------------------------------------------------------------------------------- metadata
+
+
+@functools.lru_cache(maxsize=64)
+def _param_count(scale: str, model_overrides: str) -> int:
+  from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
+  return scales.count_params(scales.get_scale(scale, **json.loads(model_overrides)))
+
+
+def param_count(config: ml_collections.ConfigDict) -> int:
+  """LM parameters of the config's scale with its model overrides (CPU scales: their default vocabulary)."""
+  overrides = config.pretrain.overrides.get("model", {})
+  overrides = overrides.to_dict() if isinstance(overrides, ml_collections.ConfigDict) else dict(overrides)
+  return _param_count(config.pretrain.scale, json.dumps(overrides, sort_keys=True))
+
+
+def mixture_meta(text: str) -> dict[str, Any]:
+  """source / category / proportion / reasoning_share / visual_share (fractions) of a mixture spec.
+
+  Source mixtures: the paper's shares (weights x published per-source rates), None when a source has no
+  published rate. Category mixtures: the proportions the spec pins ("reasoning", "visual"); the others
+  depend on the labelled pool and are None.
+  """
+  from visual_priors.data import mixtures  # pylint: disable=import-outside-toplevel
+  spec = parse_mixture(text)
+  meta: dict[str, Any] = {"source": None, "category": None, "proportion": None, "reasoning_share": None,
+                          "visual_share": None}
+  if isinstance(spec, mixtures.SourceWeights):
+    if len(spec.weights) == 1:
+      meta["source"] = next(iter(spec.weights))
+    try:
+      shares = mixtures.mixture_shares(spec)
+    except ValueError:
+      shares = {}
+    meta["reasoning_share"] = None if "reasoning" not in shares else round(shares["reasoning"], 6)
+    meta["visual_share"] = None if "visual" not in shares else round(shares["visual"], 6)
+  else:
+    proportions = dict(spec.proportions)
+    if len(proportions) == 1:
+      (meta["category"], meta["proportion"]), = proportions.items()
+    meta["reasoning_share"] = proportions.get("reasoning")
+    meta["visual_share"] = proportions.get("visual")
+  return meta
+
+
+def finalize(config: ml_collections.ConfigDict, *, strict: bool = False) -> ml_collections.ConfigDict:
+  """A validated copy of `config` with `meta` filled from its fields (meta.family is kept as given).
+
+  strict=True (what the runner uses) also fails when files the run needs are missing (`missing_files`).
+  """
+  validate(config)
+  if strict:
+    problems = missing_files(config)
+    if problems:
+      raise ValueError(f"Experiment {config.name or '(unnamed)'!r} cannot run yet: " + " ".join(problems))
+  config = copy.deepcopy(config)
+  derived = {
+      "name": config.name, "scale": config.pretrain.scale, "params": param_count(config),
+      "tokens": int(config.pretrain.token_budget), "mixture": config.data.mixture,
+      **mixture_meta(config.data.mixture),
+      "encoder": config.vision.encoder, "sft_variant": sft_variant(config), "blind": bool(config.adapt.blind),
+  }
+  meta = ml_collections.ConfigDict({key: None for key in META_KEYS})
+  meta.update(derived)
+  meta.family = config.meta.family
+  config.meta = meta
+  return config
+
+
+# --------------------------------------------------------------------------------------------- run identity
+
+
+@dataclasses.dataclass(frozen=True)
+class StageIdentity:
+  """One stage of a run: its key, the result-changing fields the key hashes, and the stages it consumes."""
+
+  stage: str
+  key: str
+  fields: dict[str, Any]
+  upstream: tuple[str, ...]
+
+
+def canonical(value: Any) -> Any:
+  """`value` as plain JSON data with floats normalised (integral floats -> int, 12 significant digits)."""
+  if isinstance(value, ml_collections.ConfigDict):
+    value = value.to_dict()
+  if isinstance(value, bool) or value is None or isinstance(value, str):
+    return value
+  if isinstance(value, int):
+    return int(value)
+  if isinstance(value, float):
+    if not math.isfinite(value):
+      raise ValueError(f"Cannot hash the non-finite number {value!r}.")
+    if value.is_integer() and abs(value) < 2 ** 63:
+      return int(value)
+    return float(f"{value:.12g}")
+  if isinstance(value, Mapping):
+    return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
+  if isinstance(value, (list, tuple)):
+    return [canonical(v) for v in value]
+  if isinstance(value, pathlib.PurePath):
+    return str(value)
+  raise TypeError(f"Cannot hash a {type(value).__name__} ({value!r}) in an experiment config.")
+
+
+def fingerprint(fields: Mapping[str, Any]) -> str:
+  """sha256 (first KEY_LENGTH hex digits) of the canonical JSON of `fields`."""
+  text = json.dumps(canonical(fields), sort_keys=True, separators=(",", ":"), allow_nan=False)
+  return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def canonical_mixture(text: str) -> dict[str, Any]:
+  """The parsed mixture as data: {"sources": {name: weight}} or {"categories": {name: fraction}}."""
+  from visual_priors.data import mixtures  # pylint: disable=import-outside-toplevel
+  spec = parse_mixture(text)
+  if isinstance(spec, mixtures.SourceWeights):
+    return {"sources": {s: round(w, 9) for s, w in spec.weights.items()}}
+  return {"categories": {c: round(float(p), 9) for c, p in spec.proportions.items()}}
+
+
+def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
+  """Each stage's own result-changing fields and upstream stages, in execution order."""
+  pretrain = config.pretrain.to_dict()
+  if pretrain["token_budget"] == 0:  # An untrained LM: only the architecture, vocabulary and seed matter.
+    pretrain_fields = {"seed": config.seed, "store": config.data.store, "scale": pretrain["scale"],
+                       "token_budget": 0, "model": pretrain["overrides"].get("model", {})}
+  else:
+    pretrain_fields = {"seed": config.seed, "store": config.data.store,
+                       "mixture": canonical_mixture(config.data.mixture), **pretrain}
+  data = config.adapt.data
+  mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
+  vision = {"kind": config.vision.kind, "encoder": config.vision.encoder}
+  if config.vision.kind == "checkpoint":
+    vision["checkpoint"] = config.vision.checkpoint
+    vision_upstream: tuple[str, ...] = ()
+  else:
+    vision["contrastive"] = config.vision.contrastive.to_dict()
+    vision["seed"] = config.seed
+    vision_upstream = ("mmdata",)
+  sft_fields = {"sft": config.adapt.sft.to_dict(), "sft_data": sft_variant(config)}
+  stages = {
+      "pretrain": (pretrain_fields, ()),
+      "mmdata": (mmdata_fields, ()),
+      "vision": (vision, vision_upstream),
+      "align": ({"align": config.adapt.align.to_dict(), "seed": config.seed}, ("pretrain", "vision", "mmdata")),
+  }
+  if config.adapt.blind:
+    stages["blind"] = ({"blind": True, **sft_fields}, ("align",))
+  stages["sft"] = (sft_fields, ("blind",) if config.adapt.blind else ("align",))
+  stages["eval"] = (config.eval.to_dict(), ("sft", "pretrain") if config.eval.language else ("sft",))
+  return stages
+
+
+def stage_identities(config: ml_collections.ConfigDict) -> dict[str, StageIdentity]:
+  """The stages `config` runs, in execution order, each with its key (see the module docstring)."""
+  validate(config)
+  identities: dict[str, StageIdentity] = {}
+  for stage, (fields, upstream) in _stage_fields(config).items():
+    hashed = {"stage": stage, "fields": fields, "upstream": {name: identities[name].key for name in upstream}}
+    identities[stage] = StageIdentity(stage=stage, key=fingerprint(hashed), fields=canonical(fields),
+                                      upstream=upstream)
+  return identities
+
+
+def slug(name: str) -> str:
+  """A file-name-safe form of an experiment name: "mix/mix6" -> "mix-mix6" ("run" when empty)."""
+  text = re.sub(r"[^a-z0-9._]+", "-", name.lower()).strip("-.")
+  return text or "run"
+
+
+def run_id(config: ml_collections.ConfigDict) -> str:
+  """f"{slug(name)}-{eval stage key}": the run's directory name under <root>/runs/."""
+  return f"{slug(config.name)}-{stage_identities(config)['eval'].key}"
+
+
+# ------------------------------------------------------------------------------ overrides and arg strings
+
+
+def parse_value(text: str) -> Any:
+  """A command-line value: a Python literal (3e-4, 50_000_000_000, True, ['a', 'b']) or else a string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _coerce(path: str, old: Any, new: Any) -> Any:
+  if isinstance(old, bool) or old is None:
+    return new
+  if isinstance(old, int) and isinstance(new, float) and new.is_integer():
+    return int(new)  # token_budget=5e9
+  if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
+    return float(new)
+  if isinstance(old, list) and isinstance(new, str):
+    return [item.strip() for item in new.split(",") if item.strip()]  # eval.benchmarks=gqa,mme
+  if isinstance(old, list) and isinstance(new, tuple):
+    return list(new)
+  if isinstance(old, str) and not isinstance(new, str):
+    return str(new)  # eval.alignment.layer=-4
+  return new
+
+
+def set_field(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
+  """Sets a dotted path; under pretrain.overrides new keys may be created (nested mappings)."""
+  parts = path.split(".")
+  if path.startswith("pretrain.overrides.") and len(parts) > 2:
+    node = config.pretrain.overrides
+    for part in parts[2:-1]:
+      if part not in node:
+        node[part] = ml_collections.ConfigDict()
+      node = node[part]
+    node[parts[-1]] = value
+    return
+  parent = get_field(config, ".".join(parts[:-1])) if len(parts) > 1 else config
+  old = get_field(config, path)
+  try:
+    parent[parts[-1]] = _coerce(path, old, value)
+  except TypeError as error:
+    raise ValueError(f"Cannot set {path} to {value!r}: {error}") from None
+
+
+def apply_overrides(config: ml_collections.ConfigDict, assignments: Sequence[str]) -> ml_collections.ConfigDict:
+  """A copy of `config` with "key=value" assignments applied (the CLI's --set), values parsed as literals."""
+  config = copy.deepcopy(config)
+  for assignment in assignments:
+    path, sep, text = assignment.partition("=")
+    if not sep or not path.strip():
+      raise ValueError(f"--set {assignment!r}: expected KEY=VALUE, e.g. pretrain.peak_lr=1e-4.")
+    set_field(config, path.strip(), parse_value(text.strip()))
+  return config
+
+
+def parse_arg(arg: str | None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """A big_vision-style experiment argument: "key=value,key2=value2"; a bare word means word=True
+  ("local" == "local=True"). Keys must be in `defaults` (when given), whose values set the types."""
+  result = dict(defaults or {})
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    value = parse_value(text.strip()) if sep else True
+    if defaults is not None:
+      if key not in defaults:
+        near = closest(key, defaults)
+        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        raise ValueError(f"Unknown experiment argument {key!r} in {arg!r}.{hint} "
+                         f"Arguments: {', '.join(defaults)}.")
+      old = defaults[key]
+      if isinstance(old, str) and not isinstance(value, str):
+        value = text.strip()
+      elif isinstance(old, bool) and not isinstance(value, bool):
+        raise ValueError(f"Experiment argument {key!r} is a switch: give True/False, got {text!r}.")
+    result[key] = value
+  return result
+
+
+# --------------------------------------------------------------------------------- the local (nano) recipe
+
+# What finishes in about two minutes per experiment on two CPU cores (the demo's settings; tests/train/
+# test_stages.py's tiny chain is the reference for the adaptation sizes): the nano LM on a few hundred
+# thousand tokens, a vit-nano contrastive tower on generated 32-pixel images, short align and sft.
+LOCAL_SETTINGS: dict[str, Any] = {
+    "pretrain.scale": "nano",
+    "pretrain.token_budget": 400 * 16 * 128,
+    "pretrain.batch_size": 16,
+    "pretrain.seq_len": 128,
+    "pretrain.peak_lr": 3e-3,
+    "pretrain.warmup_steps": 20,
+    "vision.kind": "contrastive",
+    "vision.encoder": "vit-nano",
+    "vision.checkpoint": "",
+    "vision.contrastive.steps": 150,
+    "vision.contrastive.batch_size": 32,
+    "vision.contrastive.peak_lr": 3e-3,
+    "adapt.data.kind": "generated",
+    "adapt.data.generated.seed": 0,
+    "adapt.data.generated.image_size": 32,
+    "adapt.data.generated.n_captions": 256,
+    "adapt.data.generated.n_instruct": 512,
+    "adapt.data.generated.n_eval_per_benchmark": 32,
+    "adapt.data.generated.objects": "shapes",
+    "adapt.align.steps": 60,
+    "adapt.align.batch_size": 16,
+    "adapt.align.peak_lr": 3e-3,
+    "adapt.align.num_visual_tokens": 16,
+    "adapt.align.seq_len": 96,
+    "adapt.sft.steps": 120,
+    "adapt.sft.batch_size": 16,
+    "adapt.sft.peak_lr": 1e-3,
+    "adapt.sft.seq_len": 96,
+    "eval.benchmarks": list(GENERATED_BENCHMARKS),
+    "eval.max_new_tokens": 8,
+    "eval.alignment.k": 5,
+    "eval.probe.judge": "rule",
+    "runtime.log_every_steps": 20,
+    "runtime.checkpoint_every_steps": 100,
+}
+
+
+def apply_local(config: ml_collections.ConfigDict, settings: Mapping[str, Any] | None = None
+                ) -> ml_collections.ConfigDict:
+  """A copy of `config` shrunk to the local recipe (`LOCAL_SETTINGS`, updated by `settings`), keeping its
+  mixture, SFT-data variant and blind switch: the `local` / `tiny` switch of every experiment file."""
+  config = copy.deepcopy(config)
+  for path, value in {**LOCAL_SETTINGS, **(settings or {})}.items():
+    set_field(config, path, value)
+  return config
