@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "visual_priors.data.commands",
     "visual_priors.train.commands",
     "visual_priors.train.stage_commands",
+    "visual_priors.analysis.commands",
 )
 
 

@@ -1,0 +1,270 @@
+"""The HTML report: one self-contained file of tables, plots (embedded PNGs) and notes over a set of runs.
+
+Every table is built by a function returning a DataFrame (runs as rows), so its values can be checked
+without parsing HTML. A missing value is shown as "missing", never as 0; the report also lists, per run,
+the benchmarks that other runs in the report have and it lacks.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+import pathlib
+import tempfile
+from collections.abc import Sequence
+
+import pandas as pd
+
+from visual_priors.analysis import correlations, plots
+from visual_priors.analysis.results import FAMILIES, META_KEYS, Results, ResultsStore, load_results
+from visual_priors.data.cache import write_text_atomic
+
+GROUPS = correlations.VQA_GROUPS
+VQA_METRICS = ("accuracy", "accuracy_blind")
+ALIGNMENT = "alignment"
+PROBE = "reasoning_probe"
+MISSING = "missing"
+OVERALL_COLUMN = "Overall"
+
+ResultsInput = Results | ResultsStore | str | pathlib.Path | tuple[pd.DataFrame, pd.DataFrame] | Sequence
+
+
+def as_results(source: ResultsInput) -> Results:
+  """`Results` from Results, a (frame, runs) pair, a store, a root path, or a sequence of stores/paths."""
+  if isinstance(source, Results):
+    return source
+  if isinstance(source, tuple) and len(source) == 2 and all(isinstance(s, pd.DataFrame) for s in source):
+    return Results(*source)
+  return load_results(source)
+
+
+def _natural(text: str) -> tuple:
+  """Sort key that orders digit runs by value: "code-25" before "code-100", "mix2" before "mix10"."""
+  return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def run_order(results: Results) -> list[str]:
+  """Runs with rows or metadata, ordered by family (in `FAMILIES` order), parameters, then name and run id
+  in natural order (so a sweep reads in sweep order)."""
+  runs = set(results.frame["run"]) | set(results.runs["run"])
+  meta = results.runs.set_index("run")
+  rank = {f: i for i, f in enumerate(FAMILIES)}
+
+  def key(run):
+    family, params, name = (meta.loc[run, ["family", "params"]].tolist() + [meta.loc[run, "name"]]
+                            if run in meta.index else (None, None, None))
+    params = float(params) if params is not None and pd.notna(params) else float("inf")
+    return (rank.get(family, len(rank)), params, _natural(str(name or "")), _natural(run))
+
+  return sorted(runs, key=key)
+
+
+def _pivot(rows: pd.DataFrame, columns: str, order: list[str]) -> pd.DataFrame:
+  table = rows.pivot_table(index="run", columns=columns, values="value", aggfunc="first")
+  table = table.reindex(index=[r for r in order if r in table.index])
+  table.columns.name = None
+  return table
+
+
+def _vqa_rows(frame: pd.DataFrame) -> pd.Series:
+  aggregate = frame["benchmark"].str.startswith("group/") | (frame["benchmark"] == "overall")
+  return frame["metric"].isin(VQA_METRICS) & (frame["group"].notna() | aggregate)
+
+
+def vqa_table(results: Results, metric: str = "accuracy") -> pd.DataFrame:
+  """Runs x [benchmarks ordered by group, "<group> (mean)" per group, "Overall"] accuracy (%), as stored
+  by the eval suite (group means and overall are its aggregate rows, not recomputed here)."""
+  frame = results.frame
+  rows = frame[_vqa_rows(frame) & (frame["metric"] == metric)]
+  if rows.empty:
+    return pd.DataFrame()
+  table = _pivot(rows, "benchmark", run_order(results))
+  benchmark_groups = rows[~rows["benchmark"].str.startswith("group/") & (rows["benchmark"] != "overall")]
+  group_of = benchmark_groups.drop_duplicates("benchmark").set_index("benchmark")["group"]
+  rank = {g: i for i, g in enumerate(GROUPS)}
+  benchmarks = sorted(group_of.index, key=lambda b: (rank.get(group_of[b], len(rank)), str(group_of[b]), b))
+  aggregates = [f"group/{g}" for g in (*GROUPS, *sorted(set(group_of) - set(GROUPS))) if f"group/{g}" in table]
+  columns = benchmarks + aggregates + (["overall"] if "overall" in table else [])
+  renamed = {f"group/{g}": f"{g} (mean)" for g in group_of.unique()} | {"overall": OVERALL_COLUMN}
+  return table.reindex(columns=columns).rename(columns=renamed)
+
+
+def mle_bench_table(results: Results) -> pd.DataFrame:
+  """Rows (run, benchmark) x levels and both overalls, named as in `plots.MLE_LEVELS`."""
+  frame = results.frame
+  rows = frame[frame["benchmark"].isin(plots.MLE_BENCHMARKS) & frame["metric"].isin(list(plots.MLE_LEVELS))]
+  if rows.empty:
+    return pd.DataFrame()
+  table = rows.pivot_table(index=["run", "benchmark"], columns="metric", values="value", aggfunc="first")
+  order = {r: i for i, r in enumerate(run_order(results))}
+  table = table.sort_index(key=lambda level: level.map(order) if level.name == "run" else level)
+  table = table.reindex(columns=list(plots.MLE_LEVELS)).rename(columns=plots.MLE_LEVELS)
+  table.columns.name = None
+  return table
+
+
+def _is_language(frame: pd.DataFrame) -> pd.Series:
+  known = frame["benchmark"].isin(["language", "wikitext", "lambada"]) | frame["benchmark"].str.startswith("val/")
+  zero_shot = frame["metric"].isin(["accuracy", "accuracy_norm"]) & frame["group"].isna() & ~frame["benchmark"].isin(
+      ["overall", *plots.MLE_BENCHMARKS])
+  return (known | zero_shot | frame["metric"].isin(["perplexity", "accuracy_norm"])) & ~_vqa_rows(frame)
+
+
+def _labelled(frame: pd.DataFrame, mask: pd.Series, results: Results) -> pd.DataFrame:
+  rows = frame[mask]
+  if rows.empty:
+    return pd.DataFrame()
+  rows = rows.assign(column=rows["benchmark"] + " " + rows["metric"])
+  table = _pivot(rows, "column", run_order(results))
+  return table.reindex(columns=sorted(table.columns, key=lambda c: (not c.startswith(("language ", "alignment ")),
+                                                                     c)))
+
+
+def language_table(results: Results) -> pd.DataFrame:
+  """Runs x "<benchmark> <metric>": perplexities, zero-shot accuracies and the "language" aggregates first."""
+  return _labelled(results.frame, _is_language(results.frame), results)
+
+
+def alignment_table(results: Results) -> pd.DataFrame:
+  """Runs x mutual k-NN: the mean over vision models ("alignment ...") first, then one column per model."""
+  frame = results.frame
+  return _labelled(frame, (frame["benchmark"] == ALIGNMENT) | frame["benchmark"].str.startswith(ALIGNMENT + "/"),
+                   results)
+
+
+def probe_table(results: Results) -> pd.DataFrame:
+  """Runs x reasoning-probe metrics (logical soundness %, reasoning depth)."""
+  frame = results.frame
+  rows = frame[frame["benchmark"] == PROBE]
+  return _pivot(rows, "metric", run_order(results)) if len(rows) else pd.DataFrame()
+
+
+def other_table(results: Results) -> pd.DataFrame:
+  """Rows no other table shows (so nothing stored is hidden)."""
+  frame = results.frame
+  shown = (_vqa_rows(frame) | _is_language(frame) | (frame["benchmark"] == PROBE)
+           | (frame["benchmark"] == ALIGNMENT) | frame["benchmark"].str.startswith(ALIGNMENT + "/")
+           | (frame["benchmark"].isin(plots.MLE_BENCHMARKS) & frame["metric"].isin(list(plots.MLE_LEVELS))))
+  return _labelled(frame, ~shown, results)
+
+
+def meta_table(results: Results) -> pd.DataFrame:
+  """Runs x metadata; tokens in billions, shares and proportions in %; keys no run has are left out."""
+  meta = results.runs.set_index("run").reindex(index=run_order(results), columns=list(META_KEYS))
+  meta["tokens"] = pd.to_numeric(meta["tokens"], errors="coerce") / 1e9
+  for key in ("reasoning_share", "visual_share", "proportion"):
+    meta[key] = plots.as_percent(meta[key]).round(1)
+  meta = meta.rename(columns={"tokens": "tokens (B)", "reasoning_share": "reasoning %", "visual_share": "visual %",
+                              "proportion": "proportion %"})
+  return meta.dropna(axis=1, how="all")
+
+
+def missing_table(results: Results) -> pd.DataFrame:
+  """Per run, the VQA benchmarks and other evaluations that some other run in the report has and it lacks."""
+  frame = results.frame
+  expected = {
+      "VQA": set(frame.loc[_vqa_rows(frame) & (frame["metric"] == "accuracy"), "benchmark"]),
+      "MLE-Bench": set(frame.loc[frame["benchmark"].isin(plots.MLE_BENCHMARKS), "benchmark"]),
+      "language": set(frame.loc[frame["benchmark"] == "language", "benchmark"]),
+      "alignment": set(frame.loc[frame["benchmark"] == ALIGNMENT, "benchmark"]),
+      "probe": set(frame.loc[frame["benchmark"] == PROBE, "benchmark"]),
+  }
+  has = frame.groupby("run")["benchmark"].agg(set)
+  records = []
+  for run in run_order(results):
+    present = has.get(run, set())
+    for kind, benchmarks in expected.items():
+      lacking = sorted(benchmarks - present)
+      if lacking:
+        records.append({"run": run, "kind": kind, "missing": ", ".join(lacking)})
+  return pd.DataFrame.from_records(records, columns=["run", "kind", "missing"])
+
+
+def _html_table(table: pd.DataFrame, *, index: bool = True, na_rep: str = MISSING) -> str:
+  if table.empty:
+    return "<p class='none'>No rows.</p>"
+  return table.to_html(na_rep=na_rep, float_format=lambda v: f"{v:.2f}", border=0, classes="results",
+                       index=index, escape=True)
+
+
+def _image(path: pathlib.Path) -> str:
+  data = base64.b64encode(pathlib.Path(path).read_bytes()).decode("ascii")
+  return f"<img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>"
+
+
+def _correlation_section(results: Results) -> str:
+  try:
+    analysis = correlations.perception_reasoning(results.frame)
+  except ValueError as error:
+    return f"<p class='none'>Not computed: {html.escape(str(error))}</p>"
+  clusters = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(', '.join(members))}</li>"
+                     for name, members in analysis.clustering.clusters.items())
+  order = analysis.clustering.order
+  dropped = (f" {len(analysis.dropped_runs)} run(s) without all four group scores were left out."
+             if analysis.dropped_runs else "")
+  return (f"<p>Spearman rho between VQA group scores over {len(analysis.scores)} runs; groups clustered by "
+          f"average linkage on 1 - rho, cut into two clusters.{dropped}</p><ul>{clusters}</ul>"
+          + _html_table(analysis.rho.loc[order, order]))
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table.results { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
+table.results th, table.results td { padding: 2px 6px; border: 1px solid #ddd; text-align: right; }
+table.results th { background: #f4f4f4; }
+.none { color: #888; font-style: italic; } .notes { background: #fffbe6; padding: 0.5em 1em; }
+img { max-width: 100%; display: block; margin: 1em 0; }
+.scroll { overflow-x: auto; }
+"""
+
+
+def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pathlib.Path) -> str:
+  """The report's HTML text; the plots are drawn into `plot_dir` and embedded."""
+  sections = []
+  if notes:
+    paragraphs = "".join(f"<p>{html.escape(p.strip())}</p>" for p in notes.split("\n\n") if p.strip())
+    sections.append(("Notes", f"<div class='notes'>{paragraphs}</div>"))
+  sections.append(("Runs", _html_table(meta_table(results), na_rep="")))
+  sections.append(("VQA accuracy (%)", _html_table(vqa_table(results))))
+  blind = vqa_table(results, "accuracy_blind")
+  if not blind.empty:
+    sections.append(("VQA accuracy with images withheld (blind control, %)", _html_table(blind)))
+  sections.append(("MLE-Bench accuracy (%) by object size", _html_table(mle_bench_table(results))))
+  sections.append(("Language", _html_table(language_table(results))))
+  sections.append(("Representation alignment (mutual k-NN)", _html_table(alignment_table(results))))
+  sections.append(("Reasoning-trace probe", _html_table(probe_table(results))))
+  others = other_table(results)
+  if not others.empty:
+    sections.append(("Other results", _html_table(others)))
+  missing = missing_table(results)
+  sections.append(("Missing evaluations", "<p>Relative to what other runs in this report have.</p>"
+                   + _html_table(missing, index=False) if len(missing) else "<p>None: every run has every "
+                   "evaluation that any run has.</p>"))
+  sections.append(("Perception vs reasoning", _correlation_section(results)))
+  figures = []
+  for plot in plots.draw_all(results, plot_dir):
+    if plot.path is not None:
+      figures.append(f"<h3>{html.escape(plot.title)}</h3>{_image(plot.path)}")
+    else:
+      figures.append(f"<h3>{html.escape(plot.title)}</h3><p class='none'>Not drawn: {html.escape(plot.reason)}</p>")
+  sections.append(("Plots", "".join(figures)))
+  n_runs = len(run_order(results))
+  body = "".join(f"<h2>{html.escape(name)}</h2><div class='scroll'>{content}</div>" for name, content in sections)
+  return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+          f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+          f"<p>{n_runs} run(s), {len(results.frame)} result rows.</p>{body}</body></html>\n")
+
+
+def write_report(stores_or_frames: ResultsInput, out_path: str | pathlib.Path, *, title: str,
+                 notes: str | None = None) -> pathlib.Path:
+  """Writes the self-contained HTML report (atomically) and returns its path."""
+  results = as_results(stores_or_frames)
+  if results.frame.empty and results.runs.empty:
+    raise ValueError("No runs to report: the results are empty.")
+  out_path = pathlib.Path(out_path)
+  with tempfile.TemporaryDirectory(prefix="vp-report-plots-") as plot_dir:
+    text = build_html(results, title=title, notes=notes, plot_dir=pathlib.Path(plot_dir))
+  write_text_atomic(out_path, text)
+  return out_path
