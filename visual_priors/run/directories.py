@@ -1,0 +1,97 @@
+"""Runs on disk: `<root>/stages/<stage>/<key>/` (one per stage identity) and `<root>/runs/<run_id>/run.json`.
+
+A stage directory holds `out/` (what the stage function writes: a trainer work_dir with its own
+manifest.json, or the generated data) and, written last by the runner, `manifest.json` recording the
+stage's key, the fields the key hashes, its upstream keys and its outputs. A stage is done iff that
+manifest exists and records the same key. `.lock` (fcntl) keeps two processes from running one stage
+at once; the second waits, then finds the stage done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import pathlib
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from visual_priors.data import cache
+
+MANIFEST = "manifest.json"
+OUTPUT = "out"
+LOCK = ".lock"
+RUN_FILE = "run.json"
+
+
+def stage_dir(root: pathlib.Path, stage: str, key: str) -> pathlib.Path:
+  return pathlib.Path(root).absolute() / "stages" / stage / key
+
+
+def run_dir(root: pathlib.Path, run_id: str) -> pathlib.Path:
+  return pathlib.Path(root).absolute() / "runs" / run_id
+
+
+def read_done(directory: pathlib.Path, key: str) -> dict[str, Any] | None:
+  """The runner manifest of a finished stage with this key, else None."""
+  path = pathlib.Path(directory) / MANIFEST
+  if not path.is_file():
+    return None
+  manifest = cache.read_json(path)
+  if manifest.get("key") != key:
+    raise ValueError(f"Stage directory {directory} holds a manifest for key {manifest.get('key')!r}, not {key!r}; "
+                     "it was written by something else. Move it away and rerun.")
+  return manifest
+
+
+def write_done(directory: pathlib.Path, manifest: Mapping[str, Any]) -> None:
+  cache.write_json_atomic(pathlib.Path(directory) / MANIFEST, dict(manifest))
+
+
+def clear_stage(directory: pathlib.Path) -> None:
+  """Forgets a stage's result (manifest first, so a crash midway never leaves a 'done' stage without output)."""
+  directory = pathlib.Path(directory)
+  (directory / MANIFEST).unlink(missing_ok=True)
+  shutil.rmtree(directory / OUTPUT, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stage_lock(directory: pathlib.Path, log: Callable[[str], None] = print) -> Iterator[None]:
+  """An exclusive fcntl lock on `<directory>/.lock`; waits (saying so) while another process holds it."""
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  with open(directory / LOCK, "a+", encoding="utf-8") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      log(f"  waiting: another process is running {directory}")
+      fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RunFile:
+  """`<root>/runs/<run_id>/run.json`, rewritten atomically at every transition of the run or a stage."""
+
+  def __init__(self, directory: pathlib.Path, record: dict[str, Any]):
+    self.path = pathlib.Path(directory) / RUN_FILE
+    self.record = record
+    self.write()
+
+  def write(self) -> None:
+    cache.write_json_atomic(self.path, self.record)
+
+  def stage(self, stage: str, **fields: Any) -> None:
+    self.record["stages"][stage].update(fields)
+    self.write()
+
+  def run(self, **fields: Any) -> None:
+    self.record.update(fields)
+    self.write()
+
+
+def now() -> str:
+  return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,151 @@
+"""Runs one experiment config stage by stage into a shared, keyed stage cache; records the run; stores results.
+
+    record = run_experiment(get_experiment("demo/mix6"), root="runs")
+
+On disk under `root` (see `visual_priors.run.directories`):
+  stages/<stage>/<key>/      one per stage identity (`config.stage_identities`): `out/` holds what the stage
+                             wrote, `manifest.json` (key, hashed fields, upstream keys, outputs) is written last
+  runs/<run_id>/run.json     the resolved config, each stage's key, directory, status, timings and error,
+                             rewritten atomically at every transition
+  results/                   `ResultsStore`: the eval stage's rows under the run id, and the run's meta
+
+A stage is done iff its manifest exists with the same key: a rerun skips it, and experiments that agree
+on a stage (same key) share it. A stage interrupted midway resumes from its trainer's latest checkpoint
+in `out/` when rerun. `force=True` redoes this run's stages from `force_from` (default: the first) onwards,
+including stages other experiments share (they are recomputed under the same key, with the same
+settings); earlier stages are reused. A fcntl lock per stage directory keeps two processes from running
+the same stage at once: the second waits and then finds it done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+
+from visual_priors import config as config_lib
+from visual_priors.data import cache
+from visual_priors.names import lookup
+from visual_priors.run import directories, stages as stage_executors
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+  """What `run_experiment` returns: run.json's content, with the results rows when the eval stage ran."""
+
+  run_id: str
+  run_dir: pathlib.Path
+  status: str  # "done" (every stage), "partial" (stopped by `until`)
+  stages: dict[str, dict[str, Any]]  # stage -> {key, dir, status ("done", "cached"), seconds, ...}
+  config: ml_collections.ConfigDict
+  results: dict[str, list[dict[str, Any]]] | None  # evaluated stage -> result rows
+
+  @property
+  def seconds(self) -> float:
+    return sum(stage.get("seconds") or 0.0 for stage in self.stages.values())
+
+
+def _results_rows(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+  return cache.read_json(pathlib.Path(outputs["results"]))
+
+
+def store_results(root: pathlib.Path, run_id: str, meta: dict[str, Any], rows: dict[str, list[dict]]) -> None:
+  """Puts every evaluated stage's rows and the run's meta into `ResultsStore(<root>/results)` (idempotent)."""
+  from visual_priors.analysis.results import ResultsStore  # pylint: disable=import-outside-toplevel
+
+  store = ResultsStore(pathlib.Path(root) / "results")
+  for stage, stage_rows in rows.items():
+    store.put(run_id, stage, stage_rows)
+  store.put_run(run_id, meta)
+
+
+def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Path, force: bool = False,
+                   force_from: str | None = None, until: str | None = None,
+                   devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> RunRecord:
+  """Finalizes `config`, then runs (or finds done) each of its stages in order, up to `until` (inclusive).
+
+  Raises what a failing stage raised, after marking it failed (with the exception text) in run.json.
+  `devices` (default: all) are the trainers' mesh devices.
+  """
+  root = pathlib.Path(root).absolute()
+  config = config_lib.finalize(config, strict=True)
+  identities = config_lib.stage_identities(config)
+  selected = list(identities)
+  if until is not None:
+    lookup(identities, until, "stage of this experiment")
+    selected = selected[:selected.index(until) + 1]
+  forced: set[str] = set()
+  if force or force_from is not None:
+    start = selected[0] if force_from is None else force_from
+    lookup(identities, start, "stage of this experiment")
+    forced = set(list(identities)[list(identities).index(start):])
+  run_id = config_lib.run_id(config)
+  run_dir = directories.run_dir(root, run_id)
+  dirs = {stage: directories.stage_dir(root, stage, identities[stage].key) for stage in identities}
+  if "pretrain" in selected and ("pretrain" in forced
+                                 or directories.read_done(dirs["pretrain"], identities["pretrain"].key) is None):
+    stage_executors.preflight(config)
+  record = {
+      "run_id": run_id, "name": config.name, "description": config.description, "status": "running",
+      "root": str(root), "started": directories.now(), "finished": None, "until": until,
+      "forced": sorted(forced, key=selected.index) if forced else [], "error": None,
+      "config": config.to_dict(),
+      "stages": {stage: {"key": identities[stage].key, "dir": str(dirs[stage]), "status": "pending",
+                         "upstream": {u: identities[u].key for u in identities[stage].upstream},
+                         "seconds": None, "started": None, "finished": None, "error": None}
+                 for stage in selected},
+  }
+  run_file = directories.RunFile(run_dir, record)
+  outputs: dict[str, dict[str, Any]] = {}
+  log(f"run {run_id} ({config.name or 'unnamed'}): stages {', '.join(selected)} under {root}")
+  for index, stage in enumerate(selected):
+    identity = identities[stage]
+    directory = dirs[stage]
+    prefix = f"[{index + 1}/{len(selected)}] {stage} {identity.key}"
+    with directories.stage_lock(directory, log):
+      if stage in forced:
+        directories.clear_stage(directory)
+      done = directories.read_done(directory, identity.key)
+      if done is not None:
+        outputs[stage] = done["outputs"]
+        run_file.stage(stage, status="cached", seconds=0.0, finished=directories.now())
+        log(f"{prefix}: done before ({done.get('seconds', 0):.1f} s then), reused")
+        continue
+      run_file.stage(stage, status="running", started=directories.now())
+      log(f"{prefix}: running")
+      started = time.perf_counter()
+      context = stage_executors.StageContext(
+          config=config, stage=stage, key=identity.key, out_dir=directory / directories.OUTPUT,
+          outputs=dict(outputs), devices=devices, log=log)
+      try:
+        stage_outputs = stage_executors.EXECUTORS[stage](context)
+      except BaseException as error:
+        seconds = time.perf_counter() - started
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        text = f"{type(error).__name__}: {error}"
+        run_file.stage(stage, status=status, seconds=seconds, finished=directories.now(), error=text)
+        run_file.run(status=status, error=f"{stage}: {text}", finished=directories.now())
+        log(f"{prefix}: {status} after {seconds:.1f} s: {text}")
+        raise
+      seconds = time.perf_counter() - started
+      directories.write_done(directory, {
+          "stage": stage, "key": identity.key, "fields": identity.fields,
+          "upstream": {u: identities[u].key for u in identity.upstream}, "outputs": stage_outputs,
+          "seconds": seconds, "finished": directories.now(), "first_run": run_id})
+      outputs[stage] = stage_outputs
+      run_file.stage(stage, status="done", seconds=seconds, finished=directories.now())
+      log(f"{prefix}: done in {seconds:.1f} s")
+  results = None
+  if "eval" in outputs:
+    results = _results_rows(outputs["eval"])
+    store_results(root, run_id, config.meta.to_dict(), results)
+    log(f"results: {sum(len(rows) for rows in results.values())} rows in {root / 'results'} as run {run_id}")
+  status = "done" if selected == list(identities) else "partial"
+  run_file.run(status=status, finished=directories.now())
+  return RunRecord(run_id=run_id, run_dir=run_dir, status=status, stages=run_file.record["stages"], config=config,
+                   results=results)
