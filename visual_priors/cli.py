@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "visual_priors.train.commands",
     "visual_priors.train.stage_commands",
     "visual_priors.analysis.commands",
+    "visual_priors.run_commands",
 )
 
 
