@@ -41,6 +41,9 @@ def _add_common(parser) -> None:
 
 def _run(args) -> int:
   from visual_priors import registry, runner  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
+
+  sharding.maybe_initialize_distributed()  # multi-host (TPU slice, SLURM...): before the first mesh
 
   config = registry.get_experiment(args.name, args.set)
   record = runner.run_experiment(config, root=pathlib.Path(args.root), force=args.force or bool(args.force_from),
@@ -53,7 +56,10 @@ def _run(args) -> int:
 
 def _grid(args) -> int:
   from visual_priors import registry  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.run import grid  # pylint: disable=import-outside-toplevel
+
+  sharding.maybe_initialize_distributed()
 
   rows = grid.grid(registry.experiment_names(args.filter), root=pathlib.Path(args.root),
                    continue_on_error=not args.stop_on_error, overrides=args.set, until=args.until, force=args.force)
