@@ -310,7 +310,7 @@ def plot_mle_bench(results: Results, out_path: pathlib.Path) -> Plot:
   table = table.reindex(columns=[m for m in MLE_LEVELS if m in table.columns]).sort_index()
   n = len(table)
   with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-    fig = _figure(8, min(60.0, 1.8 + 0.2 * n))
+    fig = _figure(8, min(40.0, 1.8 + 0.15 * n))
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(table.to_numpy()), aspect="auto", cmap="viridis")
     ax.set_xticks(range(table.shape[1]), [MLE_LEVELS[m] for m in table.columns], rotation=20, ha="right")
