@@ -12,8 +12,9 @@ Multiple choice (PAPER_FACTS section 5), three stages, stop at the first hit:
 Open answers: `normalize_answer` is the official VQA evaluation's normalisation (lower case, punctuation,
 number words to digits, articles and contractions); `exact_match`, `vqa_accuracy` (the official soft
 accuracy: min(#matching humans / 3, 1) averaged over the 10 leave-one-out subsets), `relaxed_accuracy`
-(ChartQA: numbers within 5%), `contains_match` (OCRBench: a reference occurs in the reply; without spaces for its formulas) and
-`numeric_match` (MathVista free-form: the number at a given precision). Yes/no: the first yes/no word.
+(ChartQA: numbers within 5%), `contains_match` (OCRBench: a reference occurs in the reply; without spaces for
+its formulas) and `numeric_match` (MathVista free-form: the number at a given precision). Yes/no: the first
+yes/no word.
 """
 
 from __future__ import annotations

@@ -89,8 +89,9 @@ def mc_prompt(question: str, choices: Sequence[str]) -> str:
   return f"{question}\n{options}\n{MC_INSTRUCTION}"
 
 
-def make_item(benchmark: str, group: str | None, *, id: str, image: Any, question: str,  # pylint: disable=redefined-builtin
-              choices: Sequence[Any] | None, answer: Any, type: str, prompt: str | None = None,  # pylint: disable=redefined-builtin
+# pylint: disable-next=redefined-builtin
+def make_item(benchmark: str, group: str | None, *, id: str, image: Any, question: str,
+              choices: Sequence[Any] | None, answer: Any, type: str, prompt: str | None = None,
               metric: str = "exact", meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """One common item, checked: a multiple-choice answer is one of its choices, a yes/no answer is yes or no."""
   what = f"{benchmark} question {id!r}"
@@ -485,8 +486,9 @@ def _load_blink(root: pathlib.Path) -> list[dict]:
     images = [_image_value(row[f"image_{k}"], row["_file"].parent, what) for k in range(1, 5) if row.get(f"image_{k}")]
     choices = list(row["choices"])
     items.append(make_item("blink", "Vision-Centric", id=row["idx"], image=_side_by_side(images),
-                           question=row["question"], choices=choices, answer=_letter_answer(row["answer"], choices, what),
-                           type="mc", meta={"sub_task": row.get("sub_task"), "images": len(images)}))
+                           question=row["question"], choices=choices,
+                           answer=_letter_answer(row["answer"], choices, what), type="mc",
+                           meta={"sub_task": row.get("sub_task"), "images": len(images)}))
   return items
 
 
@@ -497,11 +499,10 @@ def _cvbench_loader(name: str, source: str) -> Callable[[pathlib.Path], list[dic
       if row["source"] != source:
         continue
       what = f"CV-Bench {row['idx']}"
-      image = row.get("image") or row["filename"]
+      image = _image_value(row.get("image") or row["filename"], row["_file"].parent, what)
       choices = list(row["choices"])
-      items.append(make_item(name, "Vision-Centric", id=row["idx"], image=_image_value(image, row["_file"].parent, what),
-                             question=row["question"], choices=choices,
-                             answer=_letter_answer(row["answer"], choices, what), type="mc",
+      items.append(make_item(name, "Vision-Centric", id=row["idx"], image=image, question=row["question"],
+                             choices=choices, answer=_letter_answer(row["answer"], choices, what), type="mc",
                              meta={"task": row.get("task"), "type": row.get("type"), "source": source}))
     if not items:
       raise ValueError(f"CV-Bench under {root} has no rows from source {source!r}.")
