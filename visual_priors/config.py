@@ -105,10 +105,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.vision = _dict(kind="checkpoint", encoder="metaclip-b16-224", checkpoint="",
                         contrastive=_dict(steps=0, batch_size=512, peak_lr=1e-3))
   config.adapt = ml_collections.ConfigDict()
-  # "generated": visual_priors.data.multimodal.generate's settings (its defaults); "llava": a caption
-  # JSONL, a LLaVA/Cambrian instruction JSON and the image folder they name.
+  # "llava" (the paper's kind of data: ~1M captions, ~3.5M instruction items): a caption JSONL, a
+  # LLaVA/Cambrian instruction JSON and the image folder they name. "generated": the settings of
+  # visual_priors.data.multimodal.generate (its defaults here), the data `apply_local` switches to.
   config.adapt.data = _dict(
-      kind="generated",
+      kind="llava",
       generated=_dict(seed=0, image_size=64, n_captions=64, n_instruct=160, n_eval_per_benchmark=32,
                       objects="auto"),
       llava=_dict(captions="", instruct="", images=""))
@@ -282,12 +283,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   unknown = _unknown_keys(config, reference)
   if unknown:
     raise _unknown_key_error(unknown, _paths(reference), "config")
-  missing = [p for p in _paths(reference) if p not in _paths(config) and not p.startswith("pretrain.overrides.")]
+  present = set(_paths(config))
+  missing = [p for p in _paths(reference) if p not in present and not p.startswith("pretrain.overrides.")]
   if missing:
     raise ValueError(f"Config lacks key(s) {missing}; start from visual_priors.config.base_config().")
   from visual_priors.models.scales import SCALES  # pylint: disable=import-outside-toplevel
   from visual_priors.models.vision.registry import ENCODERS  # pylint: disable=import-outside-toplevel
-  from visual_priors.models.projector import PROJECTOR_TYPES  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.projector import PROJECTOR_TYPES, grid_side  # pylint: disable=import-outside-toplevel
   from visual_priors.data.multimodal.generate import OBJECT_SOURCES  # pylint: disable=import-outside-toplevel
   from visual_priors.data.multimodal.sft_split import VARIANTS  # pylint: disable=import-outside-toplevel
 
@@ -335,6 +337,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, f"{prefix}.seq_len", minimum=0, exclusive=True, integer=True)
   _choice(config, "adapt.align.projector", PROJECTOR_TYPES)
   _number(config, "adapt.align.num_visual_tokens", minimum=0, exclusive=True, integer=True)
+  grid_side(config.adapt.align.num_visual_tokens, "adapt.align.num_visual_tokens")
   if not isinstance(config.adapt.blind, bool):
     raise ValueError(f"adapt.blind must be True or False, got {config.adapt.blind!r}.")
   _choice(config, "adapt.sft_data.remove", SFT_REMOVALS)
@@ -412,10 +415,21 @@ def missing_files(config: ml_collections.ConfigDict) -> list[str]:
 # ------------------------------------------------------------------------------------------------- metadata
 
 
+def decoder_params(llm: Any) -> int:
+  """Parameters of `Decoder(llm)` (a DecoderConfig) by formula: the embedding, per layer q/k/v/o, the SwiGLU
+  MLP and two RMSNorm scales, the final norm, and the output projection unless tied. Equal to
+  `scales.count_params` (a test checks), without building the model (seconds for the paper's scales)."""
+  d, h = llm.d_model, llm.head_dim
+  attention = 2 * d * llm.n_heads * h + 2 * d * llm.n_kv_heads * h
+  per_layer = attention + 3 * d * llm.d_ff + 2 * d
+  output = 0 if llm.tie_embeddings else d * llm.vocab_size
+  return llm.vocab_size * d + llm.n_layers * per_layer + d + output
+
+
 @functools.lru_cache(maxsize=64)
 def _param_count(scale: str, model_overrides: str) -> int:
   from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
-  return scales.count_params(scales.get_scale(scale, **json.loads(model_overrides)))
+  return decoder_params(scales.get_scale(scale, **json.loads(model_overrides)))
 
 
 def param_count(config: ml_collections.ConfigDict) -> int:

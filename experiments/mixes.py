@@ -1,0 +1,36 @@
+"""The balanced interpolation mix0..mix10 (PAPER_FACTS section 3): 3B LM on 50B tokens; 11 runs.
+
+Names "mix/mix0" .. "mix/mix10"; mix0 is "language-favourable", mix6 the recommended "balanced" recipe.
+Mixtures are the paper's source weights (data/mixtures.PAPER_MIXTURES; spec "mix6"). blind.py's runs
+share these runs' pre-training and alignment.
+
+Launch:   python -m visual_priors grid --filter '^mix/'           (one: python -m visual_priors run mix/mix6)
+Cost:     each ~1.1e21 FLOPs, ~1,800 TPU-v5p-hours at MFU 0.4 (3B, 50B tokens, paper adaptation data).
+Local:    get_config("mix=mix6,local") (the demo's demo/mix6 is that plus its own tuning).
+"""
+
+from __future__ import annotations
+
+from visual_priors import config as config_lib
+from visual_priors.data.mixtures import PAPER_MIXTURES
+
+DEFAULTS = {"mix": "mix6", "local": False}
+
+
+def get_config(arg: str | None = None):
+  args = config_lib.parse_arg(arg, DEFAULTS)
+  config = config_lib.base_config()
+  config.name = f"mix/{args['mix']}"
+  config.description = f"3B LM on 50B tokens of the paper's {args['mix']} source mixture."
+  config.data.mixture = args["mix"]
+  config.pretrain.token_budget = 50_000_000_000
+  config.meta.family = "mix"
+  if args["local"]:
+    config = config_lib.apply_local(config)
+    config.name += "-local"
+  return config
+
+
+def sweep(add):
+  for mix in PAPER_MIXTURES:
+    add(f"mix/{mix}", f"mix={mix}")

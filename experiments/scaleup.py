@@ -1,0 +1,38 @@
+"""Scale-up verification (PAPER_FACTS section 3): mix0 vs mix6 at 7B on 1T tokens, full adaptation data;
+2 runs.
+
+The paper trained ~4.2M tokens/step (2048 sequences of 2048) for ~250k steps; here the budget is 1T
+tokens at batch 2048, i.e. 238,419 steps. Names "scaleup/mix0-7b-1t", "scaleup/mix6-7b-1t".
+
+Launch:   python -m visual_priors launch scaleup/mix6-7b-1t (a pod; `run` works on any machine with room)
+Cost:     each ~4.7e22 FLOPs, ~71,000 TPU-v5p-hours at MFU 0.4 (the paper: 128 A100s x ~32 days).
+Local:    get_config("mix=mix6,local").
+"""
+
+from __future__ import annotations
+
+from visual_priors import config as config_lib
+
+MIXES = ("mix0", "mix6")
+DEFAULTS = {"mix": "mix6", "local": False}
+
+
+def get_config(arg: str | None = None):
+  args = config_lib.parse_arg(arg, DEFAULTS)
+  config = config_lib.base_config()
+  config.name = f"scaleup/{args['mix']}-7b-1t"
+  config.description = f"7B LM on 1T tokens of {args['mix']} (scale-up verification)."
+  config.data.mixture = args["mix"]
+  config.pretrain.scale = "7b"
+  config.pretrain.token_budget = 1_000_000_000_000
+  config.pretrain.batch_size = 2048
+  config.meta.family = "scaleup"
+  if args["local"]:
+    config = config_lib.apply_local(config)
+    config.name += "-local"
+  return config
+
+
+def sweep(add):
+  for mix in MIXES:
+    add(f"scaleup/{mix}-7b-1t", f"mix={mix}")

@@ -1,0 +1,37 @@
+"""Vision-favourable grid (PAPER_FACTS section 3): reasoning comb. 50..85% x visual comb. 5/10/15%, plus
+reasoning 60% and 65% with visual 20/25/30%; 3B LM, 30B tokens; 30 runs.
+
+Names "grid/r<reasoning>-v<visual>", e.g. "grid/r60-v15". Mixture "cat:reasoning=0.6,visual=0.15": both
+marginals are met by iterative proportional fitting over the labelled pool (data/mixtures.py).
+
+Launch:   python -m visual_priors grid --filter '^grid/'          (one: python -m visual_priors run grid/r60-v15)
+Cost:     each ~7.2e20 FLOPs, ~1,100 TPU-v5p-hours at MFU 0.4.
+Local:    get_config("reasoning=60,visual=15,local").
+"""
+
+from __future__ import annotations
+
+from visual_priors import config as config_lib
+
+CELLS = tuple((r, v) for r in (50, 55, 60, 65, 70, 75, 80, 85) for v in (5, 10, 15)) + tuple(
+    (r, v) for r in (60, 65) for v in (20, 25, 30))
+DEFAULTS = {"reasoning": 60, "visual": 15, "local": False}
+
+
+def get_config(arg: str | None = None):
+  args = config_lib.parse_arg(arg, DEFAULTS)
+  r, v = args["reasoning"], args["visual"]
+  config = config_lib.base_config()
+  config.name = f"grid/r{r}-v{v}"
+  config.description = f"3B LM on 30B tokens with {r}% reasoning-comb. and {v}% visual-comb. segments."
+  config.data.mixture = f"cat:reasoning={r / 100:g},visual={v / 100:g}"
+  config.meta.family = "grid"
+  if args["local"]:
+    config = config_lib.apply_local(config)
+    config.name += "-local"
+  return config
+
+
+def sweep(add):
+  for r, v in CELLS:
+    add(f"grid/r{r}-v{v}", f"reasoning={r},visual={v}")

@@ -1,0 +1,167 @@
+"""The named experiments: loads the config-as-code files of experiments/ and resolves names to configs.
+
+Each experiment file, experiments/<file>.py, defines `get_config(arg: str | None) -> ConfigDict` (arg: a big_vision-style
+"key=value,..." string, `visual_priors.config.parse_arg`) and lists its named experiments with either
+`sweep(add)`, calling `add(name, arg)` once per experiment, or a module-level `EXPERIMENTS` mapping
+{name: arg}. Names are "<family>/<short>" ("mix/mix6") and unique across files. Other Python files in the folder
+(launch scripts) are recognised by having no top-level `def get_config(` and are left alone.
+
+Where the files are: `directory` when given, else `$VISUAL_PRIORS_EXPERIMENTS`, else the experiments/
+folder of the checkout this package was imported from (an editable install or a source tree). The
+folder is deliberately not package data: the configs are meant to be read and edited next to the code,
+and a copy inside site-packages would go stale silently. A non-editable install therefore has no
+folder; every call then fails naming where it looked and how to point at one.
+
+Besides registered names, `get_experiment("<file>:<arg>")` builds an unregistered variant straight from
+a file, e.g. "mixes:mix=mix3,local" (the `local` switch shrinks a config to the CPU-sized recipe).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pathlib
+import re
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+import ml_collections
+
+from visual_priors import config as config_lib
+from visual_priors.names import lookup
+
+ENV_VAR = "VISUAL_PRIORS_EXPERIMENTS"
+_CHECKOUT_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """Where a named experiment comes from: its file and the argument of that file's get_config."""
+
+  name: str
+  file: pathlib.Path
+  arg: str
+
+
+def experiments_dir(directory: str | os.PathLike[str] | None = None) -> pathlib.Path:
+  """The folder of experiment files (see the module docstring), or FileNotFoundError saying how to set it."""
+  if directory is not None:
+    path, origin = pathlib.Path(directory), "the directory argument"
+  elif os.environ.get(ENV_VAR):
+    path, origin = pathlib.Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+  else:
+    path, origin = _CHECKOUT_DIR, "the checkout next to the visual_priors package"
+  path = path.expanduser()
+  if not path.is_dir():
+    raise FileNotFoundError(
+        f"No experiments folder at {str(path)!r} (from {origin}). The named experiments live in the "
+        f"experiments/ folder of a visual_priors checkout: install it editable (pip install -e .) or set "
+        f"${ENV_VAR}=/path/to/visual_priors/experiments.")
+  return path
+
+
+def experiment_files(directory: str | os.PathLike[str] | None = None) -> list[pathlib.Path]:
+  """The experiment files of the folder, sorted: every *.py not starting with "_" that defines
+  `get_config` (checked on the text, so other scripts there, e.g. launch_xm.py, are never imported)."""
+  return sorted(p for p in experiments_dir(directory).glob("*.py")
+                if not p.name.startswith("_") and re.search(r"^def get_config\(", p.read_text(), re.MULTILINE))
+
+
+_MODULES: dict[tuple[str, float], ModuleType] = {}
+
+
+def load_file(path: str | os.PathLike[str]) -> ModuleType:
+  """Imports an experiment file by path (cached until it changes on disk)."""
+  path = pathlib.Path(path).resolve()
+  cache_key = (str(path), path.stat().st_mtime)
+  if cache_key not in _MODULES:
+    module_name = f"visual_priors_experiments.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+      raise ValueError(f"Cannot import experiment file {str(path)!r}.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+      raise ValueError(f"Experiment file {str(path)!r} defines no get_config(arg).")
+    _MODULES[cache_key] = module
+  return _MODULES[cache_key]
+
+
+def _entries_of(path: pathlib.Path) -> list[Entry]:
+  module = load_file(path)
+  entries: list[Entry] = []
+
+  def add(name: str, arg: str = "") -> None:
+    entries.append(Entry(name, path, arg))
+
+  if callable(getattr(module, "sweep", None)):
+    module.sweep(add)
+  elif isinstance(getattr(module, "EXPERIMENTS", None), dict):
+    for name, arg in module.EXPERIMENTS.items():
+      add(name, arg)
+  else:
+    raise ValueError(f"Experiment file {str(path)!r} lists no experiments: define sweep(add) or EXPERIMENTS.")
+  return entries
+
+
+def entries(directory: str | os.PathLike[str] | None = None) -> dict[str, Entry]:
+  """Every named experiment of the folder, by name; two files naming one experiment is an error."""
+  table: dict[str, Entry] = {}
+  for path in experiment_files(directory):
+    for entry in _entries_of(path):
+      if not re.fullmatch(r"[a-z0-9_]+/[a-z0-9._-]+", entry.name):
+        raise ValueError(f"Experiment name {entry.name!r} in {path.name} is not '<family>/<short>' in lower case.")
+      if entry.name in table:
+        raise ValueError(f"Experiment {entry.name!r} is named by both {table[entry.name].file.name} and "
+                         f"{path.name}.")
+      table[entry.name] = entry
+  return table
+
+
+def experiment_names(filter: str | None = None, *,  # pylint: disable=redefined-builtin
+                     directory: str | os.PathLike[str] | None = None) -> list[str]:
+  """Registered names in registration order (files sorted), those matching the regex `filter` (re.search)."""
+  names = list(entries(directory))
+  if filter:
+    try:
+      pattern = re.compile(filter)
+    except re.error as error:
+      raise ValueError(f"--filter {filter!r} is not a regular expression: {error}.") from None
+    names = [n for n in names if pattern.search(n)]
+  return names
+
+
+def _build(module_file: pathlib.Path, arg: str, name: str | None) -> ml_collections.ConfigDict:
+  config = load_file(module_file).get_config(arg or None)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ValueError(f"{module_file.name}:get_config({arg!r}) returned a {type(config).__name__}, "
+                     "not a ConfigDict.")
+  if name is not None and config.name != name:
+    raise ValueError(f"{module_file.name}:get_config({arg!r}) names its config {config.name!r}, but the file "
+                     f"registers it as {name!r}; the two must agree.")
+  if not config.name:
+    raise ValueError(f"{module_file.name}:get_config({arg!r}) leaves config.name empty.")
+  return config
+
+
+def get_experiment(name: str, overrides: Sequence[str] = (), *,
+                   directory: str | os.PathLike[str] | None = None) -> ml_collections.ConfigDict:
+  """The finalized config of a registered name, or of "<file stem>:<arg>"; `overrides` are "key=value"
+  strings applied before finalizing (the CLI's --set)."""
+  stem, sep, arg = name.partition(":")
+  if sep:
+    files = {p.stem: p for p in experiment_files(directory)}
+    config = _build(lookup(files, stem, "experiment file"), arg, None)
+  else:
+    entry = lookup(entries(directory), name, "experiment")
+    config = _build(entry.file, entry.arg, entry.name)
+  return config_lib.finalize(config_lib.apply_overrides(config, overrides))
+
+
+def family_of(name: str) -> str:
+  """"mix" for "mix/mix6"."""
+  return name.partition("/")[0]
+
