@@ -84,8 +84,9 @@ def test_paths_override_and_limit(tmp_path):
   _write(tmp_path / "elsewhere" / "images" / "n1.jpg", _png())
   items = bm.load_benchmark("gqa", tmp_path, paths={"gqa": "elsewhere"}, limit=2)
   assert [i["id"] for i in items] == ["q0", "q1"]
+  assert len(bm.load_benchmark("gqa", tmp_path, paths={"gqa": str(tmp_path / "elsewhere")}, limit=0)) == 5
   with pytest.raises(ValueError, match="limit"):
-    bm.load_benchmark("gqa", tmp_path, paths={"gqa": "elsewhere"}, limit=0)
+    bm.load_benchmark("gqa", tmp_path, paths={"gqa": "elsewhere"}, limit=-1)
 
 
 def test_gqa(tmp_path):

@@ -19,6 +19,7 @@ yes/no word.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Sequence
@@ -141,8 +142,11 @@ _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 
 def _punctuation(text: str) -> str:
   out = text  # as the official code: the conditions look at the input, the replacements apply to the output
+  digit_comma = _COMMA_STRIP.search(text) is not None
   for p in _PUNCTUATION:
-    if (p + " " in text or " " + p in text) or _COMMA_STRIP.search(text) is not None:
+    if p not in out:
+      continue
+    if digit_comma or p + " " in text or " " + p in text:
       out = out.replace(p, "")
     else:
       out = out.replace(p, " ")
@@ -158,6 +162,7 @@ def _digits_articles(text: str) -> str:
   return " ".join(words)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # reference answers repeat across questions and human annotators
 def normalize_answer(text: str) -> str:
   """The VQA evaluation's answer normalisation: "Two dogs." -> "2 dogs", "The Red one" -> "red 1"."""
   text = text.replace("\n", " ").replace("\t", " ").strip().lower()

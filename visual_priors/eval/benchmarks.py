@@ -602,9 +602,10 @@ def benchmark_path(name: str, data_root: str | pathlib.Path,
 
 def load_benchmark(name: str, data_root: str | pathlib.Path, *, paths: Mapping[str, str | pathlib.Path] | None = None,
                    limit: int | None = None) -> list[dict[str, Any]]:
-  """The items of benchmark `name` (the first `limit` if given); BenchmarkMissing when its files are absent."""
-  if limit is not None and limit < 1:
-    raise ValueError(f"limit={limit} must be positive (or None for every question).")
+  """The items of benchmark `name` (the first `limit`; None or 0: all, as eval.limit = 0 means); BenchmarkMissing
+  when its files are absent."""
+  if limit is not None and limit < 0:
+    raise ValueError(f"limit={limit} must not be negative (None or 0 for every question).")
   benchmark = get_benchmark(name)
   items = benchmark.load(benchmark_path(name, data_root, paths))
   if not items:
@@ -612,4 +613,4 @@ def load_benchmark(name: str, data_root: str | pathlib.Path, *, paths: Mapping[s
   repeated = [i for i, n in collections.Counter(item["id"] for item in items).items() if n > 1]
   if repeated:
     raise ValueError(f"Benchmark {name!r} has {len(repeated)} duplicate question ids, e.g. {repeated[0]!r}.")
-  return items[:limit] if limit is not None else items
+  return items[:limit] if limit else items

@@ -236,7 +236,8 @@ def evaluate_vqa(benchmarks: Sequence[str], *, data_root: str | pathlib.Path, ge
   """Generates, scores and tabulates `benchmarks` (registry names) under `out_dir`; resumes a crashed run.
 
   Benchmarks whose files are absent are skipped, listed in out_dir/missing.json, logged, and returned as
-  `result.missing`; the rows cover the present ones only. `limit`: the first questions of each benchmark.
+  `result.missing`; the rows cover the present ones only. `limit`: the first questions of each benchmark
+  (None or 0: all).
   """
   names = list(dict.fromkeys(benchmarks))
   if len(names) != len(benchmarks):
