@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import pytest
 
@@ -233,3 +235,19 @@ def test_evaluate_vqa_rejects_unknown_names_before_generating(data_root, tmp_pat
   with pytest.raises(ValueError, match="listed twice"):
     vqa.evaluate_vqa(["gqa", "gqa"], data_root=data_root, generate=generate, out_dir=tmp_path)
   assert not calls and not (tmp_path / "predictions.jsonl").exists()
+
+
+def test_replies_generator_binds_the_decoder(monkeypatch):
+  seen = {}
+
+  def fake_generate_replies(model, template, requests, **settings):
+    seen.update(model=model, template=template, settings=settings)
+    return [r["prompt"].upper() for r in requests]
+
+  # A stand-in decode module: the real one imports jax and needs a model.
+  monkeypatch.setitem(sys.modules, "visual_priors.eval.decode",
+                      types.SimpleNamespace(generate_replies=fake_generate_replies))
+  generate = vqa.replies_generator("model", "template", image_size=32, max_new_tokens=5, batch_size=2)
+  assert generate([{"prompt": "a", "image": None}], blind=True) == ["A"]
+  assert seen == {"model": "model", "template": "template",
+                  "settings": {"image_size": 32, "max_new_tokens": 5, "batch_size": 2, "blind": True}}
