@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 LETTERS = string.ascii_uppercase
 
-_CUE = r"(?:answer|option|choice)(?:\s+(?:is|would\s+be|should\s+be))?\s*(?:option|choice)?\s*[:：]?\s*"
+_CUE = r"\b(?:answer|option|choice)(?:\s+(?:is|would\s+be|should\s+be))?\s*(?:option|choice)?\s*[:：]?\s*"
 _CUE_LETTER = re.compile(_CUE + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|(?-i:([A-Z]))(?![A-Za-z0-9']))",
                          re.IGNORECASE)
 # A letter that leads the reply: "(B)", "[B]", "B.", "B)", "B:" followed by anything, or a bare "B" alone.

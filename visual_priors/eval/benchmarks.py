@@ -495,7 +495,7 @@ def _load_blink(root: pathlib.Path) -> list[dict]:
 def _cvbench_loader(name: str, source: str) -> Callable[[pathlib.Path], list[dict]]:
   def load(root: pathlib.Path) -> list[dict]:
     items = []
-    for row in _read_table(_need_glob(root, ["test*.parquet", "test.jsonl"], "CV-Bench")):
+    for row in _read_table(_need_glob(root, ["**/test*.parquet", "test.jsonl"], "CV-Bench")):
       if row["source"] != source:
         continue
       what = f"CV-Bench {row['idx']}"
