@@ -65,6 +65,13 @@ def test_registry_holds_the_papers_sixteen_in_four_groups():
   assert bm.BENCHMARKS["mle_bench"].group is None and bm.BENCHMARKS["gen_mle_bench"].group is None
 
 
+def test_entries_are_checked():
+  with pytest.raises(ValueError, match="group 'Perception'"):
+    bm.Benchmark("x", "Perception", ("mc",), "x", lambda path: [])
+  with pytest.raises(ValueError, match="answer types"):
+    bm.Benchmark("x", None, ("choice",), "x", lambda path: [])
+
+
 def test_unknown_names_fail_with_close_matches():
   with pytest.raises(UnknownNameError, match="'gqa'"):
     bm.get_benchmark("gqa2")

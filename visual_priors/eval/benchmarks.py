@@ -80,6 +80,14 @@ class Benchmark:
   metric: str = "exact"  # the rule for open answers (answers.OPEN_METRICS)
   source: str = ""  # the on-disk format, in words
 
+  def __post_init__(self):
+    if self.group is not None and self.group not in GROUPS:
+      raise ValueError(f"Benchmark {self.name!r}: group {self.group!r} is not one of {GROUPS} (or None).")
+    if not self.answer_types or not set(self.answer_types) <= set(TYPES):
+      raise ValueError(f"Benchmark {self.name!r}: answer types {self.answer_types} must be among {TYPES}.")
+    if self.metric not in OPEN_METRICS:
+      raise ValueError(f"Benchmark {self.name!r}: metric {self.metric!r} is not one of {sorted(OPEN_METRICS)}.")
+
 
 def mc_prompt(question: str, choices: Sequence[str]) -> str:
   """The lettered multiple-choice prompt of the instruction data (`format_prompt`), with letters past H."""
@@ -584,7 +592,6 @@ BENCHMARKS: dict[str, Benchmark] = _registry()
 PAPER_BENCHMARKS = ("gqa", "mme", "mmbench", "seed", "scienceqa", "mmmu", "ai2d", "mathvista", "textvqa", "chartqa",
                     "ocrbench", "realworldqa", "blink", "cvbench_coco", "cvbench_ade", "cvbench_omni3d")
 GENERATED_BENCHMARKS = tuple(GENERATED_GROUPS)
-assert all(BENCHMARKS[n].group in GROUPS for n in PAPER_BENCHMARKS + GENERATED_BENCHMARKS)
 
 
 def get_benchmark(name: str) -> Benchmark:
