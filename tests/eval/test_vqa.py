@@ -128,6 +128,8 @@ def test_score_needs_no_model_and_checks_coverage(tmp_path):
   with pytest.raises(ValueError, match="1 of 10 questions have no reply"):
     vqa.score(path, items + [make_item("gqa", "General", id="9", image=None, question="q", choices=None,
                                        answer="a", type="open")])
+  with pytest.raises(ValueError, match="generated for another prompt"):
+    vqa.score(path, [dict(items[0], prompt="changed")] + items[1:])
   with pytest.raises(ValueError, match="no replies to these"):
     vqa.score(tmp_path / "absent.jsonl", items)
 

@@ -157,13 +157,13 @@ def score(predictions_path: str | pathlib.Path, items: Sequence[Mapping[str, Any
           scores_path: str | pathlib.Path | None = None) -> pathlib.Path:
   """Scores the predictions of `items` into `scores_path` (default: scores.jsonl beside the predictions).
 
-  Every item needs a reply for each blind setting the file holds for these items; replies to other questions
-  in the file are left out.
+  Every item needs a reply (to its current prompt) for each blind setting the file holds for these items;
+  replies to other questions in the file are left out.
   """
   predictions_path = pathlib.Path(predictions_path)
   scores_path = pathlib.Path(scores_path) if scores_path is not None else predictions_path.with_name(SCORES)
   predictions = read_predictions(predictions_path)
-  wanted = {_key(item["benchmark"], item["id"], False)[:2] for item in items}
+  wanted = {(str(item["benchmark"]), str(item["id"])) for item in items}
   modes = sorted({blind for (benchmark, item_id, blind) in predictions if (benchmark, item_id) in wanted})
   if not modes:
     raise ValueError(f"{predictions_path} has no replies to these {len(items)} questions; run "
@@ -176,7 +176,11 @@ def score(predictions_path: str | pathlib.Path, items: Sequence[Mapping[str, Any
                        f"{predictions_path} (first: {absent[0]['benchmark']} {absent[0]['id']!r}); finish "
                        "generate_predictions first.")
     for item in items:
-      output = predictions[_key(item["benchmark"], item["id"], blind)]["output"]
+      record = predictions[_key(item["benchmark"], item["id"], blind)]
+      if record.get("prompt_sha256") != _prompt_digest(item["prompt"]):
+        raise ValueError(f"{predictions_path}: the reply to {item['benchmark']} question {item['id']!r} was "
+                         "generated for another prompt; the file belongs to other questions.")
+      output = record["output"]
       value, extracted = score_item(item, output)
       lines.append(json.dumps({"benchmark": item["benchmark"], "id": str(item["id"]), "blind": blind,
                                "group": item["group"], "type": item["type"], "score": value, "extracted": extracted,
