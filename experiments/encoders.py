@@ -8,8 +8,8 @@ stage for stage. The DINOv2/MAE runs load a big_vision-format .npz of that archi
 visual_priors/models/vision/README.md).
 
 Launch:   python -m visual_priors grid --filter '^encoder/' --set ... (one: run encoder/mae-reasoning-75)
-Cost:     adaptation only when the category sweep ran first: ~1.6e20 (MetaCLIP-B) to ~2.9e20 (DINOv2-G)
-          FLOPs, ~240-450 TPU-v5p-hours at MFU 0.4; ~7.2e20-8.5e20 FLOPs with pre-training.
+Cost:     adaptation only when the category sweep ran first: ~1.6e20 FLOPs, ~240 TPU-v5p-hours at MFU 0.4
+          (the LM dominates; DINOv2-G adds ~2%); ~7.2e20 FLOPs, ~1,100 h with pre-training.
 Local:    get_config("encoder=dinov2,percent=50,local") (trains the CPU-sized contrastive tower instead).
 """
 

@@ -5,7 +5,7 @@ Mixtures are the paper's source weights (data/mixtures.PAPER_MIXTURES; spec "mix
 share these runs' pre-training and alignment.
 
 Launch:   python -m visual_priors grid --filter '^mix/'           (one: python -m visual_priors run mix/mix6)
-Cost:     each ~1.1e21 FLOPs, ~1,800 TPU-v5p-hours at MFU 0.4 (3B, 50B tokens, paper adaptation data).
+Cost:     each ~1.1e21 FLOPs, ~1,600 TPU-v5p-hours at MFU 0.4 (3B, 50B tokens, paper adaptation data).
 Local:    get_config("mix=mix6,local") (the demo's demo/mix6 is that plus its own tuning).
 """
 

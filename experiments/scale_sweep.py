@@ -5,7 +5,7 @@ adaptation and evaluation are the paper's defaults (MetaCLIP-B/16 from a checkpo
 scale/3b-30b is the paper's default setting: it shares every stage with source/web-crawl.
 
 Launch:   python -m visual_priors grid --filter '^scale/'        (one: python -m visual_priors run scale/3b-30b)
-Cost:     scale/13b-100b ~7.2e21 FLOPs, ~11,000 TPU-v5p-hours at MFU 0.4; scale/3b-30b ~7.2e20 FLOPs,
+Cost:     scale/13b-100b ~8.6e21 FLOPs, ~13,000 TPU-v5p-hours at MFU 0.4; scale/3b-30b ~7.2e20 FLOPs,
           ~1,100 h (`python -m visual_priors show NAME` prints the breakdown).
 Local:    get_config("scale=1b,tokens=30,local") shrinks a config to the CPU recipe (nano LM, minutes).
 """

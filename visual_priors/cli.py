@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "visual_priors.train.stage_commands",
     "visual_priors.analysis.commands",
     "visual_priors.run_commands",
+    "visual_priors.experiments_commands",
 )
 
 

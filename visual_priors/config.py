@@ -620,7 +620,7 @@ def _coerce(path: str, old: Any, new: Any) -> Any:
     return [item.strip() for item in new.split(",") if item.strip()]  # eval.benchmarks=gqa,mme
   if isinstance(old, list) and isinstance(new, tuple):
     return list(new)
-  if isinstance(old, str) and not isinstance(new, str):
+  if isinstance(old, str) and isinstance(new, (int, float)) and not isinstance(new, bool):
     return str(new)  # eval.alignment.layer=-4
   return new
 

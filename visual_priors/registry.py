@@ -30,7 +30,7 @@ from types import ModuleType
 import ml_collections
 
 from visual_priors import config as config_lib
-from visual_priors.names import lookup
+from visual_priors.names import UnknownNameError, closest, lookup
 
 ENV_VAR = "VISUAL_PRIORS_EXPERIMENTS"
 _CHECKOUT_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
@@ -156,7 +156,14 @@ def get_experiment(name: str, overrides: Sequence[str] = (), *,
     files = {p.stem: p for p in experiment_files(directory)}
     config = _build(lookup(files, stem, "experiment file"), arg, None)
   else:
-    entry = lookup(entries(directory), name, "experiment")
+    table = entries(directory)
+    if name not in table:
+      near = closest(name, table)
+      hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+      families = ", ".join(sorted({family_of(n) for n in table}))
+      raise UnknownNameError(f"Unknown experiment {name!r}.{hint} Families: {families}; "
+                             "`python -m visual_priors list` shows every name.")
+    entry = table[name]
     config = _build(entry.file, entry.arg, entry.name)
   return config_lib.finalize(config_lib.apply_overrides(config, overrides))
 

@@ -1,0 +1,280 @@
+"""Tests of visual_priors.config: schema, validation, metadata, canonical hashing and stage identities."""
+
+from __future__ import annotations
+
+import pytest
+
+from visual_priors import config as config_lib
+from visual_priors.models import scales
+
+
+def keys(config) -> dict[str, str]:
+  return {stage: identity.key for stage, identity in config_lib.stage_identities(config).items()}
+
+
+def downstream(config, stage: str) -> set[str]:
+  """`stage` and every stage that consumes it, transitively."""
+  identities = config_lib.stage_identities(config)
+  found = {stage}
+  for name, identity in identities.items():  # execution order: upstream stages come first
+    if found & set(identity.upstream):
+      found.add(name)
+  return found
+
+
+def local():
+  config = config_lib.apply_local(config_lib.base_config())
+  config.name = "custom/local"
+  return config
+
+
+def test_base_config_validates_and_finalizes_with_meta():
+  config = config_lib.finalize(config_lib.base_config())
+  assert config.meta.scale == "3b" and config.meta.tokens == 30_000_000_000
+  assert config.meta.params == config_lib.decoder_params(scales.get_scale("3b"))
+  assert config.meta.source == "web-crawl" and config.meta.sft_variant == "full" and config.meta.blind is False
+  assert config.meta.reasoning_share == pytest.approx(0.10) and config.meta.visual_share == pytest.approx(0.269)
+  assert config.meta.family == "custom"
+  assert list(config_lib.stage_identities(config)) == ["pretrain", "mmdata", "vision", "align", "sft", "eval"]
+
+
+def test_stages_are_in_execution_order_and_blind_only_when_enabled():
+  config = local()
+  config.adapt.blind = True
+  identities = config_lib.stage_identities(config)
+  assert list(identities) == [s for s in config_lib.STAGES if s in identities] == list(config_lib.STAGES)
+  seen = set()
+  for name, identity in identities.items():
+    assert set(identity.upstream) <= seen, name
+    seen.add(name)
+  assert identities["vision"].upstream == ("mmdata",)  # contrastive trains on the captions
+  assert identities["sft"].upstream == ("blind",)
+  assert identities["eval"].upstream == ("sft", "pretrain")
+  config.eval.language = False
+  assert config_lib.stage_identities(config)["eval"].upstream == ("sft",)
+
+
+def test_run_id_is_slug_and_eval_key():
+  config = local()
+  config.name = "Mix/Mix6 (test)"
+  assert config_lib.run_id(config) == f"mix-mix6-test-{keys(config)['eval']}"
+  assert config_lib.slug("") == "run"
+
+
+@pytest.mark.parametrize("path, value, stage", [
+    ("data.mixture", "mix0", "pretrain"),
+    ("data.store", "other-store", "pretrain"),
+    ("pretrain.peak_lr", 1e-3, "pretrain"),
+    ("pretrain.token_budget", 409_600, "pretrain"),
+    ("pretrain.overrides.optimizer.weight_decay", 0.1, "pretrain"),
+    ("adapt.data.generated.seed", 1, "mmdata"),
+    ("adapt.data.generated.n_instruct", 64, "mmdata"),
+    ("vision.contrastive.steps", 3, "vision"),
+    ("adapt.align.peak_lr", 1e-2, "align"),
+    ("adapt.align.num_visual_tokens", 4, "align"),
+    ("adapt.sft.peak_lr", 1e-4, "sft"),
+    ("adapt.sft_data.remove", "perception", "sft"),
+    ("eval.max_new_tokens", 4, "eval"),
+    ("eval.benchmarks", ["gen_general"], "eval"),
+])
+def test_result_changing_edit_changes_its_stage_and_downstream_only(path, value, stage):
+  config = local()
+  if path == "adapt.sft_data.remove":
+    config.adapt.sft_data.fraction = 0.5
+    before = keys(config_lib.apply_overrides(config, ["adapt.sft_data.remove=none"]))
+  else:
+    before = keys(config)
+  edited = config_lib.apply_overrides(config, [f"{path}={value!r}" if not isinstance(value, list) else
+                                               f"{path}={value}"])
+  after = keys(edited)
+  changed = {s for s in before if before[s] != after[s]}
+  assert changed == downstream(config, stage), (path, changed)
+
+
+def test_seed_also_changes_a_contrastive_tower_and_sft_data_changes_blind():
+  config = local()
+  config.adapt.blind = True
+  before = keys(config)
+  after = keys(config_lib.apply_overrides(config, ["adapt.sft_data.remove=reasoning", "adapt.sft_data.fraction=1.0"]))
+  assert {s for s in before if before[s] != after[s]} == {"blind", "sft", "eval"}
+  after = keys(config_lib.apply_overrides(config, ["seed=1"]))
+  assert {s for s in before if before[s] != after[s]} == {"pretrain", "vision", "align", "blind", "sft", "eval"}
+
+
+@pytest.mark.parametrize("assignment", [
+    "name='other'", "description='words'", "meta.family='mix'", "runtime.log_every_steps=7",
+    "runtime.mesh.fsdp=2", "runtime.eval_batch_size=2", "runtime.eval_data_root='/data'",
+    "runtime.checkpoint_every_steps=5",
+])
+def test_cosmetic_edits_change_no_key(assignment):
+  config = local()
+  assert keys(config_lib.apply_overrides(config, [assignment])) == keys(config)
+
+
+def test_finalize_output_hashes_like_its_input():
+  config = local()
+  assert keys(config_lib.finalize(config)) == keys(config)
+
+
+def test_numbers_are_normalised_before_hashing():
+  assert config_lib.fingerprint({"lr": 3e-4}) == config_lib.fingerprint({"lr": 0.0003})
+  assert config_lib.fingerprint({"x": 0.1 + 0.2}) == config_lib.fingerprint({"x": 0.3})
+  assert config_lib.fingerprint({"tokens": 3e10}) == config_lib.fingerprint({"tokens": 30_000_000_000})
+  assert config_lib.fingerprint({"a": 1, "b": 2}) == config_lib.fingerprint({"b": 2, "a": 1})
+  assert config_lib.fingerprint({"lr": 3e-4}) != config_lib.fingerprint({"lr": 3.1e-4})
+  assert config_lib.fingerprint({"flag": True}) != config_lib.fingerprint({"flag": 1})
+  with pytest.raises(ValueError, match="non-finite"):
+    config_lib.fingerprint({"lr": float("nan")})
+  config = config_lib.base_config()
+  as_float = config_lib.apply_overrides(config, ["pretrain.token_budget=3e10", "pretrain.peak_lr=0.0003"])
+  assert as_float.pretrain.token_budget == 30_000_000_000 and isinstance(as_float.pretrain.token_budget, int)
+  assert keys(as_float) == keys(config)
+
+
+def test_equal_mixtures_written_differently_share_the_pretrain_key():
+  def pretrain_key(mixture):
+    config = config_lib.base_config()
+    config.data.mixture = mixture
+    return keys(config)["pretrain"]
+  explicit = "web-crawl=40,encyclopedia=8,academia=5,literature=2,math=10,code=35"
+  assert pretrain_key("mix6") == pretrain_key(explicit)
+  assert pretrain_key("code=50%,math=50%") == pretrain_key("math=0.5,code=0.5")
+  assert pretrain_key("cat:reasoning=0.6,visual=0.15") == pretrain_key("cat:visual=15%,reasoning=60%")
+  assert pretrain_key("mix6") != pretrain_key("mix5")
+
+
+def test_untrained_lm_does_not_depend_on_mixture_or_optimizer():
+  config = config_lib.base_config()
+  config.pretrain.token_budget = 0
+  other = config_lib.apply_overrides(config, ["data.mixture=code=1", "pretrain.peak_lr=1e-3"])
+  assert keys(other)["pretrain"] == keys(config)["pretrain"]
+  assert keys(config_lib.apply_overrides(config, ["pretrain.scale=7b"]))["pretrain"] != keys(config)["pretrain"]
+
+
+def test_sft_data_none_is_one_variant_and_checkpoint_vision_ignores_contrastive_settings():
+  config = config_lib.base_config()
+  assert keys(config_lib.apply_overrides(config, ["adapt.sft_data.fraction=0.5"])) == keys(config)
+  assert keys(config_lib.apply_overrides(config, ["vision.contrastive.steps=9"])) == keys(config)
+
+
+def test_stage_fields_are_recorded():
+  identities = config_lib.stage_identities(config_lib.base_config())
+  assert identities["pretrain"].fields["mixture"] == {"sources": {"web-crawl": 1}}
+  assert identities["pretrain"].fields["peak_lr"] == 0.0003
+  assert identities["sft"].fields["sft_data"] == "full"
+  assert "runtime" not in identities["eval"].fields and "name" not in identities["pretrain"].fields
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("pretrain.scale=3bb", r"pretrain.scale.*'3b'"),
+    ("vision.encoder=dinov2-g14", r"vision.encoder.*dinov2-g14-224"),
+    ("eval.benchmarks=gqa,mmbenc", r"eval.benchmarks.*mmbench"),
+    ("data.mixture=code=0.5,web-crawl", r"data.mixture .* does not parse"),
+    ("data.mixture=cod=1", r"data.mixture.*'code'"),
+    ("data.mixture=cat:reasonin=0.5", r"data.mixture.*'reasoning'"),
+    ("pretrain.token_budget=-5", r"pretrain.token_budget must be >= 0"),
+    ("pretrain.batch_size=0", r"pretrain.batch_size must be > 0"),
+    ("adapt.sft_data.remove=perceptio", r"adapt.sft_data.remove.*'perception'"),
+    ("adapt.sft_data.remove=perception;adapt.sft_data.fraction=0.3", r"variant 'perception-30'"),
+    ("adapt.align.num_visual_tokens=500", r"num_visual_tokens"),
+    ("adapt.align.warmup_fraction=1.0", r"warmup_fraction must be in \[0, 1\)"),
+    ("vision.kind=checkpoints", r"vision.kind .*'checkpoint'"),
+    ("eval.probe.judge=llm", r"eval.probe.url"),
+    ("eval.alignment.layer=top", r"eval.alignment.layer"),
+    ("eval.alignment.vision_models=['dinov2']", r"'self' or '<encoder>=<path.npz>'"),
+    ("meta.family=mixes", r"meta.family.*'mix'"),
+    ("runtime.mesh.data=0", r"runtime.mesh.data"),
+    ("pretrain.overrides.optimizer.peak_lr=0.1", r"set by pretrain.peak_lr"),
+    ("pretrain.overrides.optimizer.weight_decy=0.1", r"weight_decay"),
+    ("pretrain.overrides.model.d_modl=8", r"d_model"),
+])
+def test_validation_names_the_field_and_closest_values(assignment, message):
+  config = config_lib.apply_overrides(config_lib.base_config(), assignment.split(";"))
+  with pytest.raises(ValueError, match=message):
+    config_lib.validate(config)
+
+
+def test_unknown_keys_are_errors_with_suggestions():
+  with pytest.raises(ValueError, match=r"Unknown config key 'pretrain.peak_lrr'. Did you mean 'pretrain.peak_lr'"):
+    config_lib.apply_overrides(config_lib.base_config(), ["pretrain.peak_lrr=1e-4"])
+  config = config_lib.base_config()
+  config.pretrain.peak_lrr = 1e-4
+  with pytest.raises(ValueError, match=r"'pretrain.peak_lrr' \(did you mean 'pretrain.peak_lr'"):
+    config_lib.validate(config)
+  del config.pretrain["peak_lrr"]
+  del config.adapt["blind"]
+  with pytest.raises(ValueError, match=r"lacks key.*adapt.blind"):
+    config_lib.validate(config)
+  with pytest.raises(ValueError, match="KEY=VALUE"):
+    config_lib.apply_overrides(config_lib.base_config(), ["pretrain.peak_lr"])
+
+
+def test_strict_finalize_needs_the_files_a_run_reads(tmp_path):
+  config = config_lib.base_config()
+  config_lib.finalize(config)  # the paper's config is valid as a description
+  with pytest.raises(ValueError, match=r"vision.checkpoint is empty.*adapt.data.llava.captions is empty"):
+    config_lib.finalize(config, strict=True)
+  npz = tmp_path / "metaclip.npz"
+  npz.write_bytes(b"x")
+  files = [f"adapt.data.llava.{name}={str(tmp_path / name)!r}" for name in ("captions", "instruct", "images")]
+  config = config_lib.apply_overrides(config, [f"vision.checkpoint={str(npz)!r}", *files])
+  with pytest.raises(ValueError, match=r"adapt.data.llava.captions .* does not exist"):
+    config_lib.finalize(config, strict=True)
+  for name in ("captions", "instruct"):
+    (tmp_path / name).write_text("[]")
+  (tmp_path / "images").mkdir()
+  assert config_lib.finalize(config, strict=True).meta.encoder == "metaclip-b16-224"
+  config_lib.finalize(local(), strict=True)  # the local recipe needs no file
+
+
+def test_overrides_coerce_types():
+  config = config_lib.apply_overrides(config_lib.base_config(), [
+      "pretrain.token_budget=5e9", "adapt.align.epochs=2", "eval.benchmarks=gen_general,gen_knowledge",
+      "eval.alignment.layer=-4", "adapt.blind=True", "pretrain.overrides.optimizer.weight_decay=0.1",
+      "data.mixture=code=0.5,math=0.5"])
+  assert config.pretrain.token_budget == 5_000_000_000 and config.adapt.align.epochs == 2.0
+  assert config.eval.benchmarks == ["gen_general", "gen_knowledge"] and config.eval.alignment.layer == "-4"
+  assert config.adapt.blind is True and config.pretrain.overrides.optimizer.weight_decay == 0.1
+  assert config.data.mixture == "code=0.5,math=0.5"
+  config_lib.validate(config)
+  with pytest.raises(ValueError, match="Cannot set pretrain.scale"):
+    config_lib.apply_overrides(config_lib.base_config(), ["pretrain.scale=[1]"])
+
+
+def test_parse_arg():
+  defaults = {"mix": "mix6", "local": False, "percent": 50}
+  assert config_lib.parse_arg(None, defaults) == defaults
+  assert config_lib.parse_arg("mix=mix3,local,percent=25", defaults) == {"mix": "mix3", "local": True, "percent": 25}
+  with pytest.raises(ValueError, match="Did you mean 'local'"):
+    config_lib.parse_arg("locl", defaults)
+  with pytest.raises(ValueError, match="switch"):
+    config_lib.parse_arg("local=3", defaults)
+
+
+def test_mixture_meta():
+  meta = config_lib.mixture_meta("mix6")
+  assert meta["reasoning_share"] == pytest.approx(0.52, abs=0.001)
+  assert meta["visual_share"] == pytest.approx(0.148, abs=0.001)
+  assert meta["source"] is None and meta["category"] is None
+  assert config_lib.mixture_meta("cat:code=0.25") == {"source": None, "category": "code", "proportion": 0.25,
+                                                      "reasoning_share": None, "visual_share": None}
+  grid = config_lib.mixture_meta("cat:reasoning=0.6,visual=0.15")
+  assert (grid["reasoning_share"], grid["visual_share"], grid["category"]) == (0.6, 0.15, None)
+  assert config_lib.mixture_meta("arts=1")["reasoning_share"] is None  # no published rates for arts
+
+
+@pytest.mark.parametrize("scale, overrides", [("nano", {}), ("tiny", {}), ("nano", {"tie_embeddings": True})])
+def test_decoder_params_formula_matches_the_built_model(scale, overrides):
+  llm = scales.get_scale(scale, **overrides)
+  assert config_lib.decoder_params(llm) == scales.count_params(llm)
+
+
+def test_local_recipe_keeps_what_the_experiment_is_about():
+  config = config_lib.base_config()
+  config.data.mixture = "mix0"
+  config.adapt.blind = True
+  config.adapt.sft_data.remove, config.adapt.sft_data.fraction = "reasoning", 0.5
+  shrunk = config_lib.apply_local(config, {"adapt.sft.steps": 7})
+  assert (shrunk.data.mixture, shrunk.adapt.blind, config_lib.sft_variant(shrunk)) == ("mix0", True, "reasoning-50")
+  assert shrunk.pretrain.scale == "nano" and shrunk.vision.kind == "contrastive" and shrunk.adapt.sft.steps == 7
+  assert config.pretrain.scale == "3b"  # the input is not modified
