@@ -79,7 +79,8 @@ def run_specs(rng: np.random.Generator) -> list[dict]:
           mixture=f"cat:{category}={proportion}", category=category, proportion=proportion)
   cells = [(r, v) for r in range(50, 90, 5) for v in (5, 10, 15)] + [(r, v) for r in (60, 65) for v in (20, 25, 30)]
   for r, v in cells:
-    add(f"grid/r{r}-v{v}", "grid", reasoning=r / 100, visual=v / 100, mixture=f"cat:reasoning={r / 100},visual={v / 100}")
+    add(f"grid/r{r}-v{v}", "grid", reasoning=r / 100, visual=v / 100,
+        mixture=f"cat:reasoning={r / 100},visual={v / 100}")
   for mix, weights in MIXES.items():
     r, v = _mix_shares(weights)
     add(f"mix/{mix}", "mix", tokens_b=50, reasoning=r, visual=v, mixture=mix)

@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from visual_priors.analysis import correlations  # noqa: E402
-from visual_priors.analysis.results import Results  # noqa: E402
+from visual_priors.analysis.results import Results, run_order  # noqa: E402
 
 GROUPS = correlations.VQA_GROUPS
 PANELS = ("Overall", *GROUPS)
@@ -304,13 +304,17 @@ def plot_mle_bench(results: Results, out_path: pathlib.Path) -> Plot:
   rows = frame[frame["benchmark"].isin(MLE_BENCHMARKS) & frame["metric"].isin(list(MLE_LEVELS))]
   if rows.empty:
     return _absent(name, title, "no MLE-Bench rows")
-  table = rows.assign(label=rows["run"] + np.where(rows["benchmark"] == "mle_bench", "", " [" + rows["benchmark"]
-                                                                                           + "]"))
-  table = table.pivot_table(index="label", columns="metric", values="value", aggfunc="mean")
-  table = table.reindex(columns=[m for m in MLE_LEVELS if m in table.columns]).sort_index()
+  suffix = np.where(rows["benchmark"] == "mle_bench", "", " [" + rows["benchmark"] + "]")
+  labelled = rows.assign(label=rows["run"] + suffix)
+  table = labelled.pivot_table(index="label", columns="metric", values="value", aggfunc="mean")
+  order = {run: i for i, run in enumerate(run_order(results))}
+  labels = labelled.drop_duplicates("label").set_index("label")["run"]
+  table = table.reindex(index=sorted(table.index, key=lambda label: (order[labels[label]], label)),
+                        columns=[m for m in MLE_LEVELS if m in table.columns])
   n = len(table)
   with matplotlib.rc_context({**STYLE, "axes.grid": False}):
-    fig = _figure(8, min(40.0, 1.8 + 0.15 * n))
+    height = min(40.0, 1.8 + 0.15 * n)
+    fig = _figure(8, height)
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(table.to_numpy()), aspect="auto", cmap="viridis")
     ax.set_xticks(range(table.shape[1]), [MLE_LEVELS[m] for m in table.columns], rotation=20, ha="right")
@@ -318,7 +322,7 @@ def plot_mle_bench(results: Results, out_path: pathlib.Path) -> Plot:
     if n <= 60:
       _annotate(ax, table.to_numpy(), ".1f", 7)
     ax.set_xlabel("object size level (share of image area)")
-    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    fig.colorbar(image, ax=ax, label="accuracy (%)", shrink=min(1.0, 4.0 / height), anchor=(0.0, 1.0))
     ax.set_title(title)
     return Plot(name, title, _save(fig, out_path))
 

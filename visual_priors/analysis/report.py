@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 import pathlib
 import tempfile
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from visual_priors.analysis import correlations, plots
-from visual_priors.analysis.results import FAMILIES, META_KEYS, Results, ResultsStore, load_results
+from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, load_results, run_order
 from visual_priors.data.cache import write_text_atomic
 
 GROUPS = correlations.VQA_GROUPS
@@ -37,27 +36,6 @@ def as_results(source: ResultsInput) -> Results:
   if isinstance(source, tuple) and len(source) == 2 and all(isinstance(s, pd.DataFrame) for s in source):
     return Results(*source)
   return load_results(source)
-
-
-def _natural(text: str) -> tuple:
-  """Sort key that orders digit runs by value: "code-25" before "code-100", "mix2" before "mix10"."""
-  return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
-
-
-def run_order(results: Results) -> list[str]:
-  """Runs with rows or metadata, ordered by family (in `FAMILIES` order), parameters, then name and run id
-  in natural order (so a sweep reads in sweep order)."""
-  runs = set(results.frame["run"]) | set(results.runs["run"])
-  meta = results.runs.set_index("run")
-  rank = {f: i for i, f in enumerate(FAMILIES)}
-
-  def key(run):
-    family, params, name = (meta.loc[run, ["family", "params"]].tolist() + [meta.loc[run, "name"]]
-                            if run in meta.index else (None, None, None))
-    params = float(params) if params is not None and pd.notna(params) else float("inf")
-    return (rank.get(family, len(rank)), params, _natural(str(name or "")), _natural(run))
-
-  return sorted(runs, key=key)
 
 
 def _pivot(rows: pd.DataFrame, columns: str, order: list[str]) -> pd.DataFrame:

@@ -243,6 +243,26 @@ class Results:
                    self.runs[self.runs["run"].isin(keep)].reset_index(drop=True))
 
 
+def _natural(text: str) -> tuple:
+  """Sort key that orders digit runs by value: "code-25" before "code-100", "mix2" before "mix10"."""
+  return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+
+
+def run_order(results: Results) -> list[str]:
+  """Runs with rows or metadata, ordered by family (in `FAMILIES` order), parameters, then name and run id
+  in natural order (so a sweep reads in sweep order)."""
+  runs = set(results.frame["run"]) | set(results.runs["run"])
+  meta = results.runs.set_index("run")
+  rank = {f: i for i, f in enumerate(FAMILIES)}
+
+  def key(run):
+    row = meta.loc[run] if run in meta.index else pd.Series({"family": None, "params": None, "name": None})
+    params = float(row["params"]) if pd.notna(row["params"]) else float("inf")
+    return (rank.get(row["family"], len(rank)), params, _natural(str(row["name"] or "")), _natural(run))
+
+  return sorted(runs, key=key)
+
+
 def load_results(stores: ResultsStore | str | os.PathLike[str] | Sequence[ResultsStore | str | os.PathLike[str]]
                  ) -> Results:
   """Reads and merges stores (or root paths). Identical duplicates collapse; conflicting ones are errors."""
