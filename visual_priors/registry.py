@@ -69,13 +69,14 @@ def experiment_files(directory: str | os.PathLike[str] | None = None) -> list[pa
                 if not p.name.startswith("_") and re.search(r"^def get_config\(", p.read_text(), re.MULTILINE))
 
 
-_MODULES: dict[tuple[str, float], ModuleType] = {}
+_MODULES: dict[tuple[str, int, int], ModuleType] = {}
 
 
 def load_file(path: str | os.PathLike[str]) -> ModuleType:
   """Imports an experiment file by path (cached until it changes on disk)."""
   path = pathlib.Path(path).resolve()
-  cache_key = (str(path), path.stat().st_mtime)
+  stat = path.stat()
+  cache_key = (str(path), stat.st_mtime_ns, stat.st_size)
   if cache_key not in _MODULES:
     module_name = f"visual_priors_experiments.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
