@@ -278,3 +278,10 @@ def test_local_recipe_keeps_what_the_experiment_is_about():
   assert (shrunk.data.mixture, shrunk.adapt.blind, config_lib.sft_variant(shrunk)) == ("mix0", True, "reasoning-50")
   assert shrunk.pretrain.scale == "nano" and shrunk.vision.kind == "contrastive" and shrunk.adapt.sft.steps == 7
   assert config.pretrain.scale == "3b"  # the input is not modified
+
+
+def test_benchmark_names_follow_the_vqa_registry():
+  benchmarks = pytest.importorskip("visual_priors.eval.benchmarks")
+  assert config_lib.PAPER_BENCHMARKS == tuple(benchmarks.PAPER_BENCHMARKS)
+  assert config_lib.GENERATED_BENCHMARKS == tuple(benchmarks.GENERATED_BENCHMARKS)
+  assert set(config_lib.benchmark_names()) == set(benchmarks.BENCHMARKS) | set(config_lib.MLE_BENCHMARKS)
