@@ -125,6 +125,9 @@ def eval_rows(spec: dict, rng: np.random.Generator) -> list[dict]:
       if spec["meta"].get("blind"):
         rows.append({"benchmark": benchmark, "group": group, "metric": "accuracy_blind",
                      "value": _clip(value * 0.6), "count": 500})
+  cv = {split: values[f"cvbench_{split}"][1] for split in ("coco", "ade", "omni3d")}
+  rows.append({"benchmark": "cvbench", "group": None, "metric": "accuracy",
+               "value": float(np.mean([(cv["coco"] + cv["ade"]) / 2, cv["omni3d"]])), "count": 1500})
   for group in BENCHMARKS:
     mean = float(np.mean([v for g, v in values.values() if g == group]))
     rows.append({"benchmark": f"group/{group}", "group": group, "metric": "accuracy", "value": mean, "count": None})
@@ -155,10 +158,12 @@ def eval_rows(spec: dict, rng: np.random.Generator) -> list[dict]:
            for m, v in knn.items()]
   rows.append({"benchmark": "alignment", "group": None, "metric": "mutual_knn",
                "value": float(np.mean(list(knn.values()))), "count": 1024})
-  rows += [{"benchmark": "reasoning_probe", "group": None, "metric": "logical_soundness",
-            "value": _clip(40 + 40 * reasoning), "count": 200},
-           {"benchmark": "reasoning_probe", "group": None, "metric": "reasoning_depth",
-            "value": 20 + 60 * reasoning, "count": 200}]
+  for benchmark, group, shift in (("reasoning_probe", None, 0), ("reasoning_probe/Knowledge", "Knowledge", 3),
+                                  ("reasoning_probe/Vision-Centric", "Vision-Centric", -3)):
+    rows += [{"benchmark": benchmark, "group": group, "metric": "logical_soundness",
+              "value": _clip(40 + 40 * reasoning + shift), "count": 200},
+             {"benchmark": benchmark, "group": group, "metric": "reasoning_depth",
+              "value": 20 + 60 * reasoning + shift, "count": 200}]
   return rows
 
 

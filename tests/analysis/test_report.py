@@ -55,6 +55,7 @@ def test_vqa_table_by_value(results):
   assert len(table) == len(results.runs)
   columns = list(table.columns)
   assert columns[:4] == ["gqa", "mmbench", "mme", "seed"]  # General first, then Knowledge ...
+  assert columns[-6] == "cvbench"  # ungrouped (Cambrian's CV-Bench number), after the grouped benchmarks
   assert columns[-5:] == ["General (mean)", "Knowledge (mean)", "OCR & Chart (mean)", "Vision-Centric (mean)",
                           "Overall"]
   run = "mix-mix6-" + next(r for r in results.runs["run"] if r.startswith("mix-mix6-")).split("-")[-1]
@@ -87,9 +88,12 @@ def test_other_tables_by_value(results):
   alignment = report.alignment_table(results)
   assert list(alignment.columns) == ["alignment mutual_knn", "alignment/clip mutual_knn",
                                      "alignment/dinov2 mutual_knn", "alignment/mae mutual_knn"]
-  assert report.probe_table(results).loc[run, "logical_soundness"] == _value(
-      results, run, "reasoning_probe", "logical_soundness")
-  assert report.other_table(results).empty
+  probe = report.probe_table(results)
+  assert list(probe.columns[:2]) == ["reasoning_probe logical_soundness", "reasoning_probe reasoning_depth"]
+  assert probe.loc[run, "reasoning_probe/Knowledge logical_soundness"] == _value(
+      results, run, "reasoning_probe/Knowledge", "logical_soundness")
+  assert report.other_table(results).empty  # every fixture row has its table
+  assert "cvbench accuracy" not in language.columns
   meta = report.meta_table(results)
   assert meta.loc[run, "reasoning %"] == 10.0 and meta.loc[run, "visual %"] == 26.9
   assert meta.loc[run, "tokens (B)"] == 0.0

@@ -21,6 +21,9 @@ from visual_priors.data.cache import write_text_atomic
 
 GROUPS = correlations.VQA_GROUPS
 VQA_METRICS = ("accuracy", "accuracy_blind")
+# VQA rows without a group: the overall mean, and the eval suite's Cambrian-style CV-Bench number
+# (mean of the 2D and 3D split means), which enters no group mean.
+VQA_UNGROUPED = ("overall", "cvbench")
 ALIGNMENT = "alignment"
 PROBE = "reasoning_probe"
 MISSING = "missing"
@@ -46,7 +49,7 @@ def _pivot(rows: pd.DataFrame, columns: str, order: list[str]) -> pd.DataFrame:
 
 
 def _vqa_rows(frame: pd.DataFrame) -> pd.Series:
-  aggregate = frame["benchmark"].str.startswith("group/") | (frame["benchmark"] == "overall")
+  aggregate = frame["benchmark"].str.startswith("group/") | frame["benchmark"].isin(VQA_UNGROUPED)
   return frame["metric"].isin(VQA_METRICS) & (frame["group"].notna() | aggregate)
 
 
@@ -59,12 +62,14 @@ def vqa_table(results: Results, metric: str = "accuracy") -> pd.DataFrame:
     return pd.DataFrame()
   table = _pivot(rows, "benchmark", run_order(results))
   benchmark_groups = rows[~rows["benchmark"].str.startswith("group/") & (rows["benchmark"] != "overall")]
+  # Ungrouped benchmarks (cvbench) sort after the grouped ones.
   group_of = benchmark_groups.drop_duplicates("benchmark").set_index("benchmark")["group"]
   rank = {g: i for i, g in enumerate(GROUPS)}
-  benchmarks = sorted(group_of.index, key=lambda b: (rank.get(group_of[b], len(rank)), str(group_of[b]), b))
-  aggregates = [f"group/{g}" for g in (*GROUPS, *sorted(set(group_of) - set(GROUPS))) if f"group/{g}" in table]
+  benchmarks = sorted(group_of.index, key=lambda b: (rank.get(group_of[b], len(rank)), str(group_of[b] or ""), b))
+  other_groups = sorted(set(group_of.dropna()) - set(GROUPS))
+  aggregates = [f"group/{g}" for g in (*GROUPS, *other_groups) if f"group/{g}" in table]
   columns = benchmarks + aggregates + (["overall"] if "overall" in table else [])
-  renamed = {f"group/{g}": f"{g} (mean)" for g in group_of.unique()} | {"overall": OVERALL_COLUMN}
+  renamed = {f"group/{g}": f"{g} (mean)" for g in group_of.dropna().unique()} | {"overall": OVERALL_COLUMN}
   return table.reindex(columns=columns).rename(columns=renamed)
 
 
@@ -95,8 +100,8 @@ def _labelled(frame: pd.DataFrame, mask: pd.Series, results: Results) -> pd.Data
     return pd.DataFrame()
   rows = rows.assign(column=rows["benchmark"] + " " + rows["metric"])
   table = _pivot(rows, "column", run_order(results))
-  return table.reindex(columns=sorted(table.columns, key=lambda c: (not c.startswith(("language ", "alignment ")),
-                                                                     c)))
+  overall_first = ("language ", "alignment ", PROBE + " ")
+  return table.reindex(columns=sorted(table.columns, key=lambda c: (not c.startswith(overall_first), c)))
 
 
 def language_table(results: Results) -> pd.DataFrame:
@@ -111,17 +116,20 @@ def alignment_table(results: Results) -> pd.DataFrame:
                    results)
 
 
+def _is_probe(frame: pd.DataFrame) -> pd.Series:
+  return (frame["benchmark"] == PROBE) | frame["benchmark"].str.startswith(PROBE + "/")
+
+
 def probe_table(results: Results) -> pd.DataFrame:
-  """Runs x reasoning-probe metrics (logical soundness %, reasoning depth)."""
-  frame = results.frame
-  rows = frame[frame["benchmark"] == PROBE]
-  return _pivot(rows, "metric", run_order(results)) if len(rows) else pd.DataFrame()
+  """Runs x "<benchmark> <metric>" of the reasoning probe: logical soundness (%) and reasoning depth, over all
+  probed questions ("reasoning_probe") and per VQA group ("reasoning_probe/<Group>")."""
+  return _labelled(results.frame, _is_probe(results.frame), results)
 
 
 def other_table(results: Results) -> pd.DataFrame:
   """Rows no other table shows (so nothing stored is hidden)."""
   frame = results.frame
-  shown = (_vqa_rows(frame) | _is_language(frame) | (frame["benchmark"] == PROBE)
+  shown = (_vqa_rows(frame) | _is_language(frame) | _is_probe(frame)
            | (frame["benchmark"] == ALIGNMENT) | frame["benchmark"].str.startswith(ALIGNMENT + "/")
            | (frame["benchmark"].isin(plots.MLE_BENCHMARKS) & frame["metric"].isin(list(plots.MLE_LEVELS))))
   return _labelled(frame, ~shown, results)
