@@ -12,7 +12,7 @@ from flax import nnx
 
 from visual_priors.eval import alignment
 from visual_priors.models.decoder import Decoder, DecoderConfig
-from visual_priors.models.vision import TextConfig, TwoTower, ViT, get_encoder
+from visual_priors.models.vision import ViT, get_encoder
 from visual_priors.models.vision.checkpoint import big_vision_key
 from visual_priors.train import stages
 
@@ -109,7 +109,7 @@ def vocab_path(tmp_path_factory) -> pathlib.Path:
 def decoder() -> Decoder:
   config = DecoderConfig(vocab_size=400, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64,
                          dtype="float32", attention_impl="xla")
-  return Decoder(config, rngs=nnx.Rngs(0))
+  return nnx.jit(lambda: Decoder(config, rngs=nnx.Rngs(0)))()  # one compiled init: eager init is slow on CPU
 
 
 def test_layer_zero_mean_is_the_mean_caption_embedding(decoder, vocab_path):
@@ -180,18 +180,15 @@ def test_evaluate_alignment_rows_config_and_file(decoder, vocab_path, tmp_path):
     alignment.evaluate_alignment(decoder, vocab_path, pairs, {}, k=3)
 
 
-def _towers() -> TwoTower:
-  text = TextConfig(vocab_size=50, width=32, depth=1, mlp_dim=64, num_heads=2, max_len=8, dtype="float32")
-  return TwoTower(get_encoder("vit-nano"), text, (None, 32), rngs=nnx.Rngs(3))  # SigLIP: no image head
-
-
 def test_vision_from_npz_matches_the_tower_it_was_saved_from(tmp_path):
-  towers = _towers()
-  npz = tmp_path / "siglip.npz"
-  np.savez(npz, **{big_vision_key(path): np.asarray(variable[...])
-                   for path, variable in nnx.to_flat_state(nnx.state(towers, nnx.Param))})
+  tower = ViT(get_encoder("vit-nano"), rngs=nnx.Rngs(3))  # eager, as the loader builds its tower: ops compile once
+  npz = tmp_path / "siglip.npz"  # laid out as a SigLIP file: img/... (MAP head, no image head), txt/..., t, b
+  arrays = {"img/" + big_vision_key(path): np.asarray(variable[...])
+            for path, variable in nnx.to_flat_state(nnx.state(tower, nnx.Param))}
+  np.savez(npz, **arrays, **{"txt/Embed_0/embedding": np.zeros((50, 32), np.float32), "t": np.zeros(1),
+                             "b": np.zeros(1)})
   images = np.random.default_rng(7).uniform(-1, 1, (3, 16, 16, 3)).astype(np.float32)
-  pooled, tokens = towers.img(images)
+  pooled, tokens = nnx.jit(lambda model, x: model(x))(tower, images)
   head = alignment.vision_from_npz(npz, "vit-nano", pooling="head")
   mean = alignment.vision_from_npz(npz, "vit-nano", pooling="mean")
   np.testing.assert_allclose(head(images), np.asarray(pooled), rtol=1e-5, atol=1e-6)
