@@ -150,3 +150,37 @@ def test_model_generate_binds_generate_replies():
                                   generate_replies=generate_replies)
   assert generate([{"prompt": "p", "image": None}]) == ["reply"]
   assert calls == [("model", "template", [{"prompt": "p", "image": None}], 32, 200, 4, False)]
+
+
+@pytest.mark.slow
+def test_the_probe_runs_on_a_real_tiny_mllm_through_generate_replies(tmp_path):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+
+  from visual_priors.data.multimodal import chat  # pylint: disable=import-outside-toplevel
+  from visual_priors.eval import decode  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.mllm import MLLM, MLLMConfig  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.vision import get_encoder  # pylint: disable=import-outside-toplevel
+
+  texts = [item["question"] for item in ITEMS] + list(REPLIES.values()) + [probe.INSTRUCTION]
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(texts * 4), model_prefix=str(tmp_path / "spm"), vocab_size=400, model_type="unigram",
+      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
+      num_threads=1)
+  template = chat.ChatTemplate(tmp_path / "spm.model", chat.ChatConfig(num_visual_tokens=4))
+  config = MLLMConfig(vision=get_encoder("vit-nano", pool_type="none", num_classes=0),
+                      llm=scales.get_scale("nano", vocab_size=template.processor.get_piece_size(),
+                                           attention_impl="xla"), num_visual_tokens=4)
+  model = nnx.jit(lambda: MLLM(config, rngs=nnx.Rngs(1)))()  # one compiled init: eager init is slow on CPU
+  rng = np.random.default_rng(0)
+  items = [{**item, "image": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)} for item in ITEMS[:2]]
+  generate = probe.model_generate(model, template, image_size=16, max_new_tokens=6, batch_size=2)
+  rows = probe.evaluate_probe(items, generate, RuleJudge(), tmp_path / "probe")
+  records = [json.loads(line) for line in (tmp_path / "probe" / probe.TRACES_FILE).read_text().splitlines()]
+  direct = decode.generate_replies(model, template, [{"prompt": r["prompt"], "image": i["image"]}
+                                                     for r, i in zip(records, items)], image_size=16, max_new_tokens=6)
+  assert [r["trace"] for r in records] == direct
+  assert {(r["benchmark"], r["metric"]) for r in rows} >= {("reasoning_probe", "logical_soundness"),
+                                                            ("reasoning_probe", "reasoning_depth")}
