@@ -226,3 +226,17 @@ def test_vision_from_a_contrastive_run_uses_its_trained_image_tower(tmp_path):
   np.testing.assert_allclose(features(images), np.asarray(vit(images)[1]).mean(axis=1), rtol=1e-5, atol=1e-6)
   with pytest.raises(FileNotFoundError, match="no manifest.json"):
     alignment.load_contrastive_vit(tmp_path)
+
+
+def test_build_vision_models_from_specs(tmp_path):
+  models = alignment.build_vision_models({"pixels": {"kind": "pixels", "grid": 4}})
+  images = np.random.default_rng(9).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+  assert models["pixels"](images).shape == (2, 48)
+  with pytest.raises(KeyError, match="contrastive"):
+    alignment.build_vision_models({"x": {"kind": "contrastiv", "run": "r"}})
+  with pytest.raises(ValueError, match=r"unknown keys \['grids'\], missing keys \[\]"):
+    alignment.build_vision_models({"x": {"kind": "pixels", "grids": 4}})
+  with pytest.raises(ValueError, match=r"missing keys \['encoder'\]"):
+    alignment.build_vision_models({"x": {"kind": "npz", "path": str(tmp_path / "a.npz")}})
+  with pytest.raises(FileNotFoundError, match="no manifest.json"):
+    alignment.build_vision_models({"x": {"kind": "contrastive", "run": str(tmp_path)}})

@@ -20,6 +20,7 @@ of another size are resized bilinearly to the tower's own); `vision_from_contras
 `vision_from_npz` restore one from a contrastive stage run or a big_vision .npz. `pixel_features` is a
 model-free baseline (the image averaged down to a grid x grid x 3 colour layout): it is a vision model
 only where a caller names it in `vision_models`, so nothing adds it to the mean behind the caller's back.
+`build_vision_models(specs)` builds several by name from plain specs (a config's list of vision models).
 
 Result rows: one `alignment/<name>` row per vision model and `alignment` = their mean, metric
 "mutual_knn", count = the number of pairs. The settings (k, resolved layer, pooling, feature sizes) are
@@ -41,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from visual_priors import names
 from visual_priors.data import cache, vocab as vocab_lib
 from visual_priors.data.multimodal.pipeline import load_image
 from visual_priors.models.decoder import Decoder
@@ -296,6 +298,31 @@ def pixel_features(grid: int = 8) -> VisionModel:
   return features
 
 
+VISION_KINDS = ("contrastive", "npz", "pixels")
+
+
+def build_vision_models(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, VisionModel]:
+  """Vision models by name from specs: {"kind": "contrastive", "run": dir, "pooling"?} | {"kind": "npz",
+  "path", "encoder", "pooling"?} | {"kind": "pixels", "grid"?}; unknown kinds and keys fail loudly."""
+  allowed = {"contrastive": {"run", "pooling"}, "npz": {"path", "encoder", "pooling"}, "pixels": {"grid"}}
+  required = {"contrastive": {"run"}, "npz": {"path", "encoder"}, "pixels": set()}
+  models = {}
+  for name, spec in specs.items():
+    kind = names.lookup({k: k for k in VISION_KINDS}, spec.get("kind", ""), "vision model kind")
+    fields = {key: value for key, value in spec.items() if key != "kind"}
+    unknown, missing = set(fields) - allowed[kind], required[kind] - set(fields)
+    if unknown or missing:
+      raise ValueError(f"Vision model {name!r} ({kind}): unknown keys {sorted(unknown)}, missing keys "
+                       f"{sorted(missing)}; a {kind} spec takes {sorted(allowed[kind])}.")
+    if kind == "contrastive":
+      models[name] = vision_from_contrastive_run(fields["run"], fields.get("pooling", "head"))
+    elif kind == "npz":
+      models[name] = vision_from_npz(fields["path"], fields["encoder"], fields.get("pooling", "head"))
+    else:
+      models[name] = pixel_features(fields.get("grid", 8))
+  return models
+
+
 # --------------------------------------------------------------------------------------------- evaluation
 
 
@@ -305,7 +332,7 @@ class AlignmentRows(list):
   config: dict[str, Any]
 
 
-def evaluate_alignment(model: Decoder | MLLM, vocab_path: str | pathlib.Path, pairs: Sequence[Mapping[str, Any]],
+def evaluate_alignment(decoder: Decoder | MLLM, vocab_path: str | pathlib.Path, pairs: Sequence[Mapping[str, Any]],
                        vision_models: Mapping[str, VisionModel], *, k: int = 20, layer: int | str = "last",
                        pooling: str = "mean", image_size: int = 224, batch_size: int = 32,
                        max_caption_tokens: int = 128, out_dir: str | pathlib.Path | None = None) -> AlignmentRows:
@@ -326,7 +353,7 @@ def evaluate_alignment(model: Decoder | MLLM, vocab_path: str | pathlib.Path, pa
       raise ValueError(f"Pair {index} lacks {sorted(missing)}; pairs are {{'image', 'caption'}}.")
   if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < len(pairs):
     raise ValueError(f"k={k!r} needs 1 <= k < the number of pairs ({len(pairs)}).")
-  decoder = _as_decoder(model)
+  decoder = _as_decoder(decoder)
   blocks = resolve_layer(decoder.config.n_layers, layer)
   started = time.perf_counter()
   text = caption_features(decoder, vocab_path, [pair["caption"] for pair in pairs], layer=blocks,
