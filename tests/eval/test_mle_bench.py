@@ -89,7 +89,8 @@ def test_build_rows_are_deterministic_released_format_and_exclude_present_names_
 
 def test_per_image_levels_targets_and_clear_errors():
   annotation = {"image": "x.png", "height": 10, "width": 10, "objects": [
-      {"name": "dog", "box": [0, 0, 10, 7]}, {"name": "cat", "box": [0, 7, 10, 9]}, {"name": "cow", "box": [0, 9, 2, 10]}]}
+      {"name": "dog", "box": [0, 0, 10, 7]}, {"name": "cat", "box": [0, 7, 10, 9]},
+      {"name": "cow", "box": [0, 9, 2, 10]}]}
   rows = mle_bench.build_mle_bench([annotation], VOCABULARY, seed=0, per_image=3)
   assert sorted((r["answer"], r["sub_task"]) for r in rows) == [
       ("cat", "existence_0-30"), ("cow", "existence_0-30"), ("dog", "existence_60-100")]

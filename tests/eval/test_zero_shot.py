@@ -64,7 +64,8 @@ def test_other_released_layouts_and_bad_rows(tmp_path):
                                                               {"text": "planet", "label": "B"}]}, "answerKey": "B"}
   assert zero_shot.parse_openbookqa(obqa_ai2).label == 1
   assert zero_shot.parse_boolq({"question": "q", "passage": "p", "label": 0}).label == 0
-  assert zero_shot.parse_hellaswag({"ctx": "A dog runs.", "endings": ["a", "b"], "label": 1}).contexts[0] == "A dog runs."
+  hellaswag = zero_shot.parse_hellaswag({"ctx": "A dog runs.", "endings": ["a", "b"], "label": 1})
+  assert hellaswag.contexts[0] == "A dog runs."
   (tmp_path / "copa.jsonl").write_text(json.dumps({**FIXTURES["copa"][0], "question": "why"}) + "\n")
   with pytest.raises(ValueError, match="copa.jsonl line 1.*cause"):
     zero_shot.read_items(tmp_path / "copa.jsonl", "copa")

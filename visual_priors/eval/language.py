@@ -236,8 +236,8 @@ def evaluate_language(decoder: Decoder, tokenizer: Any, *, store: segments.Segme
     raise ValueError(f"limit={limit} must be positive (or None for everything).")
   encode, pieces, vocab_path = _encoder(tokenizer)
   if pieces is not None and pieces > decoder.config.vocab_size:
-    raise ValueError(f"The tokenizer has {pieces} pieces but the decoder's vocabulary only {decoder.config.vocab_size}; "
-                     "evaluate with the vocabulary the model was trained with.")
+    raise ValueError(f"The tokenizer has {pieces} pieces but the decoder's vocabulary only "
+                     f"{decoder.config.vocab_size}; evaluate with the vocabulary the model was trained with.")
   if store is not None and vocab_path is not None:
     store.check_vocab(vocab_path)
   missing = []
