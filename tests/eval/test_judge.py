@@ -120,7 +120,8 @@ def make(server, tmp_path, **overrides) -> judge_lib.LlmJudge:
 
 ITEMS = [{"question": "How many legs?", "choices": CHOICES, "answer": "6", "trace": GOOD},
          {"question": "How many legs?", "choices": CHOICES, "answer": "6", "trace": "Dogs. Birds. Legs."},
-         {"question": "Is there a cat?", "choices": None, "answer": "Yes", "trace": "I see a cat, so the answer is yes."}]
+         {"question": "Is there a cat?", "choices": None, "answer": "Yes",
+          "trace": "I see a cat, so the answer is yes."}]
 
 
 def test_llm_judge_sends_a_versioned_prompt_and_caches_verdicts(server, tmp_path):
