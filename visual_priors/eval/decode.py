@@ -13,6 +13,8 @@ How a batch decodes (all inside one jit, no host work per token):
   * Decode: a `lax.while_loop` of single-token steps (`Decoder.step`), each embedding only the new
     token and attending to the row's valid cache columns. A row that emits `eos_id` is done (later
     outputs are `eos_id`); the loop ends when every row is done or after max_new_tokens tokens.
+  * The LM's weight matrices are cast to its compute dtype once per batch, before the loop (every use
+    casts them anyway, so results are unchanged), so a step reads bfloat16 rather than float32 weights.
 Compiled programs are keyed by (model structure, batch size, P, max_new_tokens, eos_id, image shape,
 mesh, rules): an evaluation compiles once per prompt-length bucket, whatever the prompts.
 
@@ -182,6 +184,7 @@ def _compiled_generate(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int,
 def _generate(model: Decoder | MLLM, tokens_bp: jax.Array, pad_b: jax.Array, images_bhwc: jax.Array | None,
               image_mask_bp: jax.Array, max_new_tokens: int, eos_id: int) -> jax.Array:
   llm = model.llm if isinstance(model, MLLM) else model
+  _cast_matrices(llm, jnp.dtype(llm.config.dtype))
   batch, length = tokens_bp.shape
   cache_length = length + max_new_tokens - 1
   columns_p = jnp.arange(length)
@@ -212,3 +215,13 @@ def _generate(model: Decoder | MLLM, tokens_bp: jax.Array, pad_b: jax.Array, ima
 
   carry = (jnp.int32(1), first_b, out_bm, first_b == eos_id, cache)
   return jax.lax.while_loop(unfinished, decode_one, carry)[2]
+
+
+def _cast_matrices(llm: Decoder, dtype: jnp.dtype) -> None:
+  """Casts the LM's kernels and embedding table to the compute dtype once, before the decode loop.
+
+  Every use casts them to that dtype anyway (`Projection`, `Embedder`), so the results are unchanged; the
+  loop then reads bfloat16 weights instead of float32 master weights each step. Norm scales (1-D) stay.
+  """
+  params = nnx.state(llm, nnx.Param)
+  nnx.update(llm, jax.tree.map(lambda x: x.astype(dtype) if x.ndim >= 2 else x, params))
