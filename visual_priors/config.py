@@ -121,11 +121,14 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.benchmarks = list(PAPER_BENCHMARKS)
   config.eval.mle_bench = True
+  # Also score multiple-choice and yes/no questions by answer likelihood ("accuracy_likelihood"): graded
+  # where small models' greedy replies are all wrong; the paper's protocol is the generated answer ("accuracy").
+  config.eval.likelihood = True
   config.eval.language = True
   # vision_models: "self" (this run's own vision tower) or "<encoder registry name>=<big_vision .npz>".
   # layer: "last" or an integer layer index written as text ("-4"): ConfigDict fields keep one type.
   config.eval.alignment = _dict(enabled=True, k=20, layer="last", pooling="mean", vision_models=["self"])
-  config.eval.probe = _dict(enabled=True, judge="rule", url="", model="")
+  config.eval.probe = _dict(enabled=True, judge="rule", url="", model="", max_new_tokens=256)
   config.eval.max_new_tokens = 32
   config.eval.limit = 0  # questions per benchmark; 0 = all
   config.meta = ml_collections.ConfigDict({key: None for key in META_KEYS})
@@ -354,7 +357,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _named("eval.benchmarks", valid_benchmarks, name, "benchmark")
   if len(set(config.eval.benchmarks)) != len(config.eval.benchmarks):
     raise ValueError(f"eval.benchmarks names a benchmark twice: {list(config.eval.benchmarks)}.")
-  for path in ("eval.mle_bench", "eval.language", "eval.alignment.enabled", "eval.probe.enabled"):
+  for path in ("eval.mle_bench", "eval.likelihood", "eval.language", "eval.alignment.enabled", "eval.probe.enabled"):
     if not isinstance(get_field(config, path), bool):
       raise ValueError(f"{path} must be True or False, got {get_field(config, path)!r}.")
   _number(config, "eval.alignment.k", minimum=0, exclusive=True, integer=True)
@@ -375,6 +378,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("eval.probe.judge 'llm' needs eval.probe.url (an OpenAI-compatible endpoint) and "
                      "eval.probe.model.")
   _number(config, "eval.max_new_tokens", minimum=0, exclusive=True, integer=True)
+  _number(config, "eval.probe.max_new_tokens", minimum=0, exclusive=True, integer=True)
   _number(config, "eval.limit", minimum=0, integer=True)
 
   _choice(config, "meta.family", FAMILIES)
@@ -716,6 +720,7 @@ LOCAL_SETTINGS: dict[str, Any] = {
     "eval.max_new_tokens": 8,
     "eval.alignment.k": 5,
     "eval.probe.judge": "rule",
+    "eval.probe.max_new_tokens": 32,
     "runtime.log_every_steps": 20,
     "runtime.checkpoint_every_steps": 100,
 }

@@ -20,7 +20,7 @@ from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, loa
 from visual_priors.data.cache import write_text_atomic
 
 GROUPS = correlations.VQA_GROUPS
-VQA_METRICS = ("accuracy", "accuracy_blind")
+VQA_METRICS = ("accuracy", "accuracy_blind", "accuracy_likelihood", "accuracy_chance")
 # VQA rows without a group: the overall mean, and the eval suite's Cambrian-style CV-Bench number
 # (mean of the 2D and 3D split means), which enters no group mean.
 VQA_UNGROUPED = ("overall", "cvbench")
@@ -217,6 +217,11 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
   blind = vqa_table(results, "accuracy_blind")
   if not blind.empty:
     sections.append(("VQA accuracy with images withheld (blind control, %)", _html_table(blind)))
+  likelihood = vqa_table(results, "accuracy_likelihood")
+  if not likelihood.empty:
+    sections.append(("VQA accuracy by answer likelihood (multiple-choice and yes/no questions, %)",
+                     "<p>The option whose text the model finds most likely counts as its answer; chance below.</p>"
+                     + _html_table(likelihood) + _html_table(vqa_table(results, "accuracy_chance"))))
   sections.append(("MLE-Bench accuracy (%) by object size", _html_table(mle_bench_table(results))))
   sections.append(("Language", _html_table(language_table(results))))
   sections.append(("Representation alignment (mutual k-NN)", _html_table(alignment_table(results))))

@@ -301,7 +301,7 @@ class DataSpec:
   system_prompt: str | None  # the chat template's system prompt of the upstream stage, if any
 
 
-def _lm_vocab(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def run_vocab(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
   """(vocabulary path, sha256) a pretrain or stage manifest's data names, directly or via its segment store."""
   data = manifest.get("data", {})
   path = data.get("vocab")
@@ -325,11 +325,11 @@ def data_spec(config: ml_collections.ConfigDict) -> DataSpec:
     else:
       vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
       vision = ViTConfig(**vision_run.manifest["model"]["vision"])
-    vocab, sha = _lm_vocab(lm.manifest)
+    vocab, sha = run_vocab(lm.manifest)
     return DataSpec(vision.image_size, config.mllm.num_visual_tokens, vocab, sha, None)
   init = upstream_lib.read_run(config.upstream.init, "init", _INIT_STAGES[config.stage])
   mllm = init.manifest["model"]["mllm"]
-  vocab, sha = _lm_vocab(init.manifest)
+  vocab, sha = run_vocab(init.manifest)
   chat_settings = init.manifest.get("data", {}).get("chat", {})
   return DataSpec(mllm["vision"]["image_size"], mllm["num_visual_tokens"], vocab, sha,
                   chat_settings.get("system_prompt"))

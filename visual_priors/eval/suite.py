@@ -1,0 +1,206 @@
+"""The evaluation of one finished run: every evaluator the experiment config turns on, as result rows per stage.
+
+    evaluate_run(config, stages, out_dir, log) -> {"sft": [rows], "pretrain": [rows]}
+
+`stages` maps stage names to what the runner finished (`visual_priors.run.stages.stage_locations`): the
+trainer run directories of "pretrain" and "sft" (or "blind"/"align"), the generated data directory
+"mmdata" and the "vision" run (a contrastive run directory or a big_vision .npz).
+
+  evaluated stage  evaluator                       turned on by              files under out_dir
+  sft              VQA (generate -> score -> table,  eval.benchmarks           vqa/
+                   with the blind control)
+  sft              MLE-Bench levels, from the VQA     eval.mle_bench            (vqa/scores.jsonl)
+                   scores of mle_bench/gen_mle_bench
+  sft              answer likelihood of MC and yes/no eval.likelihood          likelihood.json
+                   questions ("accuracy_likelihood",
+                   with "accuracy_chance" beside it)
+  sft              reasoning-trace probe             eval.probe.enabled        probe/
+  pretrain         language (perplexity, zero-shot)  eval.language             -
+  pretrain         LM-vision alignment (mutual k-NN) eval.alignment.enabled    alignment/
+
+Where the paper is silent:
+  * Public benchmarks are read under `runtime.eval_data_root` (default `<cache>/benchmarks`); the
+    generated ones from the run's own mmdata directory. Absent benchmarks are reported missing, not zero.
+  * MLE-Bench: the generated set ("gen_mle_bench") whenever the run has generated data, plus the released
+    one ("mle_bench") when its files are present.
+  * Alignment pairs are the run's caption data (at most `ALIGNMENT_PAIRS`), LM features from the pre-trained
+    LM (the model whose prior is measured); vision models: "self" = this run's vision tower, or
+    "<encoder>=<path.npz>" entries.
+  * Probe items are the generated Knowledge and Vision-Centric questions (the probe's groups).
+Each evaluator resumes from its own files, so a crashed evaluation picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from visual_priors.data import cache, segments
+from visual_priors.data.multimodal import chat, loaders
+from visual_priors.eval import alignment, benchmarks, checkpoints, judge, language, mle_bench, multiple_choice, probe, vqa
+
+Rows = list[dict[str, Any]]
+ALIGNMENT_PAIRS = 1024  # caption-image pairs for mutual k-NN (the PRH protocol uses ~1k)
+MLE_BENCHMARKS = ("mle_bench", "gen_mle_bench")
+# Likelihood rows hold the whole question, its options and the answer; SFT rows may be cut shorter than that.
+LIKELIHOOD_MIN_SEQ = 256
+
+
+def _model_stage(stages: Mapping[str, pathlib.Path]) -> str:
+  for stage in ("sft", "blind", "align"):
+    if stage in stages:
+      return stage
+  raise ValueError(f"No adapted model to evaluate: the finished stages are {sorted(stages)}; the eval stage "
+                   "needs an sft (or align) run.")
+
+
+def _generated_paths(stages: Mapping[str, pathlib.Path]) -> dict[str, pathlib.Path]:
+  """The generated benchmarks' files in this run's mmdata directory (absent files are reported missing)."""
+  if "mmdata" not in stages:
+    return {}
+  eval_dir = pathlib.Path(stages["mmdata"]) / "eval"
+  paths = {name: eval_dir / f"{name}.jsonl" for name in benchmarks.GENERATED_BENCHMARKS}
+  paths["gen_mle_bench"] = eval_dir / "mle_bench.jsonl"
+  return paths
+
+
+def _vqa_benchmarks(config: ml_collections.ConfigDict, paths: Mapping[str, pathlib.Path]) -> list[str]:
+  names = list(config.eval.benchmarks)
+  if config.eval.mle_bench:
+    names += [name for name in MLE_BENCHMARKS if name not in names and (name != "gen_mle_bench" or name in paths)]
+  return names
+
+
+def _mle_bench_rows(names: list[str], scores_path: pathlib.Path, data_root: pathlib.Path,
+                    paths: Mapping[str, pathlib.Path], limit: int | None) -> Rows:
+  """Per-level and overall (weighted and unweighted) accuracy from the VQA scores of the MLE-Bench sets."""
+  if not scores_path.is_file():
+    return []
+  scores = vqa.read_scores(scores_path)
+  rows: Rows = []
+  for name in names:
+    if name not in MLE_BENCHMARKS:
+      continue
+    scored = {s["id"]: s["score"] for s in scores if s["benchmark"] == name and not s["blind"]}
+    if not scored:
+      continue
+    items = [item for item in benchmarks.load_benchmark(name, data_root, paths=paths, limit=limit)
+             if item["id"] in scored]
+    rows += mle_bench.level_report(items, [scored[item["id"]] >= 1.0 for item in items], benchmark=name)
+  return rows
+
+
+def _likelihood_rows(model, template: chat.ChatTemplate, names: list[str], data_root: pathlib.Path,
+                     paths: Mapping[str, pathlib.Path], *, limit: int | None, seq_len: int, batch_size: int,
+                     out_path: pathlib.Path) -> Rows:
+  """"accuracy_likelihood" (the best-scoring option text is the answer; `multiple_choice`) and "accuracy_chance"
+  rows per benchmark, group and overall, over the present benchmarks' multiple-choice and yes/no questions."""
+  if out_path.is_file():
+    return cache.read_json(out_path)
+  hits, chance = [], []
+  for name in names:
+    try:
+      items = benchmarks.load_benchmark(name, data_root, paths=paths, limit=limit)
+    except benchmarks.BenchmarkMissing:
+      continue
+    items = [item for item in items if item["type"] in ("mc", "yes_no")]
+    if not items:
+      continue
+    questions = [multiple_choice.to_question({**item, "prompt": None}, answer_with="text") for item in items]
+    scores = multiple_choice.candidate_scores(model, questions, template, seq_len=seq_len, batch_size=batch_size)
+    for item, question, score in zip(items, questions, scores):
+      record = {"benchmark": name, "group": item["group"], "blind": False}
+      hits.append({**record, "score": float(int(np.argmax(score)) == question.answer_index)})
+      chance.append({**record, "score": 1.0 / len(question.candidates)})
+  rows = [{**row, "metric": metric} for metric, records in (("accuracy_likelihood", hits), ("accuracy_chance", chance))
+          for row in vqa.tabulate(records) if row["benchmark"] != "cvbench"]
+  cache.write_json_atomic(out_path, rows)
+  return rows
+
+
+def _alignment_rows(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], decoder, vocab_path,
+                    image_size: int, out_dir: pathlib.Path) -> Rows:
+  settings = config.eval.alignment
+  specs: dict[str, dict[str, Any]] = {}
+  for entry in settings.vision_models:
+    if entry == "self":
+      vision = pathlib.Path(stages["vision"])
+      specs[config.vision.encoder] = ({"kind": "npz", "path": str(vision), "encoder": config.vision.encoder}
+                                      if vision.suffix == ".npz" else {"kind": "contrastive", "run": str(vision)})
+    else:
+      encoder, path = entry.split("=", 1)
+      specs[encoder] = {"kind": "npz", "path": path, "encoder": encoder}
+  pairs = loaders.load_captions(pathlib.Path(stages["mmdata"]) / "captions.jsonl")[:ALIGNMENT_PAIRS]
+  layer = settings.layer if settings.layer == "last" else int(settings.layer)
+  return list(alignment.evaluate_alignment(
+      decoder, vocab_path, pairs, alignment.build_vision_models(specs), k=settings.k, layer=layer,
+      pooling=settings.pooling, image_size=image_size, batch_size=config.runtime.eval_batch_size,
+      out_dir=out_dir))
+
+
+def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], out_dir: pathlib.Path,
+                 log: Callable[[str], None] = print) -> dict[str, Rows]:
+  """Result rows keyed by the evaluated stage; see the module docstring."""
+  from visual_priors.train import stages as train_stages  # pylint: disable=import-outside-toplevel
+
+  out_dir = pathlib.Path(out_dir)
+  model_stage = _model_stage(stages)
+  limit = int(config.eval.limit) or None
+  batch_size = int(config.runtime.eval_batch_size)
+  model, manifest = train_stages.load_mllm(stages[model_stage])
+  vocab_path, _ = train_stages.run_vocab(manifest)
+  if vocab_path is None:
+    raise ValueError(f"The {model_stage} run at {stages[model_stage]} records no vocabulary; cannot build its chat template.")
+  chat_settings = manifest.get("data", {}).get("chat", {})
+  template = chat.ChatTemplate(vocab_path, chat.ChatConfig(**chat_settings) if chat_settings else
+                               chat.ChatConfig(model.config.num_visual_tokens))
+  image_size = model.config.vision.image_size
+  results: dict[str, Rows] = {model_stage: []}
+
+  paths = _generated_paths(stages)
+  data_root = pathlib.Path(config.runtime.eval_data_root or cache.cache_root() / "benchmarks")
+  names = _vqa_benchmarks(config, paths)
+  if names:
+    log(f"eval: VQA on {len(names)} benchmarks ({', '.join(names)})")
+    generate = vqa.replies_generator(model, template, image_size=image_size,
+                                     max_new_tokens=int(config.eval.max_new_tokens), batch_size=batch_size)
+    vqa_rows = vqa.evaluate_vqa(names, data_root=data_root, generate=generate, out_dir=out_dir / "vqa",
+                                limit=limit, paths=paths, batch_size=max(batch_size, 64), log=log)
+    results[model_stage] += list(vqa_rows)
+    results[model_stage] += _mle_bench_rows(names, out_dir / "vqa" / vqa.SCORES, data_root, paths, limit)
+    if config.eval.likelihood:
+      log("eval: answer likelihood of the multiple-choice and yes/no questions")
+      results[model_stage] += _likelihood_rows(model, template, names, data_root, paths, limit=limit,
+                                               seq_len=max(int(config.adapt.sft.seq_len), LIKELIHOOD_MIN_SEQ), batch_size=max(batch_size, 32),
+                                               out_path=out_dir / "likelihood.json")
+
+  if config.eval.probe.enabled:
+    files = [paths[name] for name in ("gen_knowledge", "gen_vision_centric") if name in paths and paths[name].is_file()]
+    if files:
+      log(f"eval: reasoning-trace probe on {', '.join(f.stem for f in files)}")
+      generate_traces = probe.model_generate(model, template, image_size=image_size, batch_size=batch_size,
+                                             max_new_tokens=int(config.eval.probe.max_new_tokens))
+      results[model_stage] += probe.evaluate_probe(probe.load_probe_items(files), generate_traces,
+                                                   judge.make_judge({k: config.eval.probe[k] for k in ("judge", "url", "model")}), out_dir / "probe",
+                                                   limit=limit)
+    else:
+      log("eval: probe skipped: no generated Knowledge / Vision-Centric questions in this run's data")
+
+  if (config.eval.language or config.eval.alignment.enabled) and "pretrain" in stages:
+    decoder, lm_manifest = checkpoints.load_decoder(stages["pretrain"])
+    lm_vocab = checkpoints.run_vocab_path(lm_manifest)
+    results["pretrain"] = []
+    if config.eval.language:
+      store = segments.SegmentStore(pathlib.Path(lm_manifest["data"]["segment_store"]))
+      log("eval: language (validation perplexity per source and category, zero-shot)")
+      results["pretrain"] += language.evaluate_language(
+          decoder, lm_vocab, store=store, data_root=data_root / "language", seq_len=int(config.pretrain.seq_len),
+          batch_size=batch_size, limit=limit, seed=int(config.seed), log=log)
+    if config.eval.alignment.enabled and "mmdata" in stages and "vision" in stages:
+      log("eval: LM-vision alignment (mutual k-NN)")
+      results["pretrain"] += _alignment_rows(config, stages, decoder, lm_vocab, image_size, out_dir / "alignment")
+  return results
