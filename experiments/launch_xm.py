@@ -302,7 +302,8 @@ async def _launch(plan: Plan, title: str, outcome: dict) -> None:
     outcome["experiment_id"] = experiment.experiment_id
     [executable] = experiment.package([plan.packageable])
     for label, args in zip(plan.labels, plan.unit_args):
-      work_unit = await experiment.add(xm.Job(executable, executor=plan.executor, args=args))
+      job_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)  # prefixes the unit's output lines
+      work_unit = await experiment.add(xm.Job(executable, executor=plan.executor, name=job_name, args=args))
       print(f"[launch_xm] work unit {work_unit.work_unit_id}: {label}", flush=True)
       if plan.sequential:
         try:
