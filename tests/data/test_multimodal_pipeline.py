@@ -127,6 +127,9 @@ def test_rows_left_without_loss_raise_unless_dropped(template, records):
   cfg = config(shuffle=False, drop_unsupervised=True, batch_size=3, num_epochs=1)
   batches = list(pipeline.instruct_dataset(data, template, cfg, 0, 1))
   assert len(batches) == 1 and (batches[0]["decoder_loss_weights"].sum(axis=1) > 0).all()
+  # When no row keeps an answer token, the repeated stream would wait forever: it fails at once instead.
+  with pytest.raises(ValueError, match="All 1 instruction records lose every answer token at seq_len"):
+    pipeline.instruct_dataset([long_question], template, config(drop_unsupervised=True), 0, 1)
 
 
 def test_caption_batches_hold_eos_terminated_padded_caption_ids(small_vocab, records):

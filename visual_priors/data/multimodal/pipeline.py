@@ -87,17 +87,24 @@ class _InstructRow:
     self.template = template
     self.config = config
 
-  def __call__(self, record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
-    size = self.config.image_size
+  def text_features(self, record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """The row's decoder features without its image (None: no answer token survives and drop_unsupervised)."""
     with_image = record.get("image") is not None and not self.config.text_only
     sample_id = str(record.get("id", ""))
     encoded = self.template.encode(record["conversations"], with_image=with_image, sample_id=sample_id)
     try:
-      row = chat.decoder_features(encoded, self.config.seq_len, sample_id=sample_id)
+      return chat.decoder_features(encoded, self.config.seq_len, sample_id=sample_id)
     except chat.NoSupervisedTokensError:
       if self.config.drop_unsupervised:
         return None
       raise
+
+  def __call__(self, record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    size = self.config.image_size
+    with_image = record.get("image") is not None and not self.config.text_only
+    row = self.text_features(record)
+    if row is None:
+      return None
     row["images"] = load_image(record["image"], size) if with_image else np.zeros((size, size, 3), np.float32)
     row["has_image"] = np.int32(with_image)
     return row
@@ -155,7 +162,13 @@ def instruct_dataset(records: Sequence[Mapping[str, Any]], template: chat.ChatTe
   """A grain IterDataset of this host's instruction batches (see the module docstring)."""
   process_index, process_count = _process(process_index, process_count)
   local_batch = text_pipeline.host_batch_size(config, process_count)
-  rows = _host_rows(records, _InstructRow(template, config), config, process_index, process_count)
+  row_fn = _InstructRow(template, config)
+  if config.drop_unsupervised:
+    # Dropping every row would make the repeated, filtered stream wait forever for a first row.
+    if all(row_fn.text_features(record) is None for record in records):
+      raise ValueError(f"All {len(records)} instruction records lose every answer token at seq_len="
+                       f"{config.seq_len} (prompt and image slots fill the row); raise seq_len.")
+  rows = _host_rows(records, row_fn, config, process_index, process_count)
   if config.drop_unsupervised:
     rows = rows.filter(lambda row: row is not None)
   return _batched(rows, local_batch, config)
