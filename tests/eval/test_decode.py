@@ -29,22 +29,26 @@ _TEXTS = ["What colour is the square?", "How many circles are there?", "Is there
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> chat.ChatTemplate:
-  """A real SentencePiece chat template over a tiny vocabulary (byte fallback, so any text encodes).
-
-  No system prompt: with this vocabulary the default one would be ~150 byte tokens, slowing every decode.
-  """
+def vocab_path(tmp_path_factory) -> pathlib.Path:
+  """A real SentencePiece model over a tiny vocabulary (byte fallback, so any text encodes)."""
   import sentencepiece as spm  # pylint: disable=import-outside-toplevel
   prefix = tmp_path_factory.mktemp("spm") / "tiny"
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(_TEXTS * 4), model_prefix=str(prefix), vocab_size=400, model_type="unigram",
       pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
       num_threads=1)
-  return chat.ChatTemplate(pathlib.Path(f"{prefix}.model"), chat.ChatConfig(num_visual_tokens=VISUAL, system_prompt=""))
+  return pathlib.Path(f"{prefix}.model")
+
+
+@pytest.fixture(scope="module")
+def template(vocab_path) -> chat.ChatTemplate:
+  """No system prompt: with this vocabulary the default one would be ~150 byte tokens, slowing every decode."""
+  return chat.ChatTemplate(vocab_path, chat.ChatConfig(num_visual_tokens=VISUAL, system_prompt=""))
 
 
 @pytest.fixture(scope="module")
 def mllm(template) -> MLLM:
+  assert template.processor.get_piece_size() > VOCAB
   config = MLLMConfig(vision=get_encoder("vit-nano", pool_type="none", num_classes=0),
                       llm=scales.get_scale("nano", vocab_size=template.processor.get_piece_size(),
                                            attention_impl="xla"),
@@ -110,6 +114,8 @@ def test_decoder_cached_greedy_equals_uncached_with_an_eos_stop(decoder):
   assert any(len(row) < NEW for row in expected) and any(len(row) == NEW for row in expected)
   got = decode.greedy_decode(decoder, prompts, max_new_tokens=NEW, eos_id=eos_id, batch_size=4)
   assert [row.tolist() for row in got] == expected
+  with sharding.activation_sharding(mesh), pytest.raises(ValueError, match="batch_size=6 is not a multiple of the 4"):
+    decode.greedy_decode(placed, prompts, max_new_tokens=5, batch_size=6)
   assert all(row.dtype == np.int32 for row in got)
 
 
@@ -155,6 +161,8 @@ def test_decoding_under_a_mesh_matches_uncached(decoder):
   with sharding.activation_sharding(mesh):
     got = decode.greedy_decode(placed, prompts, max_new_tokens=5, eos_id=-1, batch_size=4)
   assert [row.tolist() for row in got] == expected
+  with sharding.activation_sharding(mesh), pytest.raises(ValueError, match="batch_size=6 is not a multiple of the 4"):
+    decode.greedy_decode(placed, prompts, max_new_tokens=5, batch_size=6)
 
 
 def test_bad_inputs_fail_before_compute(decoder, mllm):
@@ -219,11 +227,11 @@ def test_generate_replies_real_decode_batches_and_blind_uses_no_image(mllm, temp
                                           batch_size=3)
 
 
-def test_generate_replies_checks_the_template_and_image_size(mllm, template):
+def test_generate_replies_checks_the_template_and_image_size(mllm, template, vocab_path):
   with pytest.raises(ValueError, match="image_size=32"):
     decode.generate_replies(mllm, template, _requests(), image_size=32)
   with pytest.raises(ValueError, match="contains <image>"):
     decode.generate_replies(mllm, template, [{"prompt": "<image>\nHi", "image": None}], image_size=IMAGE)
-  other = chat.ChatTemplate(template._lazy.vocab_path, chat.ChatConfig(num_visual_tokens=9))  # pylint: disable=protected-access
+  other = chat.ChatTemplate(vocab_path, chat.ChatConfig(num_visual_tokens=9))
   with pytest.raises(ValueError, match="makes 9 image slots"):
     decode.generate_replies(mllm, other, _requests(), image_size=IMAGE)

@@ -63,9 +63,15 @@ def greedy_decode(model: Decoder | MLLM, prompts: Sequence[np.ndarray], *, max_n
   _check_inputs(model, prompts, images, image_masks, max_new_tokens, batch_size)
   if not prompts:
     return []
+  mesh, rules = sharding.active_mesh(), sharding.active_rules()
+  if mesh is not None:
+    batch_axes = sharding.logical_to_spec(("batch",), rules)
+    shards = int(np.prod([mesh.shape[axis] for axis in jax.tree.leaves(tuple(batch_axes))]))
+    if batch_size % shards:
+      raise ValueError(f"batch_size={batch_size} is not a multiple of the {shards} devices the batch is split "
+                       f"over on this mesh ({dict(mesh.shape)}).")
   graphdef, state = nnx.split(model)
-  generate = _compiled_generate(graphdef, max_new_tokens, eos_id, sharding.active_mesh(),
-                                sharding.active_rules())
+  generate = _compiled_generate(graphdef, max_new_tokens, eos_id, mesh, rules)
   results: list[np.ndarray] = []
   for start in range(0, len(prompts), batch_size):
     rows = list(range(start, min(start + batch_size, len(prompts))))
