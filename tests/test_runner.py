@@ -192,7 +192,7 @@ TINY = {
     "adapt.data.generated.n_captions": 16, "adapt.data.generated.n_instruct": 24,
     "adapt.data.generated.n_eval_per_benchmark": 2,
     "adapt.align.steps": 2, "adapt.align.batch_size": 8, "adapt.align.num_visual_tokens": 4,
-    "adapt.align.seq_len": 64, "adapt.sft.steps": 2, "adapt.sft.batch_size": 8, "adapt.sft.seq_len": 64,
+    "adapt.align.seq_len": 128, "adapt.sft.steps": 2, "adapt.sft.batch_size": 8, "adapt.sft.seq_len": 128,
     "runtime.checkpoint_every_steps": 2, "runtime.log_every_steps": 1,
 }
 

@@ -93,7 +93,7 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
   record = {
       "run_id": run_id, "name": config.name, "description": config.description, "status": "running",
       "root": str(root), "started": directories.now(), "finished": None, "until": until,
-      "forced": sorted(forced, key=selected.index) if forced else [], "error": None,
+      "forced": [stage for stage in selected if stage in forced], "error": None,
       "config": config.to_dict(),
       "stages": {stage: {"key": identities[stage].key, "dir": str(dirs[stage]), "status": "pending",
                          "upstream": {u: identities[u].key for u in identities[stage].upstream},
