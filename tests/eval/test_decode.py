@@ -114,8 +114,6 @@ def test_decoder_cached_greedy_equals_uncached_with_an_eos_stop(decoder):
   assert any(len(row) < NEW for row in expected) and any(len(row) == NEW for row in expected)
   got = decode.greedy_decode(decoder, prompts, max_new_tokens=NEW, eos_id=eos_id, batch_size=4)
   assert [row.tolist() for row in got] == expected
-  with sharding.activation_sharding(mesh), pytest.raises(ValueError, match="batch_size=6 is not a multiple of the 4"):
-    decode.greedy_decode(placed, prompts, max_new_tokens=5, batch_size=6)
   assert all(row.dtype == np.int32 for row in got)
 
 
