@@ -192,10 +192,10 @@ def _requests() -> list[dict]:
 
 def test_generate_replies_are_the_decoded_greedy_tokens_in_request_order(mllm, template, monkeypatch):
   """A fake decoder answers each prompt with its own last word: the replies must come back in order."""
-  seen = {}
+  calls = []
 
   def fake_greedy(model, prompts, *, max_new_tokens, images=None, image_masks=None, batch_size=8, eos_id=1):
-    seen.update(images=images, masks=image_masks, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    calls.append({"images": images, "masks": image_masks, "batch_size": batch_size, "new": max_new_tokens})
     words = [template.processor.decode([int(t) for t in p[1:] if t]).split()[-2] for p in prompts]
     return [np.asarray(template.processor.encode(word), np.int32) for word in words]
 
@@ -203,12 +203,15 @@ def test_generate_replies_are_the_decoded_greedy_tokens_in_request_order(mllm, t
   requests = _requests()
   replies = decode.generate_replies(mllm, template, requests, image_size=IMAGE, max_new_tokens=5, batch_size=3)
   assert replies == [r["prompt"].split()[-1] for r in requests]
-  assert seen["images"].shape == (4, IMAGE, IMAGE, 3) and seen["batch_size"] == 3 and seen["max_new_tokens"] == 5
-  assert [int(mask.sum()) for mask in seen["masks"]] == [VISUAL, 0, VISUAL, VISUAL]
-  assert not seen["images"][1].any()  # the text-only request's image is blank
+  # Images are loaded one batch at a time: batches of 3 and 1.
+  assert [call["images"].shape for call in calls] == [(3, IMAGE, IMAGE, 3), (1, IMAGE, IMAGE, 3)]
+  assert all(call["batch_size"] == 3 and call["new"] == 5 for call in calls)
+  assert [int(mask.sum()) for call in calls for mask in call["masks"]] == [VISUAL, 0, VISUAL, VISUAL]
+  assert not calls[0]["images"][1].any()  # the text-only request's image is blank
 
+  calls.clear()
   decode.generate_replies(mllm, template, requests, image_size=IMAGE, blind=True)
-  assert seen["images"] is None and seen["masks"] is None
+  assert len(calls) == 1 and calls[0]["images"] is None and calls[0]["masks"] is None
 
 
 def test_generate_replies_real_decode_batches_and_blind_uses_no_image(mllm, template):

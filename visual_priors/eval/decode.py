@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from visual_priors.data import vocab
 from visual_priors.data.multimodal import chat
 from visual_priors.data.multimodal.pipeline import load_image
 from visual_priors.models import sharding
@@ -102,6 +103,8 @@ def generate_replies(model: MLLM, template: chat.ChatTemplate, requests: Sequenc
 
   requests: {"prompt": str, "image": path | bytes | uint8 array | None}; the prompt is the user turn's
   text without "<image>". `blind=True` withholds every image: text-only prompts without image slots.
+  Prompts are built as `template.encode_prompt([{"from": "human", "value": "<image>\\n" + prompt}])` (the
+  marker dropped for rows without an image); images are loaded one batch at a time, so memory stays flat.
   """
   if not isinstance(model, MLLM):
     raise TypeError(f"generate_replies needs an MLLM, got {type(model).__name__}.")
@@ -118,22 +121,26 @@ def generate_replies(model: MLLM, template: chat.ChatTemplate, requests: Sequenc
     if chat.IMAGE_TOKEN in request["prompt"]:
       raise ValueError(f"Request {index}'s prompt contains {chat.IMAGE_TOKEN}; pass the text only, the image "
                        "slot is added from the request's image.")
-  prompts, masks, pictures = [], [], []
-  for index, request in enumerate(requests):
+  prompts, masks, with_images = [], [], []
+  for index, request in enumerate(requests):  # every prompt encoded (and checked) before any compute
     with_image = request.get("image") is not None and not blind
     user = {"from": "human", "value": f"{chat.IMAGE_TOKEN}\n{request['prompt']}"}
-    encoded = template.encode_prompt([user], with_image=with_image, sample_id=str(index))
-    tokens, mask = chat.prompt_inputs(encoded)
+    tokens, mask = chat.prompt_inputs(template.encode_prompt([user], with_image=with_image, sample_id=str(index)))
     prompts.append(tokens)
     masks.append(mask)
-    pictures.append(load_image(request["image"], image_size) if with_image else None)
-  images = None
-  if any(picture is not None for picture in pictures):
-    blank = np.zeros((image_size, image_size, 3), np.float32)
-    images = np.stack([blank if picture is None else picture for picture in pictures])
-  generated = greedy_decode(model, prompts, max_new_tokens=max_new_tokens, images=images,
-                            image_masks=masks if images is not None else None, batch_size=batch_size)
-  return [template.processor.decode(tokens.tolist()) for tokens in generated]
+    with_images.append(with_image)
+  replies = []
+  for start in range(0, len(requests), batch_size):  # images loaded one batch at a time
+    chunk = range(start, min(start + batch_size, len(requests)))
+    images = None
+    if any(with_images[i] for i in chunk):
+      blank = np.zeros((image_size, image_size, 3), np.float32)
+      images = np.stack([load_image(requests[i]["image"], image_size) if with_images[i] else blank for i in chunk])
+    generated = greedy_decode(model, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens, images=images,
+                              image_masks=None if images is None else [masks[i] for i in chunk],
+                              batch_size=batch_size, eos_id=vocab.EOS_ID)
+    replies += [template.processor.decode(tokens.tolist()) for tokens in generated]
+  return replies
 
 
 def _check_inputs(model: Any, prompts: list[np.ndarray], images: np.ndarray | None,
