@@ -178,9 +178,19 @@ def run_pretrain(ctx: StageContext) -> Outputs:
 
   p = ctx.config.pretrain
   store = open_store(ctx.config.data.store)
+  eval_batch = int(ctx.config.runtime.eval_batch_size)
   data = store_data.mixture_data(store, ctx.config.data.mixture, batch_size=int(p.batch_size),
-                                 seq_len=int(p.seq_len), eval_batch_size=int(p.batch_size), seed=int(ctx.config.seed))
+                                 seq_len=int(p.seq_len), eval_batch_size=eval_batch, seed=int(ctx.config.seed))
   train = pretrain_config(ctx.config, ctx.out_dir, data.vocab_size)
+  eval_sets, skipped = {}, []
+  for name, make_batches in data.eval_sets.items():
+    if next(iter(make_batches()), None) is None:
+      skipped.append(name)
+    else:
+      eval_sets[name] = make_batches
+  if skipped:
+    ctx.log(f"  validation loss not tracked for {', '.join(skipped)}: less than one batch of {eval_batch} rows "
+            "in its validation split")
   store_record = {"path": str(store.root), "manifest_sha256": data.identity["segment_store_manifest_sha256"],
                   "vocab": str(store.vocab_path)}
   if p.token_budget == 0:
@@ -189,10 +199,10 @@ def run_pretrain(ctx: StageContext) -> Outputs:
   tokens = train.num_steps * train.batch_size * train.seq_len
   ctx.log(f"  {p.scale} on {ctx.config.data.mixture}: {train.num_steps} steps x {train.batch_size} x "
           f"{train.seq_len} = {tokens:,} tokens (budget {int(p.token_budget):,})")
-  result = pretrain.pretrain(train, train_data=data.train_data, eval_sets=data.eval_sets,
+  result = pretrain.pretrain(train, train_data=data.train_data, eval_sets=eval_sets,
                              data_identity=data.identity, data_report=data.report, devices=ctx.devices)
   return {"run": str(ctx.out_dir), "steps": int(train.num_steps), "tokens": int(tokens),
-          "token_budget": int(p.token_budget), "store": store_record,
+          "token_budget": int(p.token_budget), "store": store_record, "validation_skipped": skipped,
           "final_metrics": result.final_metrics}
 
 

@@ -1,0 +1,47 @@
+"""The demo: its experiment list, and (slow) the reduced demo end to end: data, runs, results, report, rerun."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import pytest
+
+from visual_priors import demo, registry
+from visual_priors.analysis.results import ResultsStore
+
+
+def test_the_demo_runs_at_least_four_registered_mixtures_and_reduced_variants_of_them():
+  names = demo.experiment_names(reduced=False)
+  assert len(names) >= 4 and all(name.startswith("demo/") for name in names)
+  mixtures = {registry.get_experiment(name).data.mixture for name in names}
+  assert len(mixtures) == len(names)  # an ablation: one mixture each
+  reduced = demo.experiment_names(reduced=True)
+  assert len(reduced) == demo.REDUCED_MIXTURES
+  for full, small in zip(names, reduced):
+    full_config, small_config = registry.get_experiment(full), registry.get_experiment(small)
+    assert small_config.data.mixture == full_config.data.mixture
+    assert small_config.pretrain.token_budget < full_config.pretrain.token_budget
+
+
+@pytest.mark.slow
+def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
+  pytest.importorskip("visual_priors.eval.suite")
+  lines: list[str] = []
+  started = time.perf_counter()
+  result = demo.run_demo(tmp_path, reduced=True, devices=jax.devices()[:1], log=lines.append)
+  first = time.perf_counter() - started
+  print(f"reduced demo: {first:.1f} s", result.seconds)
+  assert not result.failed, [row.error for row in result.runs]
+  assert [row.status for row in result.runs] == ["done"] * demo.REDUCED_MIXTURES
+  frame = ResultsStore(tmp_path / "results").frame()
+  assert set(frame["run"]) == {row.run_id for row in result.runs}
+  assert {"sft", "pretrain"} <= set(frame["stage"])
+  html = result.report.read_text()
+  assert "nano demo" in html and all(row.run_id in html or row.name in html for row in result.runs)
+  assert any("[1/6] pretrain" in line for line in lines)  # progress per stage
+
+  started = time.perf_counter()
+  again = demo.run_demo(tmp_path, reduced=True, devices=jax.devices()[:1], log=lambda _: None)
+  assert time.perf_counter() - started < 15
+  assert [row.run_id for row in again.runs] == [row.run_id for row in result.runs]
