@@ -12,7 +12,7 @@
 
 Every step is cached (corpora, vocabulary and store by their manifests, stages by their keys), so a second
 run finishes in seconds. `--reduced` runs the same path at CI size: tiny corpora and the experiments' own
-`reduced` settings, on the first `REDUCED_MIXTURES` mixtures.
+`reduced` settings (plus `REDUCED_OVERRIDES`), on the first `REDUCED_MIXTURES` mixture(s).
 """
 
 from __future__ import annotations
@@ -26,19 +26,25 @@ import jax
 
 from visual_priors.run.grid import GridRow, format_table
 
-REDUCED_MIXTURES = 2
+REDUCED_MIXTURES = 1
+# The reduced data's 1000-piece vocabulary spells the chat template's (LLaVA) system prompt in more tokens, so
+# its instruction rows need more room than experiments/demo.py's 96 tokens.
+REDUCED_OVERRIDES = ("adapt.align.seq_len=128", "adapt.sft.seq_len=128")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSize:
   name: str
-  max_mb_per_source: float
+  max_mb_per_source: float  # corpus text per source
+  vocab_mb_per_source: float  # of which the vocabulary trains on this much (SentencePiece dominates the build)
   vocab_size: int
   segment_length: int
 
 
-DEMO_DATA = DataSize("demo", max_mb_per_source=2.0, vocab_size=4000, segment_length=256)
-REDUCED_DATA = DataSize("reduced", max_mb_per_source=0.05, vocab_size=1000, segment_length=64)
+# Sized so that the cold build (downloads cached) takes about a minute on two CPU cores.
+DEMO_DATA = DataSize("demo", max_mb_per_source=1.0, vocab_mb_per_source=0.5, vocab_size=4000, segment_length=256)
+REDUCED_DATA = DataSize("reduced", max_mb_per_source=0.05, vocab_mb_per_source=0.05, vocab_size=1000,
+                        segment_length=64)
 
 NOTES = """\
 This is the nano demo: a {params} LM pre-trained on {tokens} tokens per mixture, a vit-nano image tower
@@ -77,7 +83,8 @@ def build_data(size: DataSize, cache_dir: pathlib.Path, log: Callable[[str], Non
   sources = list(corpora.BUILTIN_SOURCES)
   corpora.build_corpora(sources, cache_dir=cache_dir, max_mb_per_source=size.max_mb_per_source, log=log,
                         downloads_dir=corpora.fetch.downloads_root())
-  model = vocab.train_vocab(sources, vocab.VocabConfig(vocab_size=size.vocab_size), cache_dir=cache_dir, log=log)
+  vocab_config = vocab.VocabConfig(vocab_size=size.vocab_size, max_mb_per_source=size.vocab_mb_per_source)
+  model = vocab.train_vocab(sources, vocab_config, cache_dir=cache_dir, log=log)
   store = segments.build_segment_store(sources, model, make_labeller(ml_collections.ConfigDict({"kind": "lexicon"})),
                                        segments.SegmentConfig(segment_length=size.segment_length),
                                        cache_dir=cache_dir, log=log)
@@ -113,13 +120,14 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
   seconds["data"] = time.perf_counter() - started
   log(f"demo: data ready in {seconds['data']:.1f} s: {store}")
   names = list(names) if names is not None else experiment_names(reduced)
+  overrides = [f"data.store={store}", *(REDUCED_OVERRIDES if reduced else ())]
   rows: list[GridRow] = []
   run_ids = []
   for index, name in enumerate(names):
     log(f"=== demo [{index + 1}/{len(names)}] {name}")
     run_started = time.perf_counter()
     try:
-      config = registry.get_experiment(name, [f"data.store={store}"])
+      config = registry.get_experiment(name, overrides)
       record = runner.run_experiment(config, root=root, devices=devices, log=log)
     except Exception as error:  # pylint: disable=broad-exception-caught
       rows.append(GridRow(name, "failed", time.perf_counter() - run_started, None, f"{type(error).__name__}: {error}"))
@@ -132,7 +140,7 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
   report_path = None
   if run_ids:
     frame_store = ResultsStore(root / "results")
-    example = registry.get_experiment(names[0], [f"data.store={store}"])
+    example = registry.get_experiment(names[0], overrides)
     notes = NOTES.format(params=f"{example.meta.params / 1e6:.1f}M-parameter",
                          tokens=f"{int(example.pretrain.token_budget):,}")
     report_started = time.perf_counter()
