@@ -4,7 +4,8 @@
 The paper trained ~4.2M tokens/step (2048 sequences of 2048) for ~250k steps; here the budget is 1T
 tokens at batch 2048, i.e. 238,419 steps. Names "scaleup/mix0-7b-1t", "scaleup/mix6-7b-1t".
 
-Launch:   python -m visual_priors launch scaleup/mix6-7b-1t (a pod; `run` works on any machine with room)
+Launch:   xmanager launch experiments/launch_xm.py -- --executor=tpu --tpu=NAME --zone=ZONE --tpu_type=v5p-128 \
+              --experiment=scaleup/mix6-7b-1t --root=/shared/runs   (a pod; `run` works on any machine with room)
 Cost:     each ~4.3e22 FLOPs, ~66,000 TPU-v5p-hours at MFU 0.4 (the paper: 128 A100s x ~32 days).
 Local:    get_config("mix=mix6,local").
 """

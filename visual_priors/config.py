@@ -49,7 +49,7 @@ from typing import Any
 
 import ml_collections
 
-from visual_priors.names import closest, lookup
+from visual_priors.names import closest, lookup, unknown_keys
 
 # Execution order (see the module docstring). "blind" runs only when adapt.blind.
 STAGES: tuple[str, ...] = ("pretrain", "mmdata", "vision", "align", "blind", "sft", "eval")
@@ -157,17 +157,6 @@ def _paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
   return out
 
 
-def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:
-  unknown = []
-  for key, value in config.items():
-    path = f"{prefix}{key}"
-    if key not in reference:
-      unknown.append(path)
-    elif path not in _OPEN_KEYS and _is_mapping(value) and _is_mapping(reference[key]):
-      unknown += _unknown_keys(value, reference[key], f"{path}.")
-  return unknown
-
-
 def _unknown_key_error(unknown: Sequence[str], valid: Sequence[str], what: str) -> ValueError:
   parts = []
   for path in unknown:
@@ -262,7 +251,7 @@ def sft_variant(config: ml_collections.ConfigDict) -> str:
 def _validate_overrides(overrides: Mapping[str, Any]) -> None:
   from visual_priors.train import config as train_config  # pylint: disable=import-outside-toplevel
   reference = train_config.default_config()
-  unknown = [f"pretrain.overrides.{p}" for p in _unknown_keys(overrides, reference)
+  unknown = [f"pretrain.overrides.{p}" for p in unknown_keys(overrides, reference, _OPEN_KEYS)
              if not p.startswith("model.")]
   if unknown:
     valid = [f"pretrain.overrides.{p}" for p in _paths(reference)]
@@ -283,7 +272,7 @@ def _validate_overrides(overrides: Mapping[str, Any]) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field of the first problem (and the closest valid values)."""
   reference = base_config()
-  unknown = _unknown_keys(config, reference)
+  unknown = unknown_keys(config, reference, _OPEN_KEYS)
   if unknown:
     raise _unknown_key_error(unknown, _paths(reference), "config")
   present = set(_paths(config))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, TypeVar
 
 V = TypeVar("V")
 
@@ -35,3 +35,16 @@ def lookup(table: Mapping[str, V], name: str, kind: str) -> V:
     raise UnknownNameError(
         f"Unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(sorted(table))}."
     ) from None
+
+
+def unknown_keys(tree: Any, reference: Any, open_keys: Collection[str] = (), prefix: str = "") -> list[str]:
+  """Dotted paths of the keys in `tree` that `reference` lacks (e.g. a config against its defaults), recursing
+  into nested mappings (dicts, ConfigDicts) except under the free-form `open_keys` paths."""
+  unknown = []
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    if key not in reference:
+      unknown.append(path)
+    elif path not in open_keys and hasattr(value, "items") and hasattr(reference[key], "items"):
+      unknown += unknown_keys(value, reference[key], open_keys, f"{path}.")
+  return unknown

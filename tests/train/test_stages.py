@@ -348,14 +348,14 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   pretrain.pretrain(lm, train_data=data("blind", instruct).train_data, devices=ONE_DEVICE)
 
   contrastive = stages.stage_config("contrastive")
-  settings(contrastive, "contrastive", 60, 1e-3)
+  settings(contrastive, "contrastive", 30, 1e-3)
   contrastive.train.seq_len = 24
   contrastive.vision.encoder, contrastive.vocab_size = "vit-tiny", vocab_size
   caption_data = data("contrastive", captions, seq=24)
   stages.run_stage(contrastive, train_data=caption_data.train_data, num_examples=len(captions), devices=ONE_DEVICE)
 
   align = stages.stage_config("align")
-  settings(align, "align", 30, 1e-3)
+  settings(align, "align", 15, 2e-3)
   align.mllm.num_visual_tokens, align.mllm.resample = visual, "area"
   align.upstream.lm, align.upstream.vision = str(tmp_path / "lm"), str(tmp_path / "contrastive")
   align_records = stage_data.caption_conversations(captions)

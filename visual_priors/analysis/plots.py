@@ -80,10 +80,10 @@ def _save(fig: Figure, path: pathlib.Path) -> pathlib.Path:
   return pathlib.Path(path)
 
 
-def vqa_scores(results: Results) -> pd.DataFrame:
+def vqa_scores(results: Results, metric: str = "accuracy") -> pd.DataFrame:
   """Runs (with any VQA aggregate) x ["Overall", *groups] accuracies (%), NaN where a run lacks one,
   joined with the run metadata."""
-  columns = {"Overall": ("overall", "accuracy"), **{g: (f"group/{g}", "accuracy") for g in GROUPS}}
+  columns = {"Overall": ("overall", metric), **{g: (f"group/{g}", metric) for g in GROUPS}}
   scores = correlations.score_matrix(results.frame, columns).dropna(how="all")
   meta = results.runs.set_index("run")
   return scores.join(meta, how="left")
@@ -161,16 +161,52 @@ def plot_sources(results: Results, out_path: pathlib.Path) -> Plot:
   table = table.sort_values("Overall", ascending=False, kind="stable")
   with matplotlib.rc_context(STYLE):
     fig = _figure(max(8.0, 0.7 * len(table) + 2), 4.8)
-    ax = fig.subplots()
-    width = 0.8 / len(PANELS)
-    x = np.arange(len(table))
-    for i, panel in enumerate(PANELS):
-      ax.bar(x + (i - (len(PANELS) - 1) / 2) * width, table[panel].to_numpy(), width, label=panel)
-    ax.set_xticks(x, table.index, rotation=40, ha="right")
-    ax.set_xlabel("pre-training source (sorted by overall accuracy)")
-    ax.set_ylabel("accuracy (%)")
-    ax.legend(ncols=len(PANELS), fontsize=8, loc="upper right")
-    ax.set_title(title)
+    _bars(fig.subplots(), table, "pre-training source (sorted by overall accuracy)", title)
+    return Plot(name, title, _save(fig, out_path))
+
+
+def _bars(ax, table: pd.DataFrame, xlabel: str, title: str) -> None:
+  """One group of bars per row of `table` (overall and the four VQA groups)."""
+  width = 0.8 / len(PANELS)
+  x = np.arange(len(table))
+  for i, panel in enumerate(PANELS):
+    ax.bar(x + (i - (len(PANELS) - 1) / 2) * width, table[panel].to_numpy(), width, label=panel)
+  highest = np.nanmax(table.to_numpy(dtype=float), initial=0.0)
+  ax.set_ylim(0, max(1.0, 1.25 * highest))  # room for the legend above the bars
+  ax.set_xticks(x, table.index, rotation=40, ha="right")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel("accuracy (%)")
+  ax.legend(ncols=len(PANELS), fontsize=8, loc="upper right")
+  ax.set_title(title)
+
+
+MAX_RUN_BARS = 24
+
+
+def plot_runs(results: Results, out_path: pathlib.Path) -> Plot:
+  """Any family, up to `MAX_RUN_BARS` runs: bars of the VQA groups per run, by generated answer and, where the
+  eval suite scored it, by answer likelihood (with chance as a dashed line)."""
+  name, title = "runs", "VQA accuracy per run"
+  metrics = [(m, label) for m, label in (("accuracy", "generated answers (the paper's protocol)"),
+                                         ("accuracy_likelihood", "answer likelihood (options' text)"))
+             if not vqa_scores(results, m).empty]
+  if not metrics:
+    return _absent(name, title, "no runs with VQA scores")
+  order = [run for run in run_order(results) if run in vqa_scores(results, metrics[0][0]).index]
+  if len(order) > MAX_RUN_BARS:
+    return _absent(name, title, f"{len(order)} runs: too many for one bar chart (the family plots show them)")
+  meta = results.runs.set_index("run")
+  labels = [str(meta.loc[run, "name"]) if run in meta.index and meta.loc[run, "name"] else run for run in order]
+  with matplotlib.rc_context(STYLE):
+    fig = _figure(max(8.0, 0.45 * len(order) + 3), 4.6 * len(metrics))
+    for ax, (metric, label) in zip(fig.subplots(len(metrics), 1, squeeze=False).ravel(), metrics):
+      table = vqa_scores(results, metric).reindex(order)[list(PANELS)]
+      table.index = labels
+      _bars(ax, table, "run", f"{title}: {label}")
+      chance = vqa_scores(results, "accuracy_chance").reindex(order)["Overall"] if metric != "accuracy" else None
+      if chance is not None and chance.notna().any():
+        ax.axhline(float(chance.mean()), color="black", linestyle="--", linewidth=1, label="chance (overall)")
+        ax.legend(ncols=len(PANELS) + 1, fontsize=8, loc="upper right")
     return Plot(name, title, _save(fig, out_path))
 
 
@@ -328,6 +364,7 @@ def plot_mle_bench(results: Results, out_path: pathlib.Path) -> Plot:
 
 
 PLOTS: Mapping[str, Callable[[Results, pathlib.Path], Plot]] = {
+    "runs": plot_runs,
     "scale": plot_scale,
     "source": plot_sources,
     "category": plot_categories,

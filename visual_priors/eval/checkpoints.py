@@ -11,7 +11,7 @@ from flax import nnx
 from visual_priors.data import segments
 from visual_priors.models import sharding
 from visual_priors.models.decoder import Decoder, DecoderConfig
-from visual_priors.train import partition, upstream as upstream_lib
+from visual_priors.train import upstream as upstream_lib
 
 
 def load_decoder(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh | None = None,
@@ -23,18 +23,7 @@ def load_decoder(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh | None = N
   """
   run = upstream_lib.read_run(run_dir, "decoder", ("pretrain",))
   config = DecoderConfig(**run.manifest["model"])
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0))))
-  shapes = partition.flatten_paths(nnx.to_pure_dict(abstract))
-  if mesh is None:
-    where = {path: jax.sharding.SingleDeviceSharding(jax.devices()[0]) for path in shapes}
-  else:
-    where = partition.flatten_paths(nnx.to_pure_dict(sharding.state_shardings(abstract, mesh, rules)))
-  targets = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where[path]) for path, leaf in shapes.items()}
-  values = upstream_lib.restore_parameters(run, targets, {"": ""})
-  restored = jax.tree_util.tree_map_with_path(lambda key_path, _: values[partition.path_string(key_path)],
-                                              nnx.to_pure_dict(abstract))
-  nnx.replace_by_pure_dict(abstract, restored)
-  return nnx.merge(graphdef, abstract), run.manifest
+  return upstream_lib.restore_module(run, lambda: Decoder(config, rngs=nnx.Rngs(0)), mesh, rules), run.manifest
 
 
 def run_vocab_path(manifest: dict[str, Any]) -> pathlib.Path:

@@ -43,7 +43,7 @@ from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
 from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
 from visual_priors.models.vision import flops as vision_flops, load_big_vision_npz
-from visual_priors.names import lookup
+from visual_priors.names import lookup, unknown_keys
 from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
 from visual_priors.train import trainer
 from visual_priors.train import upstream as upstream_lib
@@ -111,22 +111,11 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:
-  unknown = []
-  for key, value in config.items():
-    path = f"{prefix}{key}"
-    if key not in reference:
-      unknown.append(path)
-    elif path not in OPEN_KEYS and isinstance(value, (Mapping, ml_collections.ConfigDict)):
-      unknown += _unknown_keys(value, reference[key], f"{path}.")
-  return unknown
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first problem of a stage config (before anything is built)."""
   stage = config.get("stage")
   lookup(RECIPES, stage, "stage")
-  unknown = _unknown_keys(config, stage_config(stage))
+  unknown = unknown_keys(config, stage_config(stage), OPEN_KEYS)
   if unknown:
     raise ValueError(f"Unknown {stage} config keys {unknown}; valid keys: {', '.join(stage_config(stage))}.")
   for name, value in config.upstream.items():
@@ -407,15 +396,4 @@ def load_mllm(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh | None = None
   """
   run = upstream_lib.read_run(run_dir, "model", ("align", "sft", "blind"))
   config = MLLMConfig.from_dict(run.manifest["model"]["mllm"])
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: MLLM(config, rngs=nnx.Rngs(0))))
-  shapes = partition.flatten_paths(nnx.to_pure_dict(abstract))
-  if mesh is None:
-    where = {path: jax.sharding.SingleDeviceSharding(jax.devices()[0]) for path in shapes}
-  else:
-    where = partition.flatten_paths(nnx.to_pure_dict(sharding.state_shardings(abstract, mesh, rules)))
-  targets = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where[path]) for path, leaf in shapes.items()}
-  values = upstream_lib.restore_parameters(run, targets, {"": ""})
-  restored = jax.tree_util.tree_map_with_path(lambda key_path, _: values[partition.path_string(key_path)],
-                                              nnx.to_pure_dict(abstract))
-  nnx.replace_by_pure_dict(abstract, restored)
-  return nnx.merge(graphdef, abstract), run.manifest
+  return upstream_lib.restore_module(run, lambda: MLLM(config, rngs=nnx.Rngs(0)), mesh, rules), run.manifest

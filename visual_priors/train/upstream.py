@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import nnx
 
 from visual_priors.data import cache
+from visual_priors.models import sharding
 from visual_priors.train import checkpoint, partition
 from visual_priors.train.state import TrainState
 
@@ -140,6 +142,24 @@ def restore_parameters(run: UpstreamRun, targets: Mapping[str, jax.ShapeDtypeStr
   by_key_path = {tuple(partition.key_name(k) for k in key_path): leaf
                  for key_path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]}
   return {path: by_key_path[key_path] for path, key_path in key_paths.items()}
+
+
+def restore_module(run: UpstreamRun, build: Callable[[], nnx.Module], mesh: jax.sharding.Mesh | None = None,
+                   rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> nnx.Module:
+  """`build()`'s module holding `run`'s trained weights, restored straight into their shardings on `mesh`
+  (default: the first device), without materialising the initial weights; optimizer state is never read."""
+  graphdef, abstract = nnx.split(nnx.eval_shape(build))
+  shapes = partition.flatten_paths(nnx.to_pure_dict(abstract))
+  if mesh is None:
+    where = {path: jax.sharding.SingleDeviceSharding(jax.devices()[0]) for path in shapes}
+  else:
+    where = partition.flatten_paths(nnx.to_pure_dict(sharding.state_shardings(abstract, mesh, rules)))
+  targets = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where[path]) for path, leaf in shapes.items()}
+  values = restore_parameters(run, targets, {"": ""})
+  restored = jax.tree_util.tree_map_with_path(lambda key_path, _: values[partition.path_string(key_path)],
+                                              nnx.to_pure_dict(abstract))
+  nnx.replace_by_pure_dict(abstract, restored)
+  return nnx.merge(graphdef, abstract)
 
 
 def targets_under(state: TrainState, prefixes: Sequence[str]) -> dict[str, jax.ShapeDtypeStruct]:
