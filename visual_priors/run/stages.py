@@ -134,45 +134,6 @@ def pretrain_config(config: ml_collections.ConfigDict, work_dir: pathlib.Path, v
   return train
 
 
-def _untrained(train: ml_collections.ConfigDict, data_identity: Mapping[str, Any],
-               devices: Sequence[jax.Device] | None) -> Outputs:
-  """Token budget 0: the initialised decoder saved as checkpoint step 0 with a pretrain manifest."""
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-
-  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
-  from visual_priors.models.decoder import Decoder  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import checkpoint, optimizer, pretrain, state  # pylint: disable=import-outside-toplevel
-
-  train.num_steps = 1  # the optimizer's schedule needs a length; nothing is trained
-  train.optimizer.warmup_steps = 0
-  model_config = pretrain.decoder_config(train)
-  mesh = sharding.make_mesh(train.mesh, devices)
-  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in train.logical_axis_rules)
-  tx, _ = optimizer.make_optimizer(optimizer.AdamWSettings(**train.optimizer), 1)
-
-  def model_factory(rngs: nnx.Rngs) -> Decoder:
-    return Decoder(model_config, rngs=rngs)
-
-  spec = state.build_state_spec(model_factory, tx, mesh, rules, seed=train.seed)
-  initial = spec.create()
-  trainable, frozen = state.parameter_count(initial)
-  work_dir = pathlib.Path(train.work_dir)
-  checkpointer = checkpoint.Checkpointer(work_dir / "checkpoints", keep=1, async_save=False)
-  try:
-    checkpointer.save(0, initial, {})
-    checkpointer.wait()
-  finally:
-    checkpointer.close()
-  if jax.process_index() == 0:
-    cache.write_json_atomic(work_dir / pretrain.MANIFEST, {
-        "stage": "pretrain", "untrained": True, "config": train.to_dict(),
-        "config_sha256": cache.sha256_json(train.to_dict()), "model": dataclasses.asdict(model_config),
-        "parameters": trainable + frozen, "trainable_parameters": trainable, "step": 0, "tokens_seen": 0,
-        "checkpoint_dir": str(checkpointer.directory), "final_metrics": {}, "data": dict(data_identity),
-        "versions": pretrain.package_versions()})
-  return {"run": str(work_dir), "steps": 0, "tokens": 0, "untrained": True}
-
-
 def run_pretrain(ctx: StageContext) -> Outputs:
   from visual_priors.train import pretrain, store_data  # pylint: disable=import-outside-toplevel
 
@@ -195,7 +156,7 @@ def run_pretrain(ctx: StageContext) -> Outputs:
                   "vocab": str(store.vocab_path)}
   if p.token_budget == 0:
     ctx.log("  token budget 0: saving the initialised LM (no training)")
-    return {**_untrained(train, data.identity, ctx.devices), "store": store_record}
+    return {**pretrain.save_untrained(train, data_identity=data.identity, devices=ctx.devices), "store": store_record}
   tokens = train.num_steps * train.batch_size * train.seq_len
   ctx.log(f"  {p.scale} on {ctx.config.data.mixture}: {train.num_steps} steps x {train.batch_size} x "
           f"{train.seq_len} = {tokens:,} tokens (budget {int(p.token_budget):,})")

@@ -114,3 +114,37 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
     }
     cache.write_json_atomic(pathlib.Path(config.work_dir) / MANIFEST, manifest)
   return result
+
+
+def save_untrained(config: ml_collections.ConfigDict, *, data_identity: Mapping[str, Any],
+                   devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """A token budget of 0: the initialised decoder saved as checkpoint step 0 with a pretrain manifest, so
+  later stages start from an untrained LM exactly as from a trained one (the scale sweep's "0B" runs)."""
+  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import checkpoint, optimizer, state  # pylint: disable=import-outside-toplevel
+
+  config = config.copy_and_resolve_references()
+  config.num_steps, config.token_budget = 1, 0  # the optimizer's schedule needs a length; nothing is trained
+  config.optimizer.warmup_steps = 0
+  model_config = decoder_config(config)
+  mesh = sharding.make_mesh(config.mesh, devices)
+  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
+  tx, _ = optimizer.make_optimizer(optimizer.AdamWSettings(**config.optimizer), 1)
+  spec = state.build_state_spec(lambda rngs: Decoder(model_config, rngs=rngs), tx, mesh, rules, seed=config.seed)
+  initial = spec.create()
+  trainable, frozen = state.parameter_count(initial)
+  work_dir = pathlib.Path(config.work_dir)
+  checkpointer = checkpoint.Checkpointer(work_dir / "checkpoints", keep=1, async_save=False)
+  try:
+    checkpointer.save(0, initial, {})
+    checkpointer.wait()
+  finally:
+    checkpointer.close()
+  if jax.process_index() == 0:
+    cache.write_json_atomic(work_dir / MANIFEST, {
+        "stage": "pretrain", "untrained": True, "config": config.to_dict(),
+        "config_sha256": cache.sha256_json(config.to_dict()), "model": dataclasses.asdict(model_config),
+        "parameters": trainable + frozen, "trainable_parameters": trainable, "step": 0, "tokens_seen": 0,
+        "checkpoint_dir": str(checkpointer.directory), "final_metrics": {}, "data": dict(data_identity),
+        "versions": package_versions()})
+  return {"run": str(work_dir), "steps": 0, "tokens": 0, "untrained": True}
