@@ -34,15 +34,13 @@ import hashlib
 import json
 import pathlib
 import re
-import sqlite3
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from visual_priors import names
 from visual_priors.data import cache
-from visual_priors.data.labelling import llm, reply
+from visual_priors.data.labelling import label_cache, llm, reply
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 Verdict = dict[str, Any]  # {"coherent": bool, "reason": str}
@@ -206,13 +204,9 @@ class VerdictCache:
 
   def __init__(self, path: str | pathlib.Path):
     self.path = pathlib.Path(path).expanduser()
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    self._lock = threading.Lock()
-    self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-    with self._lock:
-      self._db.execute("PRAGMA journal_mode=WAL")
-      self._db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
-                       "model TEXT NOT NULL, prompt_version TEXT NOT NULL, created REAL NOT NULL)")
+    self._db, self._lock = label_cache.shared_connection(self.path, (
+        "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
+        "model TEXT NOT NULL, prompt_version TEXT NOT NULL, created REAL NOT NULL)"))
 
   def get(self, key: str) -> Verdict | None:
     with self._lock:

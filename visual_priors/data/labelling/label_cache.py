@@ -16,6 +16,18 @@ def segment_key(prompt_version: str, model: str, text: str) -> str:
   return hashlib.sha256("\0".join((prompt_version, model, text)).encode("utf-8")).hexdigest()
 
 
+def shared_connection(path: pathlib.Path, create_table: str) -> tuple[sqlite3.Connection, threading.Lock]:
+  """A sqlite connection to `path` (WAL, so several processes can share the file; a busy timeout for their
+  locks) that threads share under the returned lock, with `create_table` run once."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  lock = threading.Lock()
+  db = sqlite3.connect(path, timeout=60.0, check_same_thread=False, isolation_level=None)
+  with lock:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(create_table)
+  return db, lock
+
+
 class LabelCache:
   """Label masks by segment key in one sqlite file; one connection shared by threads under a lock.
 
@@ -24,13 +36,9 @@ class LabelCache:
 
   def __init__(self, path: str | os.PathLike[str]):
     self.path = pathlib.Path(path).expanduser()
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    self._lock = threading.Lock()
-    self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-    with self._lock:
-      self._db.execute("PRAGMA journal_mode=WAL")
-      self._db.execute("CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, mask INTEGER NOT NULL, "
-                       "model TEXT NOT NULL, prompt_version TEXT NOT NULL, created REAL NOT NULL)")
+    self._db, self._lock = shared_connection(self.path, (
+        "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, mask INTEGER NOT NULL, "
+        "model TEXT NOT NULL, prompt_version TEXT NOT NULL, created REAL NOT NULL)"))
 
   def get_many(self, keys: Iterable[str]) -> dict[str, int]:
     """The cached masks of those `keys` that are present."""
