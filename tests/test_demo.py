@@ -9,6 +9,7 @@ import pytest
 
 from visual_priors import demo, registry
 from visual_priors.analysis.results import ResultsStore
+from visual_priors.data.multimodal.gen_questions import GROUPS
 
 
 def test_the_demo_runs_at_least_four_registered_mixtures_and_reduced_variants_of_them():
@@ -26,7 +27,6 @@ def test_the_demo_runs_at_least_four_registered_mixtures_and_reduced_variants_of
 
 @pytest.mark.slow
 def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
-  pytest.importorskip("visual_priors.eval.suite")
   lines: list[str] = []
   started = time.perf_counter()
   result = demo.run_demo(tmp_path, reduced=True, devices=jax.devices()[:1], log=lines.append)
@@ -37,6 +37,14 @@ def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
   frame = ResultsStore(tmp_path / "results").frame()
   assert set(frame["run"]) == {row.run_id for row in result.runs}
   assert {"sft", "pretrain"} <= set(frame["stage"])
+  # Every evaluator of the eval suite left its rows (values are whatever the nano model scored).
+  measured = set(zip(frame["benchmark"], frame["metric"]))
+  for key in [("overall", "accuracy"), ("overall", "accuracy_blind"), ("overall", "accuracy_likelihood"),
+              ("overall", "accuracy_chance"), ("gen_mle_bench", "overall_weighted"),
+              ("gen_mle_bench", "overall_unweighted"), ("reasoning_probe", "logical_soundness"),
+              ("alignment", "mutual_knn"), ("val/cat:reasoning", "perplexity"), ("val/code", "perplexity"),
+              ("language", "zero_shot_builtin_mean"), *((f"group/{g}", "accuracy") for g in GROUPS)]:
+    assert key in measured, key
   html = result.report.read_text()
   assert "nano demo" in html and all(row.run_id in html or row.name in html for row in result.runs)
   assert any("[1/6] pretrain" in line for line in lines)  # progress per stage
