@@ -50,7 +50,12 @@ def fake(monkeypatch):
 
   monkeypatch.setattr(stage_executors, "EXECUTORS", {stage: make(stage) for stage in config_lib.STAGES})
   monkeypatch.setattr(stage_executors, "preflight", lambda config: None)
+  monkeypatch.setattr(stage_executors, "open_store", _no_store)  # hermetic: whatever `data build` left aside
   return calls, failing
+
+
+def _no_store(spec):
+  raise FileNotFoundError(f"no segment store {spec!r} in this test")
 
 
 def test_stages_run_in_order_into_keyed_directories_and_a_rerun_reuses_them(tmp_path, fake):
@@ -76,6 +81,21 @@ def test_stages_run_in_order_into_keyed_directories_and_a_rerun_reuses_them(tmp_
   calls.clear()
   again = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
   assert calls == [] and {s["status"] for s in again.stages.values()} == {"cached"}
+
+
+def test_a_run_pins_the_store_latest_resolves_to(tmp_path, fake, monkeypatch):
+  calls, _ = fake
+  unpinned = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
+  assert unpinned.config.data.store == "latest"  # no store built: the name stays (preflight would say so)
+  stores = {"latest": tmp_path / "segments" / "L256-aaaa"}
+  monkeypatch.setattr(stage_executors, "open_store", lambda spec: type("Store", (), {"root": stores[spec]}))
+  first = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
+  assert first.config.data.store == str(stores["latest"]) and first.run_id != unpinned.run_id
+  stores["latest"] = tmp_path / "segments" / "L256-bbbb"  # `data build` made another store
+  calls.clear()
+  second = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
+  assert second.run_id != first.run_id and calls[0][0] == "pretrain"  # not the first store's LM
+  assert first.stages["mmdata"]["key"] == second.stages["mmdata"]["key"]  # the text store feeds no other stage
 
 
 def test_experiments_share_the_stages_they_agree_on(tmp_path, fake):

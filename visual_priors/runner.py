@@ -64,6 +64,22 @@ def store_results(root: pathlib.Path, run_id: str, meta: dict[str, Any], rows: d
   store.put_run(run_id, meta)
 
 
+def _pin_latest_store(config: ml_collections.ConfigDict, log: Callable[[str], None]) -> ml_collections.ConfigDict:
+  """`data.store` "latest" names whatever `data build` wrote last; a run pins the store it resolves to (a
+  directory keyed by its corpora, vocabulary and settings), so a rebuilt store gives new stage keys instead of
+  reusing stages trained on other data. Without any store the name stays, and preflight says what to build."""
+  if config.data.store != "latest":
+    return config
+  try:
+    store = stage_executors.open_store("latest")
+  except (FileNotFoundError, ValueError):
+    return config
+  config = config.copy_and_resolve_references()
+  config.data.store = str(store.root)
+  log(f"data.store latest = {store.root}")
+  return config
+
+
 def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Path, force: bool = False,
                    force_from: str | None = None, until: str | None = None,
                    devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> RunRecord:
@@ -73,7 +89,7 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
   `devices` (default: all) are the trainers' mesh devices.
   """
   root = pathlib.Path(root).absolute()
-  config = config_lib.finalize(config, strict=True)
+  config = _pin_latest_store(config_lib.finalize(config, strict=True), log)
   identities = config_lib.stage_identities(config)
   selected = list(identities)
   if until is not None:
