@@ -154,7 +154,8 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
   model, manifest = train_stages.load_mllm(stages[model_stage])
   vocab_path, _ = train_stages.run_vocab(manifest)
   if vocab_path is None:
-    raise ValueError(f"The {model_stage} run at {stages[model_stage]} records no vocabulary; cannot build its chat template.")
+    raise ValueError(f"The {model_stage} run at {stages[model_stage]} records no vocabulary; cannot build its "
+                     "chat template.")
   chat_settings = manifest.get("data", {}).get("chat", {})
   template = chat.ChatTemplate(vocab_path, chat.ChatConfig(**chat_settings) if chat_settings else
                                chat.ChatConfig(model.config.num_visual_tokens))
@@ -174,12 +175,14 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
     results[model_stage] += _mle_bench_rows(names, out_dir / "vqa" / vqa.SCORES, data_root, paths, limit)
     if config.eval.likelihood:
       log("eval: answer likelihood of the multiple-choice and yes/no questions")
+      seq_len = max(int(config.adapt.sft.seq_len), LIKELIHOOD_MIN_SEQ)
       results[model_stage] += _likelihood_rows(model, template, names, data_root, paths, limit=limit,
-                                               seq_len=max(int(config.adapt.sft.seq_len), LIKELIHOOD_MIN_SEQ), batch_size=max(batch_size, 32),
+                                               seq_len=seq_len, batch_size=max(batch_size, 32),
                                                out_path=out_dir / "likelihood.json")
 
   if config.eval.probe.enabled:
-    files = [paths[name] for name in ("gen_knowledge", "gen_vision_centric") if name in paths and paths[name].is_file()]
+    files = [paths[name] for name in ("gen_knowledge", "gen_vision_centric")
+             if name in paths and paths[name].is_file()]
     if files:
       log(f"eval: reasoning-trace probe on {', '.join(f.stem for f in files)}")
       generate_traces = probe.model_generate(model, template, image_size=image_size, batch_size=batch_size,
