@@ -41,7 +41,8 @@ import numpy as np
 
 from visual_priors.data import cache, segments
 from visual_priors.data.multimodal import chat, loaders
-from visual_priors.eval import alignment, benchmarks, checkpoints, judge, language, mle_bench, multiple_choice, probe, vqa
+from visual_priors.eval import alignment, benchmarks, checkpoints, judge, language, mle_bench, multiple_choice, probe
+from visual_priors.eval import vqa
 
 Rows = list[dict[str, Any]]
 ALIGNMENT_PAIRS = 1024  # caption-image pairs for mutual k-NN (the PRH protocol uses ~1k)
@@ -187,9 +188,9 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
       log(f"eval: reasoning-trace probe on {', '.join(f.stem for f in files)}")
       generate_traces = probe.model_generate(model, template, image_size=image_size, batch_size=batch_size,
                                              max_new_tokens=int(config.eval.probe.max_new_tokens))
-      results[model_stage] += probe.evaluate_probe(probe.load_probe_items(files), generate_traces,
-                                                   judge.make_judge({k: config.eval.probe[k] for k in ("judge", "url", "model")}), out_dir / "probe",
-                                                   limit=limit)
+      trace_judge = judge.make_judge({k: config.eval.probe[k] for k in ("judge", "url", "model")})
+      results[model_stage] += probe.evaluate_probe(probe.load_probe_items(files), generate_traces, trace_judge,
+                                                   out_dir / "probe", limit=limit)
     else:
       log("eval: probe skipped: no generated Knowledge / Vision-Centric questions in this run's data")
 
