@@ -170,6 +170,11 @@ REPAIR_PROMPT = 'That reply could not be read. Answer again with only {"coherent
 PROMPT_VERSION = "v1-" + hashlib.sha256(f"{SYSTEM_PROMPT}\n{REPAIR_PROMPT}".encode()).hexdigest()[:10]
 
 
+def _repair(messages: list[dict], answer: str) -> list[dict]:
+  """The first question again, the unreadable reply, and the request to answer in the format."""
+  return messages[:2] + [{"role": "assistant", "content": answer}, {"role": "user", "content": REPAIR_PROMPT}]
+
+
 class JudgingFailedError(RuntimeError):
   """Some traces got no verdict; the ones that did are cached."""
 
@@ -273,23 +278,8 @@ class LlmJudge(Judge):
     return [dict(found[key]) for key in keys]
 
   def _ask(self, content: str, rejections: list[llm.EndpointRejectedError]) -> Verdict:
-    if rejections:  # Not sent: the endpoint refused an earlier request.
-      raise llm.EndpointRejectedError(str(rejections[0]))
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
-    attempt = 1
-    while True:
-      try:
-        answer = self._client._complete(messages)  # pylint: disable=protected-access  # its retry policy
-      except llm.EndpointRejectedError as e:
-        rejections.append(e)
-        raise
-      try:
-        return parse_verdict(answer)
-      except reply.UnparseableReplyError:
-        if attempt >= self.config.max_parse_attempts:
-          raise
-      messages = messages[:2] + [{"role": "assistant", "content": answer}, {"role": "user", "content": REPAIR_PROMPT}]
-      attempt += 1
+    return self._client.ask(messages, parse_verdict, _repair, rejections)
 
 
 JUDGE_KINDS = ("rule", "llm")

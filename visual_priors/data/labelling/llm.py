@@ -19,13 +19,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import ml_collections
 
 from visual_priors.data import cache
 from visual_priors.data.labelling import base, label_cache, prompt, reply
 
+T = TypeVar("T")
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 
 
@@ -115,29 +116,33 @@ class LlmLabeller:
     return [base.mask_to_labels(masks[key]) for key in keys]
 
   def _label_and_cache(self, key: str, text: str, rejections: list[EndpointRejectedError]) -> int:
-    if rejections:  # Not sent: the endpoint refused an earlier request.
-      raise EndpointRejectedError(str(rejections[0]))
-    try:
-      labels = self._label_one(text)
-    except EndpointRejectedError as e:
-      rejections.append(e)
-      raise
+    labels = self.ask(prompt.segment_messages(text), reply.parse_labels,
+                      lambda _, answer: prompt.repair_messages(text, answer), rejections)
     mask = base.labels_to_mask(labels)
     self.cache.put(key, mask, self.config.model, prompt.PROMPT_VERSION)
     return mask
 
-  def _label_one(self, text: str) -> frozenset[str]:
-    """Asks until a reply parses, re-asking with the bad reply shown, at most max_parse_attempts times."""
-    messages = prompt.segment_messages(text)
+  def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T],
+          repair: Callable[[list[dict[str, Any]], str], list[dict[str, Any]]],
+          rejections: list[EndpointRejectedError]) -> T:
+    """`parse` of one chat completion of `messages`, re-asking with `repair(messages, bad reply)` until a reply
+    parses, at most max_parse_attempts times. `rejections`, shared by one batch's requests, records the
+    endpoint's first refusal; later requests then fail without being sent."""
+    if rejections:  # Not sent: the endpoint refused an earlier request.
+      raise EndpointRejectedError(str(rejections[0]))
     attempt = 1
     while True:
-      answer = self._complete(messages)
       try:
-        return reply.parse_labels(answer)
+        answer = self._complete(messages)
+      except EndpointRejectedError as e:
+        rejections.append(e)
+        raise
+      try:
+        return parse(answer)
       except reply.UnparseableReplyError as e:
         if attempt >= self.config.max_parse_attempts:
           raise reply.UnparseableReplyError(f"{attempt} replies in a row could not be parsed; last: {e}") from e
-      messages = prompt.repair_messages(text, answer)
+      messages = repair(messages, answer)
       attempt += 1
 
   def _complete(self, messages: list[dict[str, str]]) -> str:

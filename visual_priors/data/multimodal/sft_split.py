@@ -101,6 +101,11 @@ REPAIR_PROMPT = 'That reply could not be read. Answer with only {"kind": "percep
 PROMPT_VERSION = "sft-v1-" + hashlib.sha256(f"{SYSTEM_PROMPT}\n{REPAIR_PROMPT}".encode()).hexdigest()[:10]
 
 
+def _repair(messages: list[dict], answer: str) -> list[dict]:
+  """The first question again, the unreadable reply, and the request to answer in the format."""
+  return messages[:2] + [{"role": "assistant", "content": answer}, {"role": "user", "content": REPAIR_PROMPT}]
+
+
 def parse_kind(answer: str) -> str:
   """The kind in a reply: a JSON {"kind": ...} anywhere in it, else exactly one kind word; else unparseable."""
   for match in re.finditer(r"\{[^{}]*\}", answer):
@@ -180,24 +185,8 @@ class EndpointSftLabeller:
 
   def _ask(self, content: list[dict[str, Any]], rejections: list[llm.EndpointRejectedError]) -> str:
     """The kind one chat completion gives, re-asking with the bad reply shown up to max_parse_attempts times."""
-    if rejections:  # Not sent: the endpoint refused an earlier request.
-      raise llm.EndpointRejectedError(str(rejections[0]))
-    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT},
-                                      {"role": "user", "content": content}]
-    attempt = 1
-    while True:
-      try:
-        answer = self._endpoint._complete(messages)  # pylint: disable=protected-access  # its retry policy
-      except llm.EndpointRejectedError as e:
-        rejections.append(e)
-        raise
-      try:
-        return parse_kind(answer)
-      except reply.UnparseableReplyError:
-        if attempt >= self._endpoint.config.max_parse_attempts:
-          raise
-      messages = messages[:2] + [{"role": "assistant", "content": answer}, {"role": "user", "content": REPAIR_PROMPT}]
-      attempt += 1
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    return self._endpoint.ask(messages, parse_kind, _repair, rejections)
 
 
 def _image_bytes(image: Any) -> tuple[bytes, str]:
