@@ -1,7 +1,9 @@
-"""Tests for visual_priors.train.state: sharded creation, shardings from the rules, no moments for frozen."""
+"""Tests for visual_priors.train.state: sharded creation (with given variables), shardings from the rules, no
+moments for frozen."""
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
@@ -53,3 +55,27 @@ def test_frozen_parameters_get_no_optimizer_state():
   # Adam keeps two float moments per trainable parameter (plus integer step counts), none for frozen ones.
   moment_sizes = sum(leaf.size for leaf in jax.tree.leaves(spec.abstract.opt_state) if leaf.dtype == "float32")
   assert moment_sizes == 2 * trainable
+
+
+def test_creation_takes_given_variables_in_place_of_their_initialisation():
+  spec = _spec({"fsdp": 8}, frozen=FROZEN)
+  random = jax.device_get(_spec({"fsdp": 8}, frozen=FROZEN).create())
+  up = np.full((CONFIG.d_model, CONFIG.d_ff), 0.5, np.float32)  # a host array, placed into its sharding
+  embedding = jax.numpy.ones((CONFIG.vocab_size, CONFIG.d_model), jax.numpy.bfloat16)  # cast to the model's dtype
+  state = spec.create({"layers/1/mlp/up/kernel": up, "embedder/embedding": embedding})
+  np.testing.assert_array_equal(np.asarray(state.params["layers"][1]["mlp"]["up"]["kernel"]), up)
+  assert state.params["layers"][1]["mlp"]["up"]["kernel"].sharding.spec == P("fsdp", "tensor")
+  given_embedding = state.frozen["embedder"]["embedding"]
+  assert given_embedding.dtype == np.float32 and np.all(np.asarray(given_embedding) == 1)
+  # Variables not given keep the seed's initialisation; the optimizer starts from zero moments.
+  np.testing.assert_array_equal(np.asarray(state.params["layers"][1]["mlp"]["gate"]["kernel"]),
+                                random.params["layers"][1]["mlp"]["gate"]["kernel"])
+  assert all(not np.asarray(leaf).any() for leaf in jax.tree.leaves(state.opt_state))
+
+
+def test_creation_refuses_given_variables_the_model_does_not_have():
+  spec = _spec({"fsdp": 8})
+  with pytest.raises(ValueError, match="No such variable.*layers/9/mlp/up/kernel"):
+    spec.create({"layers/9/mlp/up/kernel": np.zeros((4, 4), np.float32)})
+  with pytest.raises(ValueError, match=r"layers/1/mlp/up/kernel: got shape \(4, 4\), the model has"):
+    spec.create({"layers/1/mlp/up/kernel": np.zeros((4, 4), np.float32)})

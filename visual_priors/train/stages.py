@@ -146,7 +146,7 @@ class StagePlan:
   model_factory: Callable[[nnx.Rngs], nnx.Module]
   loss_fn: step_lib.LossFn
   features: tuple[str, ...]
-  initialize: Callable[[TrainState], TrainState] | None
+  initialize: Callable[[TrainState], dict[str, Any]] | None  # abstract state -> upstream variables by path
   model: dict[str, Any]
   upstream: list[dict[str, Any]]
   lineage: list[dict[str, Any]]
@@ -210,7 +210,8 @@ def trained_parts(mllm: MLLMConfig, trainable: str, frozen: str = "") -> set[str
           if train_regex.fullmatch(path) and not (frozen_regex and frozen_regex.fullmatch(path))}
 
 
-def _mllm_plan(config: ml_collections.ConfigDict, mllm: MLLMConfig, initialize: Callable[[TrainState], TrainState],
+def _mllm_plan(config: ml_collections.ConfigDict, mllm: MLLMConfig,
+               initialize: Callable[[TrainState], dict[str, Any]],
                upstream: list[dict[str, Any]], lineage: list[dict[str, Any]]) -> StagePlan:
   def model_factory(rngs: nnx.Rngs) -> MLLM:
     return MLLM(mllm, rngs=rngs)
@@ -245,14 +246,14 @@ def _align_plan(config: ml_collections.ConfigDict) -> StagePlan:
   vision = feature_extractor(dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype)))
   mllm = MLLMConfig(vision=vision, llm=llm, **config.mllm)
 
-  def initialize(state: TrainState) -> TrainState:
+  def initialize(state: TrainState) -> dict[str, Any]:
     values = upstream_lib.restore_parameters(lm_run, upstream_lib.targets_under(state, ["llm/"]), {"llm/": ""})
     if vision_run is not None:
       values.update(upstream_lib.restore_parameters(vision_run, upstream_lib.targets_under(state, ["img/"]),
                                                     {"img/": "img/"}))
     else:
       values.update(_npz_vision_values(str(source), vision))
-    return upstream_lib.replace_parameters(state, values)
+    return values
 
   lineage = [record for run in (lm_run, vision_run) if run is not None
              for record in run.manifest.get("upstream", []) + run.manifest.get("lineage", [])]
@@ -266,9 +267,8 @@ def _init_plan(config: ml_collections.ConfigDict) -> StagePlan:
   vision = dataclasses.replace(mllm.vision, dtype=_tower_dtype(config, mllm.vision.dtype))
   mllm = dataclasses.replace(mllm, vision=vision, llm=_llm_config(config, fields["llm"]))
 
-  def initialize(state: TrainState) -> TrainState:
-    values = upstream_lib.restore_parameters(init_run, upstream_lib.targets_under(state, [""]), {"": ""})
-    return upstream_lib.replace_parameters(state, values)
+  def initialize(state: TrainState) -> dict[str, Any]:
+    return upstream_lib.restore_parameters(init_run, upstream_lib.targets_under(state, [""]), {"": ""})
 
   lineage = init_run.manifest.get("upstream", []) + init_run.manifest.get("lineage", [])
   return _mllm_plan(config, mllm, initialize, [init_run.record], lineage)

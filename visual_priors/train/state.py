@@ -9,11 +9,12 @@ module inside the jitted step.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -39,18 +40,30 @@ class StateSpec:
   graphdef: nnx.GraphDef
   abstract: TrainState  # ShapeDtypeStructs carrying their shardings
   shardings: TrainState  # a NamedSharding per leaf
-  create: Callable[[], TrainState]  # builds the state directly into its shardings (compiled on each call)
+  # create(variables=None): builds the state directly into its shardings, taking the model variables given
+  # by '/'-path (e.g. upstream weights, consumed) instead of initialising them; compiled on each call.
+  create: Callable[..., TrainState]
 
 
 def _initial_state(model_factory: ModelFactory, tx: optax.GradientTransformation, trainable: str,
-                   frozen: str, seed: int) -> TrainState:
+                   frozen: str, seed: int, given: Mapping[str, jax.Array]) -> TrainState:
+  """The state of a freshly built model whose variables at `given`'s paths are replaced by those values.
+
+  Under jit the initialisers of replaced variables are dead code, so XLA drops them; the optimizer state
+  is initialised from the parameters as replaced.
+  """
   model = model_factory(nnx.Rngs(seed))
   _, params, others = nnx.split(model, nnx.Param, ...)
-  train_params, frozen_params = partition.split_trainable(nnx.to_pure_dict(params), trainable, frozen)
+
+  def pick(key_path: tuple[Any, ...], leaf: jax.Array) -> jax.Array:
+    return given.get(partition.path_string(key_path), leaf)
+
+  params, others = (jax.tree_util.tree_map_with_path(pick, nnx.to_pure_dict(tree)) for tree in (params, others))
+  train_params, frozen_params = partition.split_trainable(params, trainable, frozen)
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=train_params,
-      frozen=partition.merge_trees(frozen_params, nnx.to_pure_dict(others)),
+      frozen=partition.merge_trees(frozen_params, others),
       opt_state=tx.init(train_params),
       rng=jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)),
   )
@@ -81,10 +94,10 @@ def build_state_spec(model_factory: ModelFactory, tx: optax.GradientTransformati
   graphdef, abstract_vars = nnx.split(abstract_model)
   variable_shardings = nnx.to_pure_dict(sharding.state_shardings(abstract_vars, mesh, rules))
 
-  def initial() -> TrainState:
-    return _initial_state(model_factory, tx, trainable, frozen, seed)
+  def initial(given: Mapping[str, jax.Array]) -> TrainState:
+    return _initial_state(model_factory, tx, trainable, frozen, seed, given)
 
-  abstract = jax.eval_shape(initial)
+  abstract = jax.eval_shape(initial, {})
   replicated = NamedSharding(mesh, PartitionSpec())
   leaf_shardings = partition.flatten_paths(variable_shardings)
 
@@ -103,11 +116,37 @@ def build_state_spec(model_factory: ModelFactory, tx: optax.GradientTransformati
       lambda leaf, leaf_sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf_sharding),
       abstract, shardings)
   return StateSpec(graphdef=graphdef, abstract=abstract, shardings=shardings,
-                   create=_compiled_once(jax.jit(initial, out_shardings=shardings), mesh))
+                   create=_compiled_once(jax.jit(initial, out_shardings=shardings, donate_argnums=0), abstract,
+                                         mesh))
 
 
-def _compiled_once(create: Callable[[], TrainState], mesh: Mesh) -> Callable[[], TrainState]:
-  """The initialiser, compiled when called.
+def variables(state: TrainState) -> dict[str, Any]:
+  """Every model variable of a (possibly abstract) train state by '/'-joined path, trainable and frozen."""
+  return {**partition.flatten_paths(state.params), **partition.flatten_paths(state.frozen)}
+
+
+def _placed(given: Mapping[str, Any], abstract: TrainState) -> dict[str, jax.Array]:
+  """`given` checked against the state's variables and put in their dtypes and shardings."""
+  targets = variables(abstract)
+  unknown = sorted(set(given) - set(targets))
+  if unknown:
+    raise ValueError(f"No such variable(s) in the train state: {unknown[:5]}.")
+  placed = {}
+  for path, value in given.items():
+    target = targets[path]
+    if tuple(value.shape) != tuple(target.shape):
+      raise ValueError(f"{path}: got shape {tuple(value.shape)}, the model has {tuple(target.shape)}.")
+    if not isinstance(value, jax.Array):
+      value = np.asarray(value, target.dtype)
+    elif value.dtype != target.dtype:
+      value = value.astype(target.dtype)
+    placed[path] = jax.device_put(value, target.sharding)
+  return placed
+
+
+def _compiled_once(create: Callable[[Mapping[str, jax.Array]], TrainState], abstract: TrainState,
+                   mesh: Mesh) -> Callable[..., TrainState]:
+  """The initialiser, compiled when called (for the paths it is given).
 
   It runs once per run, so on CPU it is built without backend optimisation: XLA:CPU otherwise spends
   seconds optimising threefry RNG code (a 2-layer model's init compiles in ~4 s instead of ~1 s).
@@ -115,8 +154,9 @@ def _compiled_once(create: Callable[[], TrainState], mesh: Mesh) -> Callable[[],
   platform = mesh.devices.flat[0].platform
   options = {"xla_backend_optimization_level": 0} if platform == "cpu" else {}
 
-  def compile_and_run() -> TrainState:
-    return create.lower().compile(compiler_options=options)()
+  def compile_and_run(given: Mapping[str, Any] | None = None) -> TrainState:
+    placed = _placed(given or {}, abstract)
+    return create.lower(placed).compile(compiler_options=options)(placed)
 
   return compile_and_run
 

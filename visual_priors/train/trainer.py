@@ -135,14 +135,15 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
           eval_sets: EvalSets | None = None, flops_per_token: float | None = None,
           on_step: Callable[[int], None] | None = None,
           devices: Sequence[jax.Device] | None = None,
-          initialize: Callable[[state_lib.TrainState], state_lib.TrainState] | None = None) -> TrainResult:
+          initialize: Callable[[state_lib.TrainState], Mapping[str, Any]] | None = None) -> TrainResult:
   """Trains to `total_steps(config)`, resuming from the newest checkpoint in `<work_dir>/checkpoints`.
 
   `train_data()` returns this host's iterator of batches holding `features` ((B / hosts, T) int arrays);
   `eval_sets` maps a name to a factory of finite batch iterables; `flops_per_token` (train FLOPs per
   token) enables MFU. `on_step(step)` runs after each step's logging and checkpointing. On a fresh start
-  (no checkpoint to resume) `initialize(state)` maps the newly created state to the one training starts
-  from, e.g. with upstream weights loaded into it; a resumed run restores its own checkpoint instead.
+  (no checkpoint to resume) `initialize(abstract_state)` returns model variables by '/'-path (e.g. upstream
+  weights) that the state is created with instead of their random initialisation; a resumed run restores
+  its own checkpoint instead.
   """
   config_lib.validate(config, devices)
   eval_sets = dict(eval_sets or {})
@@ -175,9 +176,7 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
       state, data_state = checkpointer.restore(start, spec.abstract)
       iterator.set_state(data_state)
     else:
-      state = spec.create()
-      if initialize:
-        state = initialize(state)
+      state = spec.create(initialize(spec.abstract) if initialize else None)
     trainable_count, frozen_count = state_lib.parameter_count(state)
 
     def write(step: int, scalars: Mapping[str, float | None]) -> None:

@@ -21,6 +21,7 @@ from flax import nnx
 from visual_priors.data import cache
 from visual_priors.models import sharding
 from visual_priors.train import checkpoint, partition
+from visual_priors.train import state as state_lib
 from visual_priors.train.state import TrainState
 
 MANIFEST = "manifest.json"
@@ -71,11 +72,6 @@ def file_record(path: str | pathlib.Path, role: str) -> dict[str, Any]:
   if not path.is_file():
     raise FileNotFoundError(f"The {role} weights file {path} does not exist.")
   return {"role": role, "path": str(path), "sha256": cache.sha256_file(path)}
-
-
-def state_leaves(state: TrainState) -> dict[str, jax.Array]:
-  """Every model variable of a train state by '/'-joined path (trainable and frozen alike)."""
-  return {**partition.flatten_paths(state.params), **partition.flatten_paths(state.frozen)}
 
 
 def _stored_leaves(step_dir: pathlib.Path) -> dict[str, tuple[tuple[Any, ...], Any]]:
@@ -163,27 +159,7 @@ def restore_module(run: UpstreamRun, build: Callable[[], nnx.Module], mesh: jax.
 
 
 def targets_under(state: TrainState, prefixes: Sequence[str]) -> dict[str, jax.ShapeDtypeStruct]:
-  """Shape, dtype and sharding of each of the state's variables whose path starts with one of `prefixes`."""
+  """Shape, dtype and sharding of each of the (abstract) state's variables whose path starts with one of
+  `prefixes`."""
   return {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
-          for path, leaf in state_leaves(state).items() if any(path.startswith(p) for p in prefixes)}
-
-
-def replace_parameters(state: TrainState, values: Mapping[str, Any]) -> TrainState:
-  """The state with the variables at `values`' paths replaced (placed in the existing leaves' shardings)."""
-  unknown = sorted(set(values) - set(state_leaves(state)))
-  if unknown:
-    raise ValueError(f"No such parameter(s) in the train state: {unknown[:5]}.")
-
-  def replace(key_path: tuple[Any, ...], leaf: jax.Array) -> jax.Array:
-    value = values.get(partition.path_string(key_path))
-    if value is None:
-      return leaf
-    if tuple(value.shape) != tuple(leaf.shape):
-      raise ValueError(f"{partition.path_string(key_path)}: got shape {tuple(value.shape)}, the model has "
-                       f"{tuple(leaf.shape)}.")
-    if isinstance(value, jax.Array):
-      return jax.device_put(value.astype(leaf.dtype), leaf.sharding)
-    return jax.device_put(np.asarray(value, leaf.dtype), leaf.sharding)
-
-  return state._replace(params=jax.tree_util.tree_map_with_path(replace, state.params),
-                        frozen=jax.tree_util.tree_map_with_path(replace, state.frozen))
+          for path, leaf in state_lib.variables(state).items() if any(path.startswith(p) for p in prefixes)}
