@@ -1,15 +1,8 @@
 """Test session setup (an 8-device CPU mesh, quiet TensorFlow) and the shared small real corpus, vocab and store."""
 
-import importlib.metadata
 import os
 
-_JAXLIB = tuple(int(part) for part in importlib.metadata.version("jaxlib").split(".")[:2])
-# XLA:CPU's classic runtime (one compiled function per program) runs these tests' tiny models faster than the
-# thunk runtime (the stages' acceptance chain: 44 s against 55 s); only jaxlib versions known to take the flag.
-_CLASSIC_CPU_RUNTIME = " --xla_cpu_use_thunk_runtime=false" if (0, 6) <= _JAXLIB <= (0, 10) else ""
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8" + _CLASSIC_CPU_RUNTIME
-).strip()
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # grain workers and seqio read absl flags; mark them parsed so library code does not abort.
