@@ -143,6 +143,18 @@ def test_equal_mixtures_written_differently_share_the_pretrain_key():
   assert pretrain_key("mix6") != pretrain_key("mix5")
 
 
+@pytest.mark.parametrize("budget", [0, 30_000_000_000])
+def test_a_content_addressed_store_is_keyed_by_name_wherever_it_lies(budget):
+  def pretrain_key(store):
+    config = config_lib.base_config()
+    config.data.store, config.pretrain.token_budget = store, budget
+    return keys(config)["pretrain"]
+  name = "L256-0123456789ab"
+  assert pretrain_key(f"/old/cache/segments/{name}") == pretrain_key(f"/mnt/copy/segments/{name}") == pretrain_key(name)
+  assert pretrain_key(f"/a/{name}") != pretrain_key("/a/L256-ba9876543210")
+  assert pretrain_key("/a/my_store") != pretrain_key("/b/my_store")  # a name of its own is no identity
+
+
 def test_untrained_lm_does_not_depend_on_mixture_or_optimizer():
   config = config_lib.base_config()
   config.pretrain.token_budget = 0

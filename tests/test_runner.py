@@ -83,6 +83,25 @@ def test_stages_run_in_order_into_keyed_directories_and_a_rerun_reuses_them(tmp_
   assert calls == [] and {s["status"] for s in again.stages.values()} == {"cached"}
 
 
+def test_a_moved_root_reuses_its_stages_and_finds_their_outputs_where_they_now_are(tmp_path, fake):
+  calls, _ = fake
+  first = runner.run_experiment(_config(), root=tmp_path / "old", log=lambda _: None)
+  (tmp_path / "old").rename(tmp_path / "new")
+  calls.clear()
+  seen = {}
+  real_eval = stage_executors.EXECUTORS["eval"]
+
+  def eval_stage(ctx):
+    seen.update(ctx.outputs)
+    return real_eval(ctx)
+
+  stage_executors.EXECUTORS["eval"] = eval_stage
+  runner.run_experiment(_config(), root=tmp_path / "new", force_from="eval", log=lambda _: None)
+  assert calls == [("eval", first.stages["eval"]["key"])]  # the same keys: nothing upstream reran
+  sft_dir = tmp_path / "new" / "stages" / "sft" / first.stages["sft"]["key"]
+  assert seen["sft"]["run"] == str(sft_dir / directories.OUTPUT)
+
+
 def test_a_run_pins_the_store_latest_resolves_to(tmp_path, fake, monkeypatch):
   calls, _ = fake
   unpinned = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)

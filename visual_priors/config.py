@@ -23,7 +23,9 @@ written out, or "code=50%,math=50%" and "math=0.5,code=0.5", are one mixture). A
 12 hex digits of the sha256 of that JSON. Fields that cannot change a stage's result are left out where
 that is certain: an untrained LM (token_budget 0) does not depend on the mixture, LR or warm-up; a
 checkpoint encoder does not depend on the contrastive settings; sft_data "none"/0 is one variant.
-Paths (vision.checkpoint, llava files) are hashed as strings; the runner records their file digests.
+Paths (vision.checkpoint, llava files) are hashed as strings; the runner records their file digests. A
+segment store in its content-addressed directory (`L<segment length>-<hash of its inputs>`) is hashed by
+that name, wherever it lies, so a data cache or runs root moved elsewhere keeps its stage keys.
 
 Validation is split in two. `validate` checks the config itself (unknown keys, names, ranges, the
 mixture). `finalize(config, strict=True)`, which the runner uses before it starts, also checks what a run
@@ -536,14 +538,23 @@ def canonical_mixture(text: str) -> dict[str, Any]:
   return {"categories": {c: round(float(p), 9) for c, p in spec.proportions.items()}}
 
 
+_STORE_DIR = re.compile(r"L\d+-[0-9a-f]{12}")  # segments.store_dir's content-addressed name
+
+
+def _store_identity(store: str) -> str:
+  """data.store as a key sees it: a content-addressed store directory by its name, anything else as given."""
+  name = pathlib.PurePath(store).name
+  return name if _STORE_DIR.fullmatch(name) else store
+
+
 def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
   """Each stage's own result-changing fields and upstream stages, in execution order."""
   pretrain = config.pretrain.to_dict()
   if pretrain["token_budget"] == 0:  # An untrained LM: only the architecture, vocabulary and seed matter.
-    pretrain_fields = {"seed": config.seed, "store": config.data.store, "scale": pretrain["scale"],
+    pretrain_fields = {"seed": config.seed, "store": _store_identity(config.data.store), "scale": pretrain["scale"],
                        "token_budget": 0, "model": pretrain["overrides"].get("model", {})}
   else:
-    pretrain_fields = {"seed": config.seed, "store": config.data.store,
+    pretrain_fields = {"seed": config.seed, "store": _store_identity(config.data.store),
                        "mixture": canonical_mixture(config.data.mixture), **pretrain}
   data = config.adapt.data
   mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}

@@ -1,5 +1,8 @@
 """Tests for visual_priors.data.segments and visual_priors.data.vocab on a small real corpus."""
 
+import pathlib
+import shutil
+
 import numpy as np
 import pytest
 
@@ -83,3 +86,21 @@ def test_failed_store_build_leaves_nothing_behind(small_vocab, small_corpus_args
 def test_bad_segment_config():
   with pytest.raises(ValueError, match="too small"):
     segments.SegmentConfig(segment_length=4)
+
+
+def test_a_moved_cache_finds_its_store_and_vocabulary(small_store, tmp_path):
+  from visual_priors.data import cache, commands  # pylint: disable=import-outside-toplevel
+
+  moved = tmp_path / "moved"  # the cache copied elsewhere, the original gone (simulated: stale recorded paths)
+  recorded_vocab = pathlib.Path(small_store.manifest["vocab"]["path"])
+  shutil.copytree(small_store.root, moved / "segments" / small_store.root.name)
+  shutil.copytree(recorded_vocab.parent, moved / "vocab" / recorded_vocab.parent.name)
+  gone = f"/gone/vocab/{recorded_vocab.parent.name}/{recorded_vocab.name}"
+  manifest = dict(small_store.manifest, vocab={**small_store.manifest["vocab"], "path": gone})
+  cache.write_json_atomic(moved / "segments" / small_store.root.name / "manifest.json", manifest)
+  cache.write_json_atomic(moved / commands.LATEST, {"store": f"/gone/segments/{small_store.root.name}"})
+
+  store = commands.open_store(None, str(moved))
+  assert store.root == moved / "segments" / small_store.root.name
+  assert store.vocab_path == moved / "vocab" / recorded_vocab.parent.name / recorded_vocab.name
+  store.check_vocab(store.vocab_path)

@@ -7,6 +7,7 @@ import json
 import pathlib
 import time
 
+from visual_priors import moved_paths
 from visual_priors.data import cache, categories, mixtures
 
 LATEST = "data_latest.json"  # in the cache root: the segment store the last `data build` produced
@@ -70,7 +71,8 @@ def open_store(store: str | None, cache_dir: str | None):
   if not pointer.exists():
     raise FileNotFoundError(f"No segment store built in {cache.cache_root(cache_dir)}; run "
                             "`python -m visual_priors data build` first or pass --store.")
-  return segments.SegmentStore(pathlib.Path(cache.read_json(pointer)["store"]))
+  recorded = pathlib.Path(cache.read_json(pointer)["store"])
+  return segments.SegmentStore(moved_paths.relocated(recorded, pointer.parent / "segments" / recorded.name))
 
 
 def _build(args) -> int:

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from visual_priors import moved_paths
 from visual_priors.data import cache, categories, vocab
 from visual_priors.data.labelling.base import labels_to_mask
 
@@ -140,7 +141,9 @@ class SegmentStore:
 
   @property
   def vocab_path(self) -> pathlib.Path:
-    return pathlib.Path(self.manifest["vocab"]["path"])
+    """The recorded vocabulary, or the one beside this store if their cache was moved (same layout)."""
+    recorded = pathlib.Path(self.manifest["vocab"]["path"])
+    return moved_paths.relocated(recorded, self.root.parent.parent / "vocab" / recorded.parent.name / recorded.name)
 
   def check_vocab(self, model_path: pathlib.Path) -> None:
     """Refuses a vocabulary other than the one the store was tokenized with."""
@@ -184,6 +187,12 @@ class SegmentStore:
       raise ValueError(f"Source {source!r} has no {split} segments in {self.root}.")
     return categories.LabelRates(source, {c: float(category_member(masks, c).mean())
                                           for c in categories.TABLE_CATEGORIES})
+
+
+def recorded_store(path: str | pathlib.Path) -> SegmentStore:
+  """The store a run manifest recorded, or the one of that name in the current data cache if it moved."""
+  path = pathlib.Path(path)
+  return SegmentStore(moved_paths.relocated(path, cache.cache_root() / "segments" / path.name))
 
 
 def store_dir(corpus_manifests: dict[str, dict], vocab_sha: str, config: SegmentConfig, labeller_name: str,

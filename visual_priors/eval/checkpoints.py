@@ -32,7 +32,7 @@ def run_vocab_path(manifest: dict[str, Any]) -> pathlib.Path:
   if "segment_store" not in data:
     raise ValueError("This pretrain manifest records no segment store (it was trained on other data); pass the "
                      "vocabulary path explicitly.")
-  store = segments.SegmentStore(pathlib.Path(data["segment_store"]))
+  store = segments.recorded_store(data["segment_store"])
   if data.get("vocab_sha256") and data["vocab_sha256"] != store.manifest["vocab"]["sha256"]:
     raise ValueError(f"The segment store {store.root} now holds another vocabulary than the run recorded "
                      f"(sha256 {data['vocab_sha256'][:12]}); pass the run's vocabulary path explicitly.")

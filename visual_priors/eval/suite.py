@@ -199,7 +199,7 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
     lm_vocab = checkpoints.run_vocab_path(lm_manifest)
     results["pretrain"] = []
     if config.eval.language:
-      store = segments.SegmentStore(pathlib.Path(lm_manifest["data"]["segment_store"]))
+      store = segments.recorded_store(lm_manifest["data"]["segment_store"])
       log("eval: language (validation perplexity per source and category, zero-shot)")
       results["pretrain"] += language.evaluate_language(
           decoder, lm_vocab, store=store, data_root=data_root / "language", seq_len=int(config.pretrain.seq_len),

@@ -2,7 +2,8 @@
 
 A stage directory holds `out/` (what the stage function writes: a trainer work_dir with its own
 manifest.json, or the generated data) and, written last by the runner, `manifest.json` recording the
-stage's key, the fields the key hashes, its upstream keys and its outputs. A stage is done iff that
+stage's key, the fields the key hashes, its upstream keys, its outputs and the directory it was written
+in (outputs under a root since moved are read from their new place). A stage is done iff that
 manifest exists and records the same key. `.lock` (fcntl) keeps two processes from running one stage
 at once; the second waits, then finds the stage done.
 """
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from visual_priors import moved_paths
 from visual_priors.data import cache
 
 MANIFEST = "manifest.json"
@@ -42,11 +44,15 @@ def read_done(directory: pathlib.Path, key: str) -> dict[str, Any] | None:
   if manifest.get("key") != key:
     raise ValueError(f"Stage directory {directory} holds a manifest for key {manifest.get('key')!r}, not {key!r}; "
                      "it was written by something else. Move it away and rerun.")
+  if manifest.get("dir"):  # A root moved elsewhere: its outputs are found where they now are.
+    manifest["outputs"] = moved_paths.rebased(manifest["outputs"], manifest["dir"], pathlib.Path(directory).absolute())
   return manifest
 
 
 def write_done(directory: pathlib.Path, manifest: Mapping[str, Any]) -> None:
-  cache.write_json_atomic(pathlib.Path(directory) / MANIFEST, dict(manifest))
+  """Marks the stage done, recording where it was written (so a moved root can re-anchor its outputs)."""
+  directory = pathlib.Path(directory).absolute()
+  cache.write_json_atomic(directory / MANIFEST, {**manifest, "dir": str(directory)})
 
 
 def clear_stage(directory: pathlib.Path) -> None:

@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 
 from visual_priors.train import partition
 
+CHECKPOINTS = "checkpoints"  # the trainer's checkpoint folder inside its work_dir
 STATE_ITEM = "state"
 DATA_ITEM = "data"
 

@@ -134,7 +134,7 @@ def save_untrained(config: ml_collections.ConfigDict, *, data_identity: Mapping[
   initial = spec.create()
   trainable, frozen = state.parameter_count(initial)
   work_dir = pathlib.Path(config.work_dir)
-  checkpointer = checkpoint.Checkpointer(work_dir / "checkpoints", keep=1, async_save=False)
+  checkpointer = checkpoint.Checkpointer(work_dir / checkpoint.CHECKPOINTS, keep=1, async_save=False)
   try:
     checkpointer.save(0, initial, {})
     checkpointer.wait()

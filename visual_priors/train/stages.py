@@ -37,7 +37,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from visual_priors.data import cache
+from visual_priors.data import cache, segments
 from visual_priors.models import flops, sharding
 from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
@@ -295,9 +295,10 @@ def run_vocab(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
   data = manifest.get("data", {})
   path = data.get("vocab")
   if path is None and data.get("segment_store"):
-    store_manifest = pathlib.Path(data["segment_store"]) / MANIFEST
-    if store_manifest.is_file():
-      path = cache.read_json(store_manifest)["vocab"]["path"]
+    try:
+      path = str(segments.recorded_store(data["segment_store"]).vocab_path)
+    except FileNotFoundError:  # The store is gone: nothing names the vocabulary any more.
+      pass
   return path, data.get("vocab_sha256")
 
 

@@ -163,7 +163,7 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
   device_kinds = [device.device_kind for device in mesh.devices.flat]
 
   work_dir = pathlib.Path(config.work_dir)
-  checkpointer = checkpoint.Checkpointer(work_dir / "checkpoints", keep=config.checkpoint.keep,
+  checkpointer = checkpoint.Checkpointer(work_dir / checkpoint.CHECKPOINTS, keep=config.checkpoint.keep,
                                          async_save=config.checkpoint.async_save)
   chief = jax.process_index() == 0
   writer = MetricWriter(work_dir) if chief else None

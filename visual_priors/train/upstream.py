@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from visual_priors import moved_paths
 from visual_priors.data import cache
 from visual_priors.models import sharding
 from visual_priors.train import checkpoint, partition
@@ -51,6 +52,9 @@ def read_run(directory: str | pathlib.Path, role: str, stages: Sequence[str]) ->
         f"The {role} upstream {directory} has no {MANIFEST}: it is not a run directory or its run has not "
         f"finished. Point it at a finished {' or '.join(stages)} run.")
   manifest = cache.read_json(manifest_path)
+  if manifest.get("checkpoint_dir"):  # A run moved with its tree finds its checkpoints and data there.
+    recorded_dir = pathlib.Path(manifest["checkpoint_dir"]).parent
+    manifest = moved_paths.rebased(manifest, recorded_dir, directory)
   stage = manifest.get("stage")
   if stage not in stages:
     raise ValueError(f"The {role} upstream {directory} is a {stage!r} run; expected {' or '.join(stages)}.")
