@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
-import json
 import socket
 import threading
 import time
 
 import pytest
 
+from chat_server import ChatServer, completion
 from visual_priors.data.labelling import llm, prompt
 
 # Each segment's true labels and the messy way the fake model writes them.
@@ -27,64 +26,18 @@ SEGMENTS = {
 }
 
 
-class FakeChatServer:
-  """An OpenAI-style /v1/chat/completions server whose replies a test scripts through `respond`."""
+class FakeChatServer(ChatServer):
+  """The labelling endpoint: each segment answered in `SEGMENTS`' messy way unless a test scripts `respond`."""
 
   def __init__(self):
-    self.requests: list[dict] = []
-    self.headers: list[dict] = []
-    self.lock = threading.Lock()
-    self.respond = self.messy_reply
-    server = self
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-      def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with server.lock:
-          server.requests.append(body)
-          server.headers.append(dict(self.headers))
-          number = len(server.requests)
-        status, headers, payload = server.respond(self.path, body, number)
-        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-        try:
-          self.send_response(status)
-          for key, value in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(key, value)
-          self.send_header("Content-Length", str(len(data)))
-          self.end_headers()
-          self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # The client gave up (timeout test).
-          pass
-
-      def log_message(self, *args):
-        pass
-
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    self.httpd.daemon_threads = True
-    self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-    self.thread.start()
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-  @staticmethod
-  def segment_of(body: dict) -> str:
-    user = [m["content"] for m in body["messages"] if m["role"] == "user"][0]
-    return user.split("<<<\n", 1)[1].rsplit("\n>>>", 1)[0]
+    super().__init__(self.messy_reply)
 
   def messy_reply(self, path, body, number):
-    return 200, {}, completion(SEGMENTS[self.segment_of(body)][1])
+    return 200, {}, completion(SEGMENTS[self.quoted(body)][1])
 
   def count(self, text: str) -> int:
     with self.lock:
-      return sum(self.segment_of(body) == text for body in self.requests)
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
-
-
-def completion(content: str) -> dict:
-  return {"id": "x", "object": "chat.completion",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+      return sum(self.quoted(body) == text for body in self.requests)
 
 
 @pytest.fixture
@@ -110,7 +63,7 @@ def test_messy_replies_are_parsed_and_the_request_is_well_formed(server, tmp_pat
   assert body["temperature"] == 0
   assert [m["role"] for m in body["messages"]] == ["system", "user"]
   assert body["messages"][0]["content"] == prompt.SYSTEM_PROMPT
-  assert sorted(server.segment_of(b) for b in server.requests) == sorted(texts)
+  assert sorted(server.quoted(b) for b in server.requests) == sorted(texts)
 
 
 def test_the_cache_prevents_resending(server, tmp_path):
@@ -126,7 +79,7 @@ def test_the_cache_prevents_resending(server, tmp_path):
 
 def test_500_and_429_are_retried_until_the_right_answer(server, tmp_path):
   def flaky(path, body, number):
-    text = server.segment_of(body)
+    text = server.quoted(body)
     seen = server.count(text)
     if seen == 1:
       return 500, {}, {"error": "overloaded"}
@@ -199,7 +152,7 @@ def test_successes_are_cached_when_other_segments_fail(server, tmp_path):
   bad = "The committee adjourned at noon."
 
   def one_bad(path, body, number):
-    if server.segment_of(body) == bad:
+    if server.quoted(body) == bad:
       return 200, {}, completion("no idea")
     return server.messy_reply(path, body, number)
 

@@ -1,12 +1,11 @@
 """SFT-data ablation: rule and endpoint labellers (a local HTTP server), removal variants, written LLaVA files."""
 
 import base64
-import http.server
 import json
-import threading
 
 import pytest
 
+from chat_server import ChatServer, completion
 from visual_priors import names
 from visual_priors.data.labelling import llm
 from visual_priors.data.multimodal import loaders, sft_split
@@ -106,36 +105,17 @@ def test_build_variants_writes_loadable_llava_files_and_a_manifest(tmp_path):
   assert manifest["variants"]["perception-50"]["kinds"]["perception"] == 2
 
 
-class FakeKindServer:
-  """An OpenAI-style chat-completions server on 127.0.0.1 answering from `ITEMS` (or a scripted status)."""
+class FakeKindServer(ChatServer):
+  """The SFT-data labelling endpoint answering from `ITEMS`, after any statuses in `status_script`."""
 
   def __init__(self):
-    self.bodies: list[dict] = []
+    super().__init__(self.scripted)
     self.status_script: list[int] = []  # statuses to answer before replying normally
-    self.lock = threading.Lock()
-    server = self
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-      def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with server.lock:
-          server.bodies.append(body)
-          status = server.status_script.pop(0) if server.status_script else 200
-        payload = server.answer(body) if status == 200 else {"error": "scripted"}
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-      def log_message(self, *args):
-        pass
-
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    self.httpd.daemon_threads = True
-    threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+  def scripted(self, path, body, number):
+    with self.lock:
+      status = self.status_script.pop(0) if self.status_script else 200
+    return status, {}, self.answer(body) if status == 200 else {"error": "scripted"}
 
   @staticmethod
   def answer(body: dict) -> dict:
@@ -146,11 +126,7 @@ class FakeKindServer:
       text = next(reply for item, _, reply in ITEMS if item["conversations"][-1]["value"] in sample)
       if "haiku" in sample:
         text = "I cannot decide."  # unparseable: the labeller must ask again
-    return {"choices": [{"message": {"role": "assistant", "content": text}}]}
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
+    return completion(text)
 
 
 @pytest.fixture
@@ -170,10 +146,10 @@ def test_endpoint_labeller_parses_messy_replies_repairs_and_caches(server, tmp_p
   records = [dict(item, image=None) for item, _, _ in ITEMS]
   labeller = endpoint_labeller(server, tmp_path)
   assert labeller.kinds(records) == [kind for _, kind, _ in ITEMS]
-  assert len(server.bodies) == len(ITEMS) + 1  # the haiku reply was unparseable and asked again
-  assert all(body["model"] == "fake-vlm" and body["temperature"] == 0 for body in server.bodies)
+  assert len(server.requests) == len(ITEMS) + 1  # the haiku reply was unparseable and asked again
+  assert all(body["model"] == "fake-vlm" and body["temperature"] == 0 for body in server.requests)
   assert endpoint_labeller(server, tmp_path).kinds(records[::-1]) == [kind for _, kind, _ in ITEMS][::-1]
-  assert len(server.bodies) == len(ITEMS) + 1  # every answer came from the cache
+  assert len(server.requests) == len(ITEMS) + 1  # every answer came from the cache
 
 
 def test_endpoint_labeller_sends_images_to_a_vlm(server, tmp_path):
@@ -181,7 +157,7 @@ def test_endpoint_labeller_sends_images_to_a_vlm(server, tmp_path):
   image.write_bytes(b"\x89PNG fake bytes")
   record = dict(ITEMS[0][0], image=str(image))
   assert endpoint_labeller(server, tmp_path, send_images=True).kinds([record]) == ["perception"]
-  (content,) = [m["content"] for m in server.bodies[0]["messages"] if m["role"] == "user"]
+  (content,) = [m["content"] for m in server.requests[0]["messages"] if m["role"] == "user"]
   assert content[0]["text"].startswith("Sample:\n<<<\n[image]\nUSER: <image>")
   assert content[1]["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
 
@@ -193,7 +169,7 @@ def test_endpoint_labeller_retries_unavailability_and_stops_on_rejection(server,
   server.status_script = [401] * 10
   with pytest.raises(llm.EndpointRejectedError, match="HTTP 401"):
     endpoint_labeller(server, tmp_path, concurrency=1).kinds([dict(item, image=None) for item, _, _ in ITEMS[2:]])
-  assert len(server.bodies) == 4 + 1  # one refused request; the queued items were never sent
+  assert len(server.requests) == 4 + 1  # one refused request; the queued items were never sent
   server.status_script = [503] * 10
   with pytest.raises(llm.LabellingFailedError, match="1 of 1 items got no kind"):
     endpoint_labeller(server, tmp_path, concurrency=1).kinds([dict(ITEMS[3][0], image=None)])

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
 
+from chat_server import ChatServer, completion
 from visual_priors.data.labelling import llm, reply
 from visual_priors.eval import judge as judge_lib
 
@@ -55,54 +54,15 @@ def test_parse_verdict_accepts_messy_replies_and_refuses_others():
     judge_lib.parse_verdict("The reasoning seems fine to me.")
 
 
-class FakeJudgeServer:
-  """An OpenAI-style /v1/chat/completions server; `respond(body, number) -> (status, payload)`."""
+class FakeJudgeServer(ChatServer):
+  """The judge endpoint: a trace is coherent iff it states "answer is", unless a test scripts `respond`."""
 
   def __init__(self):
-    self.requests: list[dict] = []
-    self.lock = threading.Lock()
-    self.respond = self.rule_reply
-    server = self
+    super().__init__(self.rule_reply)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-      def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with server.lock:
-          server.requests.append(body)
-          number = len(server.requests)
-        status, payload = server.respond(body, number)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-      def log_message(self, *args):
-        pass
-
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    self.httpd.daemon_threads = True
-    self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-    self.thread.start()
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-  @staticmethod
-  def trace_of(body: dict) -> str:
-    user = [m["content"] for m in body["messages"] if m["role"] == "user"][0]
-    return user.split("<<<\n", 1)[1].rsplit("\n>>>", 1)[0]
-
-  def rule_reply(self, body, number):
-    coherent = "answer is" in self.trace_of(body)
-    return 200, completion(f'Here you go: {{"coherent": {json.dumps(coherent)}, "reason": "checked"}}')
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
-
-
-def completion(content: str) -> dict:
-  return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+  def rule_reply(self, path, body, number):
+    coherent = "answer is" in self.quoted(body)
+    return 200, {}, completion(f'Here you go: {{"coherent": {json.dumps(coherent)}, "reason": "checked"}}')
 
 
 @pytest.fixture
@@ -129,7 +89,7 @@ def test_llm_judge_sends_a_versioned_prompt_and_caches_verdicts(server, tmp_path
   assert [v["coherent"] for v in verdicts] == [True, False, True]
   assert all(v["reason"] == "checked" for v in verdicts)
   assert len(server.requests) == 3
-  body = next(b for b in server.requests if server.trace_of(b) == GOOD)
+  body = next(b for b in server.requests if server.quoted(b) == GOOD)
   assert body["model"] == "judge-32b" and body["temperature"] == 0 and body["max_tokens"] == 128
   assert body["messages"][0] == {"role": "system", "content": judge_lib.SYSTEM_PROMPT}
   assert "B. 6" in body["messages"][1]["content"] and "Reference answer: 6" in body["messages"][1]["content"]
@@ -142,12 +102,12 @@ def test_llm_judge_sends_a_versioned_prompt_and_caches_verdicts(server, tmp_path
 
 
 def test_llm_judge_retries_server_errors_and_repairs_unreadable_replies(server, tmp_path):
-  def flaky(body, number):
+  def flaky(path, body, number):
     if number == 1:
-      return 503, {"error": "busy"}
+      return 503, {}, {"error": "busy"}
     if number == 2:
-      return 200, completion("Looks reasonable.")
-    return server.rule_reply(body, number)
+      return 200, {}, completion("Looks reasonable.")
+    return server.rule_reply(path, body, number)
 
   server.respond = flaky
   assert make(server, tmp_path, concurrency=1).judge(**ITEMS[0])["coherent"] is True
@@ -157,17 +117,17 @@ def test_llm_judge_retries_server_errors_and_repairs_unreadable_replies(server, 
 
 
 def test_llm_judge_reports_failures_and_keeps_successes(server, tmp_path):
-  def picky(body, number):
-    if "Dogs. Birds." in server.trace_of(body):
-      return 200, completion("No idea.")
-    return server.rule_reply(body, number)
+  def picky(path, body, number):
+    if "Dogs. Birds." in server.quoted(body):
+      return 200, {}, completion("No idea.")
+    return server.rule_reply(path, body, number)
 
   server.respond = picky
   judge = make(server, tmp_path, max_parse_attempts=2)
   with pytest.raises(judge_lib.JudgingFailedError, match="1 of 3 traces got no verdict"):
     judge.judge_many(ITEMS)
   assert len(judge.cache) == 2
-  server.respond = lambda body, number: (401, {"error": "bad key"})
+  server.respond = lambda path, body, number: (401, {}, {"error": "bad key"})
   with pytest.raises(llm.EndpointRejectedError, match="HTTP 401"):
     make(server, tmp_path, concurrency=1).judge_many([{**ITEMS[0], "trace": "new trace"}])
 
