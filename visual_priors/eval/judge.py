@@ -28,6 +28,7 @@ keyed by (prompt version, model, question, choices, answer, trace) so a re-run s
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -46,13 +47,14 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 Verdict = dict[str, Any]  # {"coherent": bool, "reason": str}
 
 
-class Judge:
+class Judge(abc.ABC):
   """The judge interface: `name` (recorded with each judgement) and `judge`; `judge_many` batches."""
 
   name: str = "judge"
 
+  @abc.abstractmethod
   def judge(self, question: str, choices: Sequence[str] | None, answer: str, trace: str) -> Verdict:
-    raise NotImplementedError
+    """{"coherent": bool, "reason": str} for one reasoning trace."""
 
   def judge_many(self, items: Sequence[Mapping[str, Any]]) -> list[Verdict]:
     """Verdicts for {"question", "choices", "answer", "trace"} items, in order."""
