@@ -29,8 +29,8 @@ keyed by (prompt version, model, question, choices, answer, trace) so a re-run s
 from __future__ import annotations
 
 import abc
-import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import pathlib
@@ -256,27 +256,16 @@ class LlmJudge(Judge):
     keys = [self._key(*f) for f in fields]
     found = {key: verdict for key in set(keys) if (verdict := self.cache.get(key)) is not None}
     todo = {key: f for key, f in zip(keys, fields) if key not in found}
-    failures: dict[str, Exception] = {}
-    rejections: list[llm.EndpointRejectedError] = []  # The first one stops the traces still queued.
-    pool = concurrent.futures.ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="judge")
-    try:
-      futures = {pool.submit(self._ask, user_message(*f), rejections): key for key, f in todo.items()}
-      for future in concurrent.futures.as_completed(futures):
-        key = futures[future]
-        try:
-          found[key] = future.result()
-        except (reply.UnparseableReplyError, llm.EndpointUnavailableError) as e:
-          failures[key] = e
-          continue
-        self.cache.put(key, found[key], self.config.model)
-    finally:
-      pool.shutdown(wait=True, cancel_futures=True)
+
+    def keep(key: str, verdict: Verdict) -> None:
+      found[key] = verdict
+      self.cache.put(key, verdict, self.config.model)
+
+    failures = self._client.ask_each({key: functools.partial(self._ask, user_message(*f)) for key, f in todo.items()},
+                                     keep)
     if failures:
-      first = next(iter(failures.values()))
-      raise JudgingFailedError(
-          f"{len(failures)} of {len(todo)} traces got no verdict from {self.config.base_url} "
-          f"({len(todo) - len(failures)} were judged and cached; re-running asks only for the rest). "
-          f"First error: {type(first).__name__}: {first}")
+      raise JudgingFailedError(llm.failure_summary(failures, len(todo),
+                                                   f"traces got no verdict from {self.config.base_url}", "judged"))
     return [dict(found[key]) for key in keys]
 
   def _ask(self, content: str, rejections: list[llm.EndpointRejectedError]) -> Verdict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import email.utils
 import http.client
 import json
@@ -27,6 +28,7 @@ from visual_priors.data import cache
 from visual_priors.data.labelling import base, label_cache, prompt, reply
 
 T = TypeVar("T")
+K = TypeVar("K")
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 
 
@@ -40,6 +42,13 @@ class EndpointUnavailableError(RuntimeError):
 
 class LabellingFailedError(RuntimeError):
   """Some segments got no label set; the ones that did are cached."""
+
+
+def failure_summary(failures: Mapping[Any, Exception], asked: int, what: str, done: str) -> str:
+  """The message of a batch in which `failures` of `asked` requests failed, the rest `done` and cached."""
+  first = next(iter(failures.values()))
+  return (f"{len(failures)} of {asked} {what} ({asked - len(failures)} were {done} and cached; re-running asks "
+          f"only for the rest). First error: {type(first).__name__}: {first}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,33 +103,44 @@ class LlmLabeller:
     keys = [label_cache.segment_key(prompt.PROMPT_VERSION, self.config.model, text) for text in texts]
     masks = self.cache.get_many(keys)
     todo = {key: text for key, text in zip(keys, texts) if key not in masks}
-    failures: dict[str, Exception] = {}
-    if todo:
-      pool = concurrent.futures.ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="llm-label")
-      try:
-        rejections: list[EndpointRejectedError] = []  # The first one stops the segments still queued.
-        futures = {pool.submit(self._label_and_cache, key, text, rejections): key for key, text in todo.items()}
-        for future in concurrent.futures.as_completed(futures):
-          try:
-            masks[futures[future]] = future.result()
-          except (reply.UnparseableReplyError, EndpointUnavailableError) as e:
-            failures[futures[future]] = e
-      finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+
+    def keep(key: str, labels: frozenset[str]) -> None:
+      masks[key] = base.labels_to_mask(labels)
+      self.cache.put(key, masks[key], self.config.model, prompt.PROMPT_VERSION)
+
+    failures = self.ask_each({key: functools.partial(self._ask_labels, text) for key, text in todo.items()}, keep)
     if failures:
-      first = next(iter(failures.values()))
-      raise LabellingFailedError(
-          f"{len(failures)} of {len(todo)} segments sent to {self._url} got no label set "
-          f"({len(todo) - len(failures)} were labelled and cached; re-running retries only the rest). "
-          f"First error: {type(first).__name__}: {first}")
+      raise LabellingFailedError(failure_summary(failures, len(todo), f"segments sent to {self._url} got no label set",
+                                                 "labelled"))
     return [base.mask_to_labels(masks[key]) for key in keys]
 
-  def _label_and_cache(self, key: str, text: str, rejections: list[EndpointRejectedError]) -> int:
-    labels = self.ask(prompt.segment_messages(text), reply.parse_labels,
-                      lambda _, answer: prompt.repair_messages(text, answer), rejections)
-    mask = base.labels_to_mask(labels)
-    self.cache.put(key, mask, self.config.model, prompt.PROMPT_VERSION)
-    return mask
+  def _ask_labels(self, text: str, rejections: list[EndpointRejectedError]) -> frozenset[str]:
+    return self.ask(prompt.segment_messages(text), reply.parse_labels,
+                    lambda _, answer: prompt.repair_messages(text, answer), rejections)
+
+  def ask_each(self, requests: Mapping[K, Callable[[list[EndpointRejectedError]], T]],
+               keep: Callable[[K, T], None]) -> dict[K, Exception]:
+    """Runs `requests` (each a call of `ask`, given the batch's shared rejection list) on `concurrency`
+    threads, handing each result to `keep` as it arrives, so what succeeded is kept (cached) when others
+    fail. Returns the failures (unparseable replies, an unavailable endpoint) by key; the endpoint's first
+    refusal is raised, and the requests still queued are then never sent."""
+    failures: dict[K, Exception] = {}
+    if not requests:
+      return failures
+    rejections: list[EndpointRejectedError] = []
+    pool = concurrent.futures.ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="llm")
+    try:
+      futures = {pool.submit(request, rejections): key for key, request in requests.items()}
+      for future in concurrent.futures.as_completed(futures):
+        try:
+          value = future.result()
+        except (reply.UnparseableReplyError, EndpointUnavailableError) as e:
+          failures[futures[future]] = e
+          continue
+        keep(futures[future], value)
+    finally:
+      pool.shutdown(wait=True, cancel_futures=True)
+    return failures
 
   def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T],
           repair: Callable[[list[dict[str, Any]], str], list[dict[str, Any]]],

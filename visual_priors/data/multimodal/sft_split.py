@@ -20,7 +20,7 @@ original order, image paths as in the source), `kinds.json` (the kind of every i
 from __future__ import annotations
 
 import base64
-import concurrent.futures
+import functools
 import dataclasses
 import hashlib
 import json
@@ -144,27 +144,16 @@ class EndpointSftLabeller:
             for text, _, digest in requests]
     found = self._endpoint.cache.get_many(keys)
     todo = {key: content for key, (_, content, _) in zip(keys, requests) if key not in found}
-    failures: dict[str, Exception] = {}
-    rejections: list[llm.EndpointRejectedError] = []  # The first one stops the items still queued.
-    pool = concurrent.futures.ThreadPoolExecutor(self.config.endpoint.concurrency, thread_name_prefix="sft-label")
-    try:
-      futures = {pool.submit(self._ask, content, rejections): key for key, content in todo.items()}
-      for future in concurrent.futures.as_completed(futures):
-        key = futures[future]
-        try:
-          found[key] = KINDS.index(future.result())
-        except (reply.UnparseableReplyError, llm.EndpointUnavailableError) as e:
-          failures[key] = e
-          continue
-        self._endpoint.cache.put(key, found[key], self._model_key, PROMPT_VERSION)
-    finally:
-      pool.shutdown(wait=True, cancel_futures=True)
+
+    def keep(key: str, kind: str) -> None:
+      found[key] = KINDS.index(kind)
+      self._endpoint.cache.put(key, found[key], self._model_key, PROMPT_VERSION)
+
+    failures = self._endpoint.ask_each({key: functools.partial(self._ask, content) for key, content in todo.items()},
+                                       keep)
     if failures:
-      first = next(iter(failures.values()))
-      raise llm.LabellingFailedError(
-          f"{len(failures)} of {len(todo)} items got no kind from {self.config.endpoint.base_url} "
-          f"({len(todo) - len(failures)} were labelled and cached; re-running asks only for the rest). "
-          f"First error: {type(first).__name__}: {first}")
+      raise llm.LabellingFailedError(llm.failure_summary(
+          failures, len(todo), f"items got no kind from {self.config.endpoint.base_url}", "labelled"))
     return [KINDS[found[key]] for key in keys]
 
   def _request(self, record: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]], str]:
