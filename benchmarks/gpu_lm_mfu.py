@@ -6,7 +6,7 @@ Needs only jax (with CUDA), flax and optax: run from the repository root on one 
 
 It prints step time, tokens/s, MFU and peak memory per case, next to the bar set by a plain ~60-line JAX
 Llama (cuDNN attention, fp32 params / bf16 compute, AdamW, no remat) on one H200: 47.5% MFU at 1.36B and
-38.4% at 374M (STACK_NOTES.md). The framework's model should match or beat it (target >= 50% at ~1.3B).
+38.4% at 374M (docs/design.md, install notes). The framework's model should match or beat it (target >= 50% at ~1.3B).
 MFU counts matmul FLOPs with causal attention at half (visual_priors.models.flops) against the device's
 peak dense bf16 FLOP/s (visual_priors.train.mfu: 989 TFLOP/s for H100/H200).
 """

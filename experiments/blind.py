@@ -1,4 +1,4 @@
-"""Blind visual instruction tuning (PAPER_FACTS section 3): a text-only pass over the instruction data
+"""Blind visual instruction tuning (docs/paper.md, section 3): a text-only pass over the instruction data
 (images withheld) before normal SFT, on mix0 and mix6 (3B LM, 50B tokens); 2 runs.
 
 Names "blind/mix0", "blind/mix6". Each shares pre-training, vision and alignment with mix/mix0 / mix/mix6.

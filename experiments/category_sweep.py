@@ -1,4 +1,4 @@
-"""Category-proportion sweeps (PAPER_FACTS section 3): 8 label categories x 0/25/50/75/100% of the 30B
+"""Category-proportion sweeps (docs/paper.md, section 3): 8 label categories x 0/25/50/75/100% of the 30B
 tokens, the remainder drawn proportionally from the rest of the labelled pool; 3B LM; 40 runs.
 
 Names "category/<category>-<percent>", e.g. "category/code-25", "category/reasoning-50",

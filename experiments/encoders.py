@@ -1,4 +1,4 @@
-"""Vision-encoder universality (PAPER_FACTS section 3): the reasoning-comb. sweep's LMs (3B, 30B tokens,
+"""Vision-encoder universality (docs/paper.md, section 3): the reasoning-comb. sweep's LMs (3B, 30B tokens,
 0/25/50/75/100% reasoning) adapted with MetaCLIP-B/16 (the default), DINOv2-G and MAE-H; 15 runs.
 
 Names "encoder/<encoder>-reasoning-<percent>", e.g. "encoder/dinov2-reasoning-50". Every run shares its

@@ -1,4 +1,4 @@
-"""The balanced interpolation mix0..mix10 (PAPER_FACTS section 3): 3B LM on 50B tokens; 11 runs.
+"""The balanced interpolation mix0..mix10 (docs/paper.md, section 3): 3B LM on 50B tokens; 11 runs.
 
 Names "mix/mix0" .. "mix/mix10"; mix0 is "language-favourable", mix6 the recommended "balanced" recipe.
 Mixtures are the paper's source weights (data/mixtures.PAPER_MIXTURES; spec "mix6"). blind.py's runs

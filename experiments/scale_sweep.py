@@ -1,4 +1,4 @@
-"""Scale sweep (PAPER_FACTS section 3): 5 LM sizes x 8 token budgets, all on web-crawl only; 40 runs.
+"""Scale sweep (docs/paper.md, section 3): 5 LM sizes x 8 token budgets, all on web-crawl only; 40 runs.
 
 Names "scale/<scale>-<budget>", e.g. "scale/3b-30b", "scale/340m-0b" (0B = an untrained LM). The
 adaptation and evaluation are the paper's defaults (MetaCLIP-B/16 from a checkpoint, the paper's data).

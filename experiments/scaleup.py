@@ -1,4 +1,4 @@
-"""Scale-up verification (PAPER_FACTS section 3): mix0 vs mix6 at 7B on 1T tokens, full adaptation data;
+"""Scale-up verification (docs/paper.md, section 3): mix0 vs mix6 at 7B on 1T tokens, full adaptation data;
 2 runs.
 
 The paper trained ~4.2M tokens/step (2048 sequences of 2048) for ~250k steps; here the budget is 1T

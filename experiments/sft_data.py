@@ -1,4 +1,4 @@
-"""SFT-data ablation (PAPER_FACTS section 3): the instruction data split into perception / reasoning /
+"""SFT-data ablation (docs/paper.md, section 3): the instruction data split into perception / reasoning /
 other items (data/multimodal/sft_split.py), perception or reasoning items removed at 50% and 100%, plus
 the full data; 5 runs.
 

@@ -1,4 +1,4 @@
-"""Single-source runs (PAPER_FACTS section 3): one 3B LM per source on 30B tokens of it alone; 16 runs.
+"""Single-source runs (docs/paper.md, section 3): one 3B LM per source on 30B tokens of it alone; 16 runs.
 
 Names "source/<source>", e.g. "source/code", "source/web-crawl" (which equals scale/3b-30b stage for
 stage). Locally built corpora cover academia, code, encyclopedia, literature, math and web-crawl (stand-ins,

@@ -1,4 +1,4 @@
-"""Vision-favourable grid (PAPER_FACTS section 3): reasoning comb. 50..85% x visual comb. 5/10/15%, plus
+"""Vision-favourable grid (docs/paper.md, section 3): reasoning comb. 50..85% x visual comb. 5/10/15%, plus
 reasoning 60% and 65% with visual 20/25/30%; 3B LM, 30B tokens; 30 runs.
 
 Names "grid/r<reasoning>-v<visual>", e.g. "grid/r60-v15". Mixture "cat:reasoning=0.6,visual=0.15": both

@@ -1,10 +1,21 @@
 """Test session setup (an 8-device CPU mesh, quiet TensorFlow) and the shared small real corpus, vocab and store."""
 
+import atexit
 import os
+import pathlib
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Hermetic: the data cache (corpora, stores, benchmark files) is this session's own temporary folder, never
+# the user's; only downloaded package files (immutable, fetched again when absent) stay in the shared download
+# cache, so a test run does not download every package anew.
+_default_cache = pathlib.Path(os.environ.get("VISUAL_PRIORS_CACHE") or pathlib.Path.home() / ".cache" / "visual_priors")
+os.environ.setdefault("VISUAL_PRIORS_DOWNLOADS", str(_default_cache / "downloads"))
+os.environ["VISUAL_PRIORS_CACHE"] = tempfile.mkdtemp(prefix="visual_priors-test-cache-")
+atexit.register(shutil.rmtree, os.environ["VISUAL_PRIORS_CACHE"], ignore_errors=True)
 # grain workers and seqio read absl flags; mark them parsed so library code does not abort.
 from absl import flags  # noqa: E402
 

@@ -253,6 +253,38 @@ def test_overrides_coerce_types():
     config_lib.apply_overrides(config_lib.base_config(), ["pretrain.scale=[1]"])
 
 
+@pytest.mark.parametrize("assignment, message", [
+    ("pretrain.token_budget=abc", "Cannot set pretrain.token_budget to 'abc': expected an integer, e.g. --set "
+     "pretrain.token_budget=30000000000."),
+    ("pretrain.token_budget=2.5e9.0", "Cannot set pretrain.token_budget to '2.5e9.0': expected an integer"),
+    ("pretrain.warmup_steps=10.5", "Cannot set pretrain.warmup_steps to 10.5: expected an integer"),
+    ("seed=True", "Cannot set seed to True: expected an integer, e.g. --set seed=42."),
+    ("pretrain.peak_lr=abc", "Cannot set pretrain.peak_lr to 'abc': expected a number, e.g. --set "
+     "pretrain.peak_lr=0.0003."),
+    ("adapt.blind=yes", "Cannot set adapt.blind to 'yes': expected True or False, e.g. --set adapt.blind=True."),
+    ("vision.checkpoint=True", "Cannot set vision.checkpoint to True: expected a string, e.g. --set "
+     "vision.checkpoint=text."),
+    ("eval.benchmarks=5", "Cannot set eval.benchmarks to 5: expected a comma-separated list (a,b) or a list literal "
+     "(['a', 'b']), e.g. --set eval.benchmarks=gqa,mme."),
+    ("runtime.mesh=4", "Cannot set runtime.mesh to 4: expected a mapping (set its keys one by one), e.g. --set "
+     "runtime.mesh.data=1."),
+])
+def test_override_of_the_wrong_type_names_key_value_type_and_example(assignment, message):
+  with pytest.raises(ValueError) as error:
+    config_lib.apply_overrides(config_lib.base_config(), [assignment])
+  assert str(error.value).startswith(message)
+
+
+def test_train_config_overrides_are_type_checked_on_validation():
+  config = config_lib.apply_overrides(config_lib.base_config(), ["pretrain.overrides.optimizer.weight_decay=abc"])
+  with pytest.raises(ValueError, match=r"^Cannot set pretrain.overrides.optimizer.weight_decay to 'abc': expected a "
+                                       r"number, e.g. --set pretrain.overrides.optimizer.weight_decay=0.1.$"):
+    config_lib.validate(config)
+  config_lib.validate(config_lib.apply_overrides(config_lib.base_config(), [
+      "pretrain.overrides.optimizer.weight_decay=0", "pretrain.overrides.eval_every_steps=1e3",
+      "pretrain.overrides.compute_dtype='bfloat16'", "pretrain.overrides.model.remat='full'"]))
+
+
 def test_parse_arg():
   defaults = {"mix": "mix6", "local": False, "percent": 50}
   assert config_lib.parse_arg(None, defaults) == defaults

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import yaml
 
 from visual_priors import cli
 from visual_priors import config as config_lib
@@ -64,3 +65,29 @@ def test_show_errors(capsys):
 def test_experiments_folder_option(tmp_path, capsys):
   code, out = run(["list", "--experiments", str(tmp_path / "absent")], capsys)
   assert code == 2 and registry.ENV_VAR in out
+
+
+def lists(value):
+  """`value` with tuples as lists (YAML has no tuples)."""
+  if isinstance(value, dict):
+    return {key: lists(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [lists(item) for item in value]
+  return value
+
+
+@pytest.mark.parametrize("name", ["demo/mix6", "mix/mix6"])
+def test_show_prints_the_config_as_plain_yaml(capsys, name):
+  code, out = run(["show", name], capsys)
+  assert code == 0
+  for internal in ("!!python", "_fields", "_locked", "_type_safe", "ConfigDict"):
+    assert internal not in out
+  config_text = out.split("## Config\n", 1)[1].split("\n## Run id", 1)[0]
+  config = registry.get_experiment(name)
+  assert yaml.safe_load(config_text) == lists(config.to_dict())
+  assert f"## Run id  {config_lib.run_id(config)}" in out
+
+
+def test_plain_turns_objects_into_yaml_data():
+  value = {"a": (1, (2.5, None)), "b": {"c": True}, 3: object}
+  assert experiments_commands.plain(value) == {"a": [1, [2.5, None]], "b": {"c": True}, "3": str(object)}

@@ -139,9 +139,8 @@ def test_gpu_plan_is_a_vertex_job_with_a_real_machine_type():
 
 
 def _launch_env(tmp_path: pathlib.Path) -> dict[str, str]:
-  """xmanager's SQLite database goes to a temporary HOME; the data cache stays the machine's."""
+  """xmanager's SQLite database goes to a temporary HOME; the data cache is the test session's (conftest)."""
   env = dict(os.environ)
-  env["VISUAL_PRIORS_CACHE"] = os.environ.get("VISUAL_PRIORS_CACHE", str(pathlib.Path.home() / ".cache/visual_priors"))
   env["HOME"] = str(tmp_path / "home")
   env["JAX_PLATFORMS"] = "cpu"
   env.pop("XLA_FLAGS", None)
@@ -165,7 +164,7 @@ def test_print_only_through_xmanager_cli(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_launch_runs_work_units_offline(tmp_path):
+def test_local_launch_runs_work_units_offline(tmp_path, small_store):
   """A real `xmanager launch` with the local executor: an untrained-LM pretrain stage runs, a broken unit fails
   and is reported, the launch exits 1, and xmanager recorded the experiment in its SQLite database."""
   env = _launch_env(tmp_path)
@@ -174,7 +173,7 @@ def test_local_launch_runs_work_units_offline(tmp_path):
   result = subprocess.run(
       ["xmanager", "launch", str(SCRIPT), "--", "--experiment=demo:mixture=mix6,reduced",
        "--experiment=demo:mixture=no-such-mixture,reduced", f"--root={root}", "--until=pretrain",
-       "--set=pretrain.token_budget=0", "--title=launch-test"],
+       "--set=pretrain.token_budget=0", f"--set=data.store={small_store.root}", "--title=launch-test"],
       env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
   seconds = time.perf_counter() - started
   output = result.stdout + result.stderr

@@ -56,7 +56,7 @@ from visual_priors.names import closest, lookup, unknown_keys
 # Execution order (see the module docstring). "blind" runs only when adapt.blind.
 STAGES: tuple[str, ...] = ("pretrain", "mmdata", "vision", "align", "blind", "sft", "eval")
 
-# The paper's 16 VQA benchmarks (PAPER_FACTS section 5) as the VQA registry names them, used until
+# The paper's 16 VQA benchmarks (docs/paper.md, section 5.1) as the VQA registry names them, used until
 # visual_priors/eval/benchmarks.py exists; once it does, names are checked against its registry.
 PAPER_BENCHMARKS: tuple[str, ...] = (
     "gqa", "mme", "mmbench", "seed",
@@ -93,7 +93,7 @@ def _dict(**fields: Any) -> ml_collections.ConfigDict:
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The schema with its defaults: the paper's where it states them (PAPER_FACTS sections 1, 4, 5)."""
+  """The schema with its defaults: the paper's where it states them (docs/paper.md, sections 1, 4, 5)."""
   config = ml_collections.ConfigDict()
   config.name = ""
   config.description = ""
@@ -262,6 +262,12 @@ def _validate_overrides(overrides: Mapping[str, Any]) -> None:
     owner = _OWNED_TRAIN_KEYS.get(path)
     if owner:
       raise ValueError(f"pretrain.overrides.{path} is set by {owner}; change that instead.")
+  for path in _paths(overrides):  # each value fits its train-config field (model.* is checked by DecoderConfig)
+    value = get_field(overrides, path)
+    if path.split(".")[0] != "model" and not _is_mapping(value):
+      parent_path, _, leaf = path.rpartition(".")
+      parent = get_field(reference, parent_path) if parent_path else reference
+      coerce_value(f"pretrain.overrides.{path}", parent[leaf], value, parent.get_type(leaf))
   model = overrides.get("model", {})
   if model:
     from visual_priors.models.decoder import DecoderConfig  # pylint: disable=import-outside-toplevel
@@ -613,19 +619,66 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def _coerce(path: str, old: Any, new: Any) -> Any:
-  if isinstance(old, bool) or old is None:
+def _example(path: str, old: Any, kind: type) -> str:
+  """`--set PATH=VALUE` with a value of the field's type (its current one where that is a fine example)."""
+  if kind is bool:
+    value = "True"
+  elif kind is int:
+    value = str(old) if isinstance(old, int) and not isinstance(old, bool) and old else "100"
+  elif kind is float:
+    value = repr(old) if isinstance(old, float) and old else "0.5"
+  elif kind is str:
+    value = old if isinstance(old, str) and old and "," not in old and old.strip() == old else "text"
+  elif kind in (list, tuple):
+    items = list(old)[:2] if isinstance(old, (list, tuple)) else []
+    value = ",".join(items) if items and all(isinstance(i, str) and "," not in i for i in items) else "a,b"
+  elif _is_mapping(old) and old:
+    key = next(iter(old))
+    return f"--set {path}.{key}={old[key]!r}"
+  else:
+    return f"--set {path}.KEY=VALUE"
+  return f"--set {path}={value}"
+
+
+_KIND_NAMES = {bool: "True or False", int: "an integer", float: "a number", str: "a string",
+               list: "a comma-separated list (a,b) or a list literal (['a', 'b'])"}
+
+
+def coerce_value(path: str, old: Any, new: Any, kind: type | None = None) -> Any:
+  """`new` as the type of the field it replaces (`old`'s, or `kind` for an unset placeholder), else a ValueError
+  naming the key, the value, the type expected and an example. Unset fields take any value."""
+  if kind is None or kind is type(None):
+    kind = None if old is None else type(old)
+  if kind is None:
     return new
-  if isinstance(old, int) and isinstance(new, float) and new.is_integer():
-    return int(new)  # token_budget=5e9
-  if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
-    return float(new)
-  if isinstance(old, list) and isinstance(new, str):
-    return [item.strip() for item in new.split(",") if item.strip()]  # eval.benchmarks=gqa,mme
-  if isinstance(old, list) and isinstance(new, tuple):
-    return list(new)
-  if isinstance(old, str) and isinstance(new, (int, float)) and not isinstance(new, bool):
-    return str(new)  # eval.alignment.layer=-4
+  number = isinstance(new, (int, float)) and not isinstance(new, bool)
+  if kind is bool:
+    ok = isinstance(new, bool)
+  elif kind is int:
+    if isinstance(new, float) and math.isfinite(new) and new.is_integer():
+      return int(new)  # token_budget=5e9
+    ok = isinstance(new, int) and not isinstance(new, bool)
+  elif kind is float:
+    if number:
+      return float(new)
+    ok = False
+  elif kind is str:
+    if number:
+      return str(new)  # eval.alignment.layer=-4
+    ok = isinstance(new, str)
+  elif kind in (list, tuple):
+    if isinstance(new, str):
+      new = [item.strip() for item in new.split(",") if item.strip()]  # eval.benchmarks=gqa,mme
+    if isinstance(new, (list, tuple)):
+      return kind(new)
+    ok = False
+  elif issubclass(kind, (Mapping, ml_collections.ConfigDict)):
+    ok = _is_mapping(new)
+  else:
+    return new
+  if not ok:
+    expected = _KIND_NAMES.get(list if kind is tuple else kind, "a mapping (set its keys one by one)")
+    raise ValueError(f"Cannot set {path} to {new!r}: expected {expected}, e.g. {_example(path, old, kind)}.")
   return new
 
 
@@ -642,8 +695,9 @@ def set_field(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
     return
   parent = get_field(config, ".".join(parts[:-1])) if len(parts) > 1 else config
   old = get_field(config, path)
+  kind = parent.get_type(parts[-1]) if isinstance(parent, ml_collections.ConfigDict) else None
   try:
-    parent[parts[-1]] = _coerce(path, old, value)
+    parent[parts[-1]] = coerce_value(path, old, value, kind)
   except TypeError as error:
     raise ValueError(f"Cannot set {path} to {value!r}: {error}") from None
 

@@ -11,7 +11,7 @@ What is counted (model FLOPs, 2 per multiply-add, as in visual_priors.models.flo
 Every adaptation row is counted at the full adaptation seq_len with one image (padding and the paper's
 language-only SFT items are not discounted: an upper bound of that part). Evaluation is not counted
 (decoding is small next to training but depends on answer lengths). Example counts for data kind
-"llava" are the paper's (PAPER_FACTS section 4: ~1M captions, ~2M + ~1.5M instruction items) unless
+"llava" are the paper's (docs/paper.md, section 4: ~1M captions, ~2M + ~1.5M instruction items) unless
 given; for "generated" they are the generator's settings. Hours = FLOPs / (peak bf16 FLOP/s of the
 chip, train/mfu.py's table, x MFU); MFU defaults to 0.4, a typical well-tuned large-model figure, not a
 measurement of this code.
@@ -29,7 +29,7 @@ from visual_priors import config as config_lib
 
 DEFAULT_CHIP = "TPU v5p"
 DEFAULT_MFU = 0.4
-# The paper's adaptation data (PAPER_FACTS section 4).
+# The paper's adaptation data (docs/paper.md, section 4: adaptation).
 PAPER_CAPTIONS = 1_000_000
 PAPER_INSTRUCT = 3_500_000
 CONTRASTIVE_TEXT_LEN = 64  # the contrastive recipe's caption length (train/stages.py RECIPES)

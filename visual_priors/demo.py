@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shlex
 import time
 from collections.abc import Callable, Sequence
 
 import jax
 
-from visual_priors.run.grid import GridRow, format_table
+from visual_priors.run import grid
+from visual_priors.run.grid import GridRow
 
 REDUCED_MIXTURES = 1
 # The reduced data's 1000-piece vocabulary spells the chat template's (LLaVA) system prompt in more tokens, so
@@ -106,7 +108,7 @@ def experiment_names(reduced: bool) -> list[str]:
 def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, names: Sequence[str] | None = None,
              devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> DemoResult:
   """Builds the data, runs the demo experiments (or `names`), writes the report; see the module docstring."""
-  from visual_priors import registry, runner  # pylint: disable=import-outside-toplevel
+  from visual_priors import registry  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis import report  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis.results import ResultsStore  # pylint: disable=import-outside-toplevel
 
@@ -121,22 +123,9 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
   log(f"demo: data ready in {seconds['data']:.1f} s: {store}")
   names = list(names) if names is not None else experiment_names(reduced)
   overrides = [f"data.store={store}", *(REDUCED_OVERRIDES if reduced else ())]
-  rows: list[GridRow] = []
-  run_ids = []
-  for index, name in enumerate(names):
-    log(f"=== demo [{index + 1}/{len(names)}] {name}")
-    run_started = time.perf_counter()
-    try:
-      config = registry.get_experiment(name, overrides)
-      record = runner.run_experiment(config, root=root, devices=devices, log=log)
-    except Exception as error:  # pylint: disable=broad-exception-caught
-      rows.append(GridRow(name, "failed", time.perf_counter() - run_started, None, f"{type(error).__name__}: {error}"))
-      log(f"=== {name} failed: {rows[-1].error}")
-      continue
-    rows.append(GridRow(name, record.status, time.perf_counter() - run_started, record.run_id, None))
-    run_ids.append(record.run_id)
+  rows = grid.grid(names, root=root, overrides=overrides, devices=devices, log=log)
+  run_ids = [row.run_id for row in rows if row.run_id]
   seconds["runs"] = time.perf_counter() - started - seconds["data"]
-  log(format_table(rows))
   report_path = None
   if run_ids:
     frame_store = ResultsStore(root / "results")
@@ -150,7 +139,20 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
     log(f"demo: report {report_path}")
   seconds["total"] = time.perf_counter() - started
   log("demo: " + ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()))
+  log("demo: inspect it with\n" + "\n".join(f"  {command}" for command in inspect_commands(root, size)))
   return DemoResult(root=root, store=store, runs=rows, report=report_path, seconds=seconds)
+
+
+def inspect_commands(root: pathlib.Path, size: DataSize = DEMO_DATA) -> list[str]:
+  """The commands that show the demo's data labels, measured mixture shares and report, as a user types them."""
+  def shown(path: pathlib.Path) -> str:
+    path = pathlib.Path(path).absolute()
+    return shlex.quote(str(path.relative_to(pathlib.Path.cwd()) if path.is_relative_to(pathlib.Path.cwd()) else path))
+
+  cache_dir = shown(root / "data" / size.name)
+  return [f"python -m visual_priors data labels --cache-dir {cache_dir}",
+          f"python -m visual_priors data mixtures --measured --cache-dir {cache_dir}",
+          f"python -m visual_priors report --results {shown(root / 'results')} --out {shown(root / 'report_all_runs.html')}"]
 
 
 def _only_runs(store, run_ids: Sequence[str]):

@@ -5,16 +5,18 @@
 
 `list` prints name, family, scale, tokens, mixture and the mixture's reasoning and visual shares (the
 paper's published per-source rates for source mixtures; the pinned proportions of category mixtures;
-"-" where unknown). `show` prints the resolved config, the run id, each stage's key and upstream, the
-shares, and the estimated compute (visual_priors.cost) with its assumptions.
+"-" where unknown). `show` prints the resolved config as plain YAML, the run id, each stage's key and
+upstream, the shares, and the estimated compute (visual_priors.cost) with its assumptions.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_collections
+import yaml
 
 from visual_priors import config as config_lib
 from visual_priors import registry
@@ -52,12 +54,28 @@ def format_table(rows: Sequence[Sequence[str]], columns: Sequence[str] = COLUMNS
   return "\n".join(lines)
 
 
+def plain(value: Any) -> Any:
+  """`value` as plain YAML/JSON data: mappings -> dicts, tuples and lists -> lists, other objects -> str."""
+  if isinstance(value, (Mapping, ml_collections.ConfigDict)):
+    return {str(key): plain(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [plain(item) for item in value]
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return str(value)
+
+
+def config_yaml(config: ml_collections.ConfigDict) -> str:
+  """The config's values as plain YAML, in schema order (no Python tags or ConfigDict internals)."""
+  return yaml.safe_dump(plain(config.to_dict()), sort_keys=False, default_flow_style=False, width=1000)
+
+
 def describe(config: ml_collections.ConfigDict, *, chip: str, mfu: float) -> str:
   """The text `show` prints for a finalized config."""
   from visual_priors import cost  # pylint: disable=import-outside-toplevel
   identities = config_lib.stage_identities(config)
   meta = config.meta
-  lines = [f"# {config.name}", config.description, "", "## Config", config.to_yaml().rstrip(), "",
+  lines = [f"# {config.name}", config.description, "", "## Config", config_yaml(config).rstrip(), "",
            f"## Run id  {config_lib.run_id(config)}", "", "## Stages (key <- upstream)"]
   for stage, identity in identities.items():
     upstream = ", ".join(f"{u} {identities[u].key}" for u in identity.upstream) or "-"

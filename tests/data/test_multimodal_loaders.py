@@ -173,3 +173,15 @@ def test_mle_bench_bad_rows_fail_clearly(tmp_path, image_folder, row, message):
     loaders.load_mle_bench(path, image_folder)
   with pytest.raises(ValueError, match=".jsonl or .parquet"):
     loaders.load_mle_bench(tmp_path / "rows.csv")
+
+
+def test_damaged_data_files_name_the_line(tmp_path):
+  rows = tmp_path / "captions.jsonl"
+  rows.write_text('{"image": "a.png", "caption": "x"}\n{"image": "b.png", "cap\n')
+  with pytest.raises(ValueError, match=r"captions.jsonl line 2: invalid JSON \(Unterminated string at column 20\); "
+                                       r"the file is damaged or truncated: fix or regenerate it"):
+    loaders.read_items(rows)
+  items = tmp_path / "instruct.json"
+  items.write_text('[\n  {"id": "1"},\n  {"id": \n')
+  with pytest.raises(ValueError, match=r"instruct.json line 4 column 1: invalid JSON \(Expecting value\)"):
+    loaders.read_items(items)

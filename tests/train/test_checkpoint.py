@@ -87,3 +87,15 @@ def test_damaged_array_files_are_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match=f"Checkpoint {tmp_path / '1'} is unreadable"):
     manager.restore(1, _abstract(_state()))
   manager.close()
+
+
+def test_damaged_data_state_names_its_file_and_line(tmp_path):
+  manager = checkpoint.Checkpointer(tmp_path, keep=1, async_save=False)
+  manager.save(1, _state(), {"next_index": 5})
+  manager.wait()
+  path = tmp_path / "1" / "data" / "process_0-of-1.json"
+  path.write_text(path.read_text()[:-3])  # truncated by an interrupted copy
+  with pytest.raises(ValueError, match=f"{path} line 1 column [0-9]+: invalid JSON .*damaged or truncated: delete "
+                                       f"the step directory {tmp_path / '1'} to resume"):
+    manager.restore(1, _abstract(_state()))
+  manager.close()

@@ -44,3 +44,16 @@ def test_the_stage_reports_a_missing_upstream_as_one_line(tmp_path, capsys):
                    "--instruct", str(tmp_path / "i.json")])
   assert code == 2
   assert "init upstream" in capsys.readouterr().err
+
+
+def test_a_bad_set_value_is_one_line_naming_key_type_and_example(tmp_path, capsys):
+  work_dir = ["--work-dir", str(tmp_path)]
+  config = _config(["stage", "sft", *work_dir, "--init", "runs/align", "--instruct", "i.json",
+                    "--set", "train.num_steps=1e3", "--set", "train.optimizer.peak_lr=1"])
+  assert config.train.num_steps == 1000 and config.train.optimizer.peak_lr == 1.0
+  code = cli.main(["stage", "sft", *work_dir, "--init", "runs/align", "--instruct", "i.json",
+                   "--set", "train.batch_size=abc"])
+  err = capsys.readouterr().err
+  assert code == 2 and "Traceback" not in err
+  assert err == ("error: Cannot set train.batch_size to 'abc': expected an integer, e.g. --set "
+                 "train.batch_size=512.\n")

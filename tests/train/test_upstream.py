@@ -3,6 +3,7 @@
 import pathlib
 
 import jax
+import pytest
 import numpy as np
 from flax import nnx
 
@@ -38,3 +39,27 @@ def test_a_moved_run_finds_its_checkpoint_and_data_in_its_new_place(tmp_path):
   assert run.record["checkpoint_dir"] == run.manifest["checkpoint_dir"]
   assert run.manifest["data"]["vocab"] == str(tmp_path / "new" / "data" / "spm.model")
   jax.tree.map(np.testing.assert_array_equal, _weights(run), before)
+
+
+def test_restoring_reads_the_step_as_written_without_orbax_warnings(tmp_path, caplog):
+  vocab = tmp_path / "spm.model"
+  vocab.write_bytes(b"a vocabulary")
+  _untrained_lm(tmp_path / "lm", vocab)
+  with caplog.at_level("WARNING"):
+    _weights(upstream.read_run(tmp_path / "lm", "lm", ("pretrain",)))
+  assert not [record.getMessage() for record in caplog.records if record.levelname != "DEBUG"]
+
+
+def test_a_damaged_upstream_checkpoint_is_one_line_naming_the_run_and_step(tmp_path):
+  vocab = tmp_path / "spm.model"
+  vocab.write_bytes(b"a vocabulary")
+  _untrained_lm(tmp_path / "lm", vocab)
+  run = upstream.read_run(tmp_path / "lm", "lm", ("pretrain",))
+  for path in (run.checkpoint_step_dir / "state").rglob("*"):
+    if path.is_file() and path.name != "_METADATA":
+      path.write_bytes(b"\0garbage")
+  with pytest.raises(ValueError) as raised:
+    _weights(run)
+  message = str(raised.value)
+  assert "\n" not in message
+  assert f"checkpoint at step {run.manifest['step']} of {tmp_path / 'lm'} is damaged" in message

@@ -1,6 +1,6 @@
 """Perception vs reasoning: Spearman correlation of VQA group scores across runs, clustered into two groups.
 
-The paper (PAPER_FACTS section 5) correlates the four VQA group scores across 105 models and finds
+The paper (docs/paper.md, section 5.3) correlates the four VQA group scores across 105 models and finds
 General with OCR & Chart (perception) and Knowledge with Vision-Centric (reasoning). Here: a runs x columns
 score matrix from the results frame, Spearman's rho between columns over the runs that have every column
 (rank correlation with ties given their average rank), and average-linkage hierarchical clustering of the

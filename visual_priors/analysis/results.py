@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from visual_priors.data.cache import write_json_atomic, write_text_atomic
+from visual_priors.data.cache import read_json, read_jsonl, write_json_atomic, write_text_atomic
 from visual_priors.names import closest
 
 ROW_COLUMNS = ("run", "stage", "benchmark", "group", "metric", "value", "count")
@@ -44,6 +44,8 @@ FAMILIES = ("scale", "source", "category", "grid", "mix", "encoder", "sft_data",
             "custom")
 META_FILE = "meta.json"
 ROWS_SUFFIX = ".jsonl"
+# What an error about a damaged file of the store tells the user to do.
+_REWRITE = "delete it; running the experiment again (finished stages are reused) writes it again"
 LOCK_FILE = ".lock"
 # Run and stage names become file names: letters, digits and ._- (no separators, no leading dot).
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=+-]*$")
@@ -197,21 +199,13 @@ class ResultsStore:
     records = []
     for run in self.run_names():
       path = self.root / run / META_FILE
-      meta = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+      meta = read_json(path, _REWRITE) if path.exists() else {}
       records.append({"run": run, **validate_meta(meta, run=run)})
     return runs_frame(records)
 
 
 def _read_rows(path: pathlib.Path) -> list[dict[str, Any]]:
-  rows = []
-  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-    if not line.strip():
-      continue
-    try:
-      rows.append(json.loads(line))
-    except json.JSONDecodeError as error:
-      raise ValueError(f"{path}:{number}: not a JSON row ({error}).") from None
-  return rows
+  return read_jsonl(path, _REWRITE)
 
 
 def rows_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

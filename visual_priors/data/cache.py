@@ -68,9 +68,59 @@ def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
   write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: pathlib.Path) -> Any:
+# What a reader's error tells a user to do about a damaged file; readers of user-supplied data pass their own.
+REBUILD = "delete it and rerun the command that wrote it"
+
+
+def _damaged(where: str, problem: str, fix: str) -> ValueError:
+  return ValueError(f"{where}: {problem}; the file is damaged or truncated: {fix}.")
+
+
+def _what(error: json.JSONDecodeError) -> str:
+  return error.msg.removesuffix(" starting at")  # "Unterminated string starting at": the place is given apart
+
+
+def read_json(path: str | os.PathLike[str], fix: str = REBUILD) -> Any:
+  """The JSON value in `path`; a ValueError naming the file, line and column when it is not valid JSON."""
+  path = pathlib.Path(path)
+  try:
+    text = path.read_text(encoding="utf-8")
+  except UnicodeDecodeError as error:
+    raise _damaged(f"{path} byte {error.start}", "not UTF-8 text", fix) from None
+  if not text.strip():
+    raise _damaged(str(path), "empty", fix)
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as error:
+    where = f"{path} line {error.lineno} column {error.colno}"
+    raise _damaged(where, f"invalid JSON ({_what(error)})", fix) from None
+
+
+def parse_json(text: str | bytes, where: str, fix: str = REBUILD) -> Any:
+  """The JSON value of one line or record, `where` naming it ("FILE line N"), or a ValueError saying so."""
+  try:
+    return json.loads(text.rstrip())  # a line's newline would put the end of a truncated line on the next one
+  except json.JSONDecodeError as error:
+    column = f"column {error.colno}" if error.lineno == 1 else f"line {error.lineno} column {error.colno}"
+    raise _damaged(where, f"invalid JSON ({_what(error)} at {column})", fix) from None
+
+
+def iter_jsonl(path: str | os.PathLike[str], fix: str = REBUILD) -> Iterator[Any]:
+  """The JSON value of each non-blank line of a JSONL file, read lazily; errors name the file and line."""
+  path = pathlib.Path(path)
+  number = 0
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    try:
+      for number, line in enumerate(f, 1):
+        if line.strip():
+          yield parse_json(line, f"{path} line {number}", fix)
+    except UnicodeDecodeError:
+      raise _damaged(f"{path} near line {number + 1}", "not UTF-8 text", fix) from None
+
+
+def read_jsonl(path: str | os.PathLike[str], fix: str = REBUILD) -> list[Any]:
+  """Every line's JSON value of a JSONL file (blank lines skipped); errors name the file and line."""
+  return list(iter_jsonl(path, fix))
 
 
 def sha256_file(path: pathlib.Path, chunk: int = 1 << 20) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from visual_priors.names import lookup
 
-# The 16 pre-training sources of the study (PAPER_FACTS section 2), each >= 50B tokens there.
+# The 16 pre-training sources of the study (docs/paper.md, section 2), each >= 50B tokens there.
 SOURCES: tuple[str, ...] = (
     "academia", "arts", "biology", "code", "computer-science", "economics", "encyclopedia",
     "food", "law", "literature", "math", "medicine", "philosophy", "politics", "q-a-forum",
@@ -44,7 +44,7 @@ CATEGORY_HEADINGS: Mapping[str, str] = {
 # Column order of the paper's table.
 TABLE_CATEGORIES: tuple[str, ...] = tuple(CATEGORY_HEADINGS)
 
-# Published share (%) of segments carrying each category, per source (PAPER_FACTS section 2).
+# Published share (%) of segments carrying each category, per source (docs/paper.md, section 2).
 # The union columns were measured by the paper, not derived: they are not the sum of the parts.
 # The other 10 sources' rates were not published.
 PUBLISHED_RATES_PERCENT: Mapping[str, Mapping[str, float]] = {

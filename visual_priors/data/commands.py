@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
   _add_cache(build)
   build.set_defaults(func=_build)
 
-  labels = sub.add_parser("labels", help="Print each source's label rates (PAPER_FACTS section 2 format).")
+  labels = sub.add_parser("labels", help="Print each source's label rates (docs/paper.md, section 2 layout).")
   labels.add_argument("--store", default=None, help="Segment store directory (default: the latest build).")
   labels.add_argument("--split", default="train")
   _add_cache(labels)
@@ -71,7 +71,8 @@ def open_store(store: str | None, cache_dir: str | None):
   if not pointer.exists():
     raise FileNotFoundError(f"No segment store built in {cache.cache_root(cache_dir)}; run "
                             "`python -m visual_priors data build` first or pass --store.")
-  recorded = pathlib.Path(cache.read_json(pointer)["store"])
+  fix = "delete it and rerun `python -m visual_priors data build`, or pass --store"
+  recorded = pathlib.Path(cache.read_json(pointer, fix)["store"])
   return segments.SegmentStore(moved_paths.relocated(recorded, pointer.parent / "segments" / recorded.name))
 
 
@@ -102,7 +103,7 @@ def _build(args) -> int:
 
 
 def format_rate_table(rows: dict[str, dict[str, float]], title: str = "source") -> str:
-  """A markdown table in PAPER_FACTS section 2's layout; values are percentages."""
+  """A markdown table in the paper's layout (docs/paper.md, section 2); values are percentages."""
   heads = [categories.CATEGORY_HEADINGS[c] for c in categories.TABLE_CATEGORIES]
   lines = [f"| {title} | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
   for name, rates in rows.items():
@@ -116,7 +117,7 @@ def _labels(args) -> int:
               for s in store.sources}
   print(f"Measured label rates (% of {args.split} segments; labeller: {store.manifest['labeller']}):")
   print(format_rate_table(measured))
-  print("\nPublished rates (PAPER_FACTS section 2):")
+  print("\nPublished rates (docs/paper.md, section 2):")
   print(format_rate_table(categories.PUBLISHED_RATES_PERCENT))
   return 0
 

@@ -1,6 +1,6 @@
 """Mixture specifications: source weights or category proportions, validation, and reasoning/visual shares.
 
-A mixture is declared in one of two ways (PAPER_FACTS section 3):
+A mixture is declared in one of two ways (docs/paper.md, section 3):
 
 * `SourceWeights`: a weight per source, e.g. the paper's mix0..mix10 (`PAPER_MIXTURES`). Weights may be
   given as fractions summing to 1 or percentages summing to 100; the published tables are rounded to one

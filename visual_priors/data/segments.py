@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from visual_priors import moved_paths
+from visual_priors import console, moved_paths
 from visual_priors.data import cache, categories, vocab
 from visual_priors.data.labelling.base import labels_to_mask
 
@@ -86,7 +86,7 @@ def _example(text: str, mask: int) -> bytes:
 
 
 def _write_split(out: pathlib.Path, split: str, segments: Iterator[tuple[str, list[int]]], labeller,
-                 label_batch: int) -> dict:
+                 label_batch: int, on_flush=lambda: None) -> dict:
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=import-outside-toplevel
 
@@ -103,6 +103,7 @@ def _write_split(out: pathlib.Path, split: str, segments: Iterator[tuple[str, li
         masks.append(mask)
         lengths.append(len(ids))
       pending.clear()
+      on_flush()
 
     for item in segments:
       pending.append(item)
@@ -132,7 +133,7 @@ class SegmentStore:
     if not manifest_path.exists():
       raise FileNotFoundError(f"No segment store at {self.root} (manifest.json missing); build it with "
                               "`python -m visual_priors data build`.")
-    self.manifest = cache.read_json(manifest_path)
+    self.manifest = cache.read_json(manifest_path, "rebuild the store (python -m visual_priors data build)")
     self.segment_length: int = self.manifest["config"]["segment_length"]
 
   @property
@@ -221,14 +222,24 @@ def build_segment_store(sources: Sequence[str], vocab_path: pathlib.Path, labell
     log(f"segments {out.name}: up to date")
     return SegmentStore(out)
   entries = {}
-  with cache.atomic_directory(out) as tmp:
+  progress = console.Progress(sum(m["documents"] for m in manifests.values()), "segments:", log=log)
+  documents_done = 0
+
+  def counted(documents: Iterator[dict]) -> Iterator[dict]:
+    nonlocal documents_done
+    for document in documents:
+      yield document
+      documents_done += 1
+
+  with cache.atomic_directory(out) as tmp, progress:
     for source in sources:
       (tmp / source).mkdir()
       splits = {}
       for split in SPLITS:
-        docs = corpora.read_documents(source, split, cache_dir=cache_dir)
-        splits[split] = _write_split(tmp / source, split, _segments(docs, processor, config), labeller,
-                                     label_batch)
+        docs = counted(corpora.read_documents(source, split, cache_dir=cache_dir))
+        splits[split] = _write_split(
+            tmp / source, split, _segments(docs, processor, config), labeller, label_batch,
+            on_flush=lambda: progress.update(documents_done, f"documents segmented and labelled ({source})"))
       if splits["train"]["segments"] == 0:
         raise ValueError(f"Source {source!r} produced no train segments; its corpus is empty or every "
                          f"document is shorter than min_tokens={config.min_tokens}.")

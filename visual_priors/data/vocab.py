@@ -12,6 +12,7 @@ import dataclasses
 import pathlib
 from collections.abc import Iterator, Sequence
 
+from visual_priors import console
 from visual_priors.data import cache
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
@@ -55,7 +56,7 @@ def vocab_dir(corpus_manifests: dict[str, dict], config: VocabConfig, cache_dir=
 def train_vocab(sources: Sequence[str], config: VocabConfig = VocabConfig(), cache_dir=None,
                 log=print) -> pathlib.Path:
   """Trains (or reuses) a SentencePiece model on the sources' train splits; returns the model path."""
-  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+  spm = _sentencepiece()
   from visual_priors.data import corpora  # pylint: disable=import-outside-toplevel
 
   manifests = {s: corpora.corpus_manifest(s, cache_dir=cache_dir) for s in sources}
@@ -116,9 +117,18 @@ def vocab_sha256(model_path: pathlib.Path) -> str:
   return cache.sha256_file(model_path)
 
 
+def _sentencepiece():
+  """The sentencepiece module, with its C++ INFO lines (e.g. "precompiled_charsmap is empty. use identity
+  normalization." at every load of an identity-normalised model) off unless --verbose."""
+  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+  if not console.verbose():
+    spm.set_min_log_level(1)
+  return spm
+
+
 def load_processor(model_path: pathlib.Path):
   """A sentencepiece processor for `model_path`, with a clear error when the file is missing."""
-  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
+  spm = _sentencepiece()
   model_path = pathlib.Path(model_path)
   if not model_path.exists():
     raise FileNotFoundError(f"No vocabulary at {model_path}; train one with "
@@ -128,5 +138,6 @@ def load_processor(model_path: pathlib.Path):
 
 def seqio_vocabulary(model_path: pathlib.Path):
   """The seqio vocabulary object for a model file (imports seqio, hence TensorFlow)."""
+  _sentencepiece()
   import seqio  # pylint: disable=import-outside-toplevel
   return seqio.SentencePieceVocabulary(str(model_path))

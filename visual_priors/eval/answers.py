@@ -1,6 +1,6 @@
 """Answers from free-form model replies: multiple-choice extraction, yes/no, and open-answer matching.
 
-Multiple choice (PAPER_FACTS section 5), three stages, stop at the first hit:
+Multiple choice (docs/paper.md, section 5.2), three stages, stop at the first hit:
   1. an answer letter: after an answer cue ("The correct answer is (B)", "Answer: B", "answer is option C"; the
      last cue wins, as conclusions come last), else a letter leading the reply ("(B) ...", "B. ...", "B) ...",
      a reply that is just "B"), else a trailing "(B)", else the first standalone letter ("I'd say B.",

@@ -49,12 +49,12 @@ import base64
 import collections
 import dataclasses
 import io
-import json
 import pathlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from visual_priors.data import cache
 from visual_priors.data.multimodal.gen_questions import GROUPS, MC_INSTRUCTION, format_prompt
 from visual_priors.data.multimodal.generate import BENCHMARKS as GENERATED_GROUPS
 from visual_priors.eval.answers import LETTERS, OPEN_METRICS
@@ -62,6 +62,8 @@ from visual_priors.names import lookup
 
 TYPES = ("mc", "open", "yes_no")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+# What an error about a damaged benchmark file tells the user to do.
+_DATA_FIX = "replace it with an intact copy of the benchmark's release (or regenerate a generated set)"
 
 
 class BenchmarkMissing(FileNotFoundError):
@@ -152,20 +154,11 @@ def _need_glob(folder: pathlib.Path, patterns: Sequence[str], what: str) -> list
 
 
 def _read_json(path: pathlib.Path) -> Any:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return cache.read_json(path, _DATA_FIX)
 
 
 def _read_jsonl(path: pathlib.Path) -> list[dict]:
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if line.strip():
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-          raise ValueError(f"{path} line {number} is not valid JSON: {e}.") from e
-  return rows
+  return cache.read_jsonl(path, _DATA_FIX)
 
 
 def _read_table(paths: Sequence[pathlib.Path]) -> list[dict]:

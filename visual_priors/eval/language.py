@@ -23,7 +23,6 @@ evaluation runs with whatever has been downloaded; the built-in tasks always run
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from visual_priors.data import categories, segments, vocab
+from visual_priors.data import cache, categories, segments, vocab
 from visual_priors.eval import builtin_tasks, loglik, zero_shot
 from visual_priors.models.decoder import Decoder
 from visual_priors.names import lookup
@@ -159,7 +158,7 @@ def read_lambada(path: str | os.PathLike[str], limit: int | None = None) -> list
       if limit is not None and len(texts) >= limit:
         break
       if line.strip():
-        text = json.loads(line).get("text")
+        text = cache.parse_json(line, f"{path} line {number}", "replace it with an intact copy").get("text")
         if not isinstance(text, str) or " " not in text.strip():
           raise ValueError(f"{path} line {number}: expected {{\"text\": passage of several words}}.")
         texts.append(text.strip())
@@ -240,7 +239,7 @@ def evaluate_language(decoder: Decoder, tokenizer: Any, *, store: segments.Segme
                      f"{decoder.config.vocab_size}; evaluate with the vocabulary the model was trained with.")
   if store is not None and vocab_path is not None:
     store.check_vocab(vocab_path)
-  missing = []
+  missing, no_file = [], []
   paths = {}
   for task in selected:
     if task == STORE_TASK:
@@ -249,11 +248,14 @@ def evaluate_language(decoder: Decoder, tokenizer: Any, *, store: segments.Segme
     elif task not in BUILTIN_TASKS:
       paths[task] = find_file(data_root, task)
       if paths[task] is None:
-        missing.append(f"{task} (no data file under {data_root})")
+        no_file.append(task)
+  if no_file:
+    missing.append(f"{', '.join(no_file)} (no data file under {data_root})")
   if missing and explicit:
     raise FileNotFoundError(f"Language tasks requested without their data: {'; '.join(missing)}.")
-  for line in missing:
-    log(f"language: missing {line}")
+  if missing:
+    count = len(no_file) + len(missing) - bool(no_file)
+    log(f"language: {count} task(s) not scored for want of data: {'; '.join(missing)}")
 
   rows: list[dict[str, Any]] = []
   perplexities, paper_accuracy, builtin_accuracy = [], [], []

@@ -8,7 +8,7 @@ accepts a target area in the open-closed (low, high]; it aims well inside each l
 a boundary does not occur there in practice; `build_generated` re-derives levels with this module's
 convention.)
 
-A question (PAPER_FACTS section 5): "Which of the following objects appears in the image?", the
+A question (docs/paper.md, section 5.5): "Which of the following objects appears in the image?", the
 target (one present object) and three distractors from the vocabulary, none of which shares a name
 or listed synonym with anything present in the image (a vocabulary word is excluded when it or one
 of its synonyms is a present name or a synonym of one; the synonym mapping is read symmetrically).
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from visual_priors.data.cache import read_json, write_text_atomic
+from visual_priors.data.cache import iter_jsonl, read_json, write_text_atomic
 from visual_priors.data.multimodal.generate import MLE_QUESTION
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES
 from visual_priors.names import lookup
@@ -45,6 +45,8 @@ LEVELS: dict[str, tuple[str, float, float]] = {
 SUB_TASKS: dict[str, str] = {sub_task: level for level, (sub_task, _, _) in LEVELS.items()}
 DISTRACTORS = 3
 TARGET_MODES = ("designed", "any")
+# What an error about a damaged file of a generated data set tells the user to do.
+REGENERATE = "delete the data set and generate it again (python -m visual_priors.data.multimodal.generate)"
 
 
 def level_of(fraction: float) -> str:
@@ -193,7 +195,7 @@ def build_mle_bench(annotations: Sequence[Mapping[str, Any]], vocabulary: Sequen
 
 def generated_vocabulary(root: str | os.PathLike[str]) -> tuple[list[str], dict[str, set[str]]]:
   """(vocabulary, synonyms) of a generated data set, from the object classes its manifest names."""
-  manifest = read_json(pathlib.Path(root) / "manifest.json")
+  manifest = read_json(pathlib.Path(root) / "manifest.json", REGENERATE)
   classes = EMOJI_OBJECTS if manifest["object_source"]["name"] == "Noto Color Emoji" else SHAPES
   names = [c.name for c in classes]
   if names != list(manifest["vocabulary"]):
@@ -217,17 +219,15 @@ def scene_annotations(root: str | os.PathLike[str], *, split: str = "eval", kind
                      "target='any'.")
   root = pathlib.Path(root)
   annotations = []
-  with open(root / "scenes.jsonl", encoding="utf-8") as f:
-    for line in f:
-      scene = json.loads(line)
-      if scene["split"] != split or scene["kind"] not in kinds or not scene["objects"]:
-        continue
-      annotations.append({
-          "image": str((root / scene["image"]).resolve()), "id": scene["image"],
-          "objects": [{"name": o["name"], "area": o["area"]} for o in scene["objects"]],
-          "also_present": list(scene.get("background_contains", ())),
-          "targets": [scene["objects"][-1]["name"]] if target == "designed" else None,
-      })
+  for scene in iter_jsonl(root / "scenes.jsonl", REGENERATE):
+    if scene["split"] != split or scene["kind"] not in kinds or not scene["objects"]:
+      continue
+    annotations.append({
+        "image": str((root / scene["image"]).resolve()), "id": scene["image"],
+        "objects": [{"name": o["name"], "area": o["area"]} for o in scene["objects"]],
+        "also_present": list(scene.get("background_contains", ())),
+        "targets": [scene["objects"][-1]["name"]] if target == "designed" else None,
+    })
   return annotations
 
 

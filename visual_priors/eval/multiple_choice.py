@@ -17,7 +17,6 @@ instruction data formats it (`gen_questions.format_prompt`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from visual_priors.data import cache
 from visual_priors.data.multimodal import chat
 from visual_priors.data.multimodal.gen_questions import format_prompt
 from visual_priors.data.multimodal.pipeline import load_image
@@ -91,13 +91,10 @@ def read_questions(path: str | pathlib.Path, answer_with: str = "letter") -> lis
   if not path.is_file():
     raise FileNotFoundError(f"No evaluation file at {path}.")
   questions = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if line.strip():
-        row = json.loads(line)
-        if isinstance(row.get("image"), str):
-          row["image"] = str((path.parent / row["image"]).resolve())
-        questions.append(to_question(row, answer_with))
+  for row in cache.iter_jsonl(path, "replace it with an intact copy (or regenerate the data set it came from)"):
+    if isinstance(row.get("image"), str):
+      row["image"] = str((path.parent / row["image"]).resolve())
+    questions.append(to_question(row, answer_with))
   return questions
 
 

@@ -1,6 +1,6 @@
 """The reasoning-trace probe: re-ask Knowledge and Vision-Centric questions for detailed explanations, judge them.
 
-Protocol (PAPER_FACTS section 5): each question is asked again with the instruction to "answer with detailed
+Protocol (docs/paper.md, section 5.7): each question is asked again with the instruction to "answer with detailed
 explanations" (`INSTRUCTION`: the paper gives only that phrase; we add how to state the final answer, which
 both judges read); the model's reply is its reasoning trace; a judge (`visual_priors.eval.judge`: the offline
 `RuleJudge` or an `LlmJudge`) says whether each trace is coherent.
@@ -61,16 +61,12 @@ def load_probe_items(paths: Sequence[str | pathlib.Path], groups: Sequence[str] 
   for path in map(pathlib.Path, paths):
     if not path.is_file():
       raise FileNotFoundError(f"No evaluation file at {path}.")
-    with open(path, encoding="utf-8") as f:
-      for line in f:
-        if not line.strip():
-          continue
-        row = json.loads(line)
-        if groups is not None and row.get("group") not in groups:
-          continue
-        if isinstance(row.get("image"), str):
-          row["image"] = str((path.parent / row["image"]).resolve())
-        items.append(row)
+    for row in cache.iter_jsonl(path, "replace it with an intact copy (or regenerate the data set it came from)"):
+      if groups is not None and row.get("group") not in groups:
+        continue
+      if isinstance(row.get("image"), str):
+        row["image"] = str((path.parent / row["image"]).resolve())
+      items.append(row)
   return items
 
 
@@ -103,8 +99,8 @@ def _check_items(items: Sequence[Mapping[str, Any]]) -> None:
 def _read_records(path: pathlib.Path) -> dict[str, dict[str, Any]]:
   if not path.is_file():
     return {}
-  with open(path, encoding="utf-8") as f:
-    return {record["id"]: record for record in map(json.loads, filter(str.strip, f))}
+  records = cache.iter_jsonl(path, "delete it; the probe then generates its traces again")
+  return {record["id"]: record for record in records}
 
 
 def _write_records(path: pathlib.Path, records: Mapping[str, Mapping[str, Any]]) -> None:

@@ -26,7 +26,8 @@ import pathlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from visual_priors.data.cache import write_json_atomic, write_text_atomic
+from visual_priors import console
+from visual_priors.data.cache import iter_jsonl, parse_json, write_json_atomic, write_text_atomic
 from visual_priors.data.multimodal.gen_questions import GROUPS
 from visual_priors.eval import answers
 from visual_priors.eval.benchmarks import BenchmarkMissing, benchmark_path, get_benchmark, load_benchmark
@@ -80,17 +81,16 @@ def read_predictions(path: str | pathlib.Path) -> dict[tuple[str, str, bool], di
   for number, line in enumerate(text.splitlines(), 1):
     if not line.strip():
       continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path} line {number} is not valid JSON ({e}); the predictions file is corrupt.") from e
+    record = parse_json(line, f"{path} line {number}", "delete it; the replies are then decoded again")
     records[_key(record["benchmark"], record["id"], record["blind"])] = record
   return records
 
 
 def generate_predictions(benchmark_items: Sequence[Mapping[str, Any]], generate: Generate,
-                         out_path: str | pathlib.Path, *, blind: bool = False, batch_size: int = 64) -> int:
+                         out_path: str | pathlib.Path, *, blind: bool = False, batch_size: int = 64,
+                         log: Callable[[str], None] | None = None) -> int:
   """Appends the replies to `benchmark_items` not yet in `out_path`, `batch_size` at a time; returns how many.
+  Progress (with an ETA) goes to `log` when given.
 
   A reply already on file for a question whose prompt has since changed is an error (the file belongs to other
   questions: delete it or pick another out_dir), so a resumed run never mixes two versions of a benchmark.
@@ -117,7 +117,9 @@ def generate_predictions(benchmark_items: Sequence[Mapping[str, Any]], generate:
   if out_path.is_file():
     with open(out_path, "r+b") as f:  # drop a torn final line before appending after it
       f.truncate(_complete_length(f.read()))
-  with open(out_path, "a", encoding="utf-8") as f:
+  progress = console.Progress(len(pending), f"vqa: {'blind ' if blind else ''}replies", log=log,
+                              enabled=log is not None)
+  with open(out_path, "a", encoding="utf-8") as f, progress:
     for start in range(0, len(pending), batch_size):
       chunk = pending[start:start + batch_size]
       replies = generate([{"prompt": item["prompt"], "image": item["image"]} for item in chunk], blind=blind)
@@ -128,6 +130,7 @@ def generate_predictions(benchmark_items: Sequence[Mapping[str, Any]], generate:
                       for item, reply in zip(chunk, replies)))
       f.flush()
       os.fsync(f.fileno())
+      progress.update(start + len(chunk))
   return len(pending)
 
 
@@ -191,8 +194,7 @@ def score(predictions_path: str | pathlib.Path, items: Sequence[Mapping[str, Any
 
 def read_scores(path: str | pathlib.Path) -> list[dict[str, Any]]:
   """The records of a scores file."""
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return list(iter_jsonl(path, "delete it; the evaluation then scores the predictions again"))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -249,15 +251,17 @@ def evaluate_vqa(benchmarks: Sequence[str], *, data_root: str | pathlib.Path, ge
   for name in names:
     get_benchmark(name)  # unknown names fail before anything is loaded
   out_dir = pathlib.Path(out_dir)
-  items, missing = [], []
+  items, missing, counts = [], [], []
   for name in names:
     try:
       loaded = load_benchmark(name, data_root, paths=paths, limit=limit)
     except BenchmarkMissing as error:
       missing.append({"benchmark": name, "path": str(benchmark_path(name, data_root, paths)), "reason": str(error)})
       continue
-    log(f"vqa: {name}: {len(loaded)} questions")
+    counts.append(f"{name} {len(loaded)}")
     items.extend(loaded)
+  if counts:
+    log(f"vqa: {len(items)} questions ({', '.join(counts)})")
   write_json_atomic(out_dir / MISSING, missing)
   if missing:
     log(f"vqa: missing benchmarks (not scored): {', '.join(m['benchmark'] for m in missing)}; see "
@@ -267,7 +271,7 @@ def evaluate_vqa(benchmarks: Sequence[str], *, data_root: str | pathlib.Path, ge
     return VqaResults([], [m["benchmark"] for m in missing])
   predictions = out_dir / PREDICTIONS
   for blind in (False, True) if blind_control else (False,):
-    added = generate_predictions(items, generate, predictions, blind=blind, batch_size=batch_size)
+    added = generate_predictions(items, generate, predictions, blind=blind, batch_size=batch_size, log=log)
     log(f"vqa: {added} new {'blind ' if blind else ''}replies ({len(items) - added} already on file)")
   rows = tabulate(score(predictions, items, out_dir / SCORES))
   write_json_atomic(out_dir / RESULTS, rows)

@@ -33,7 +33,6 @@ lm-eval evaluates (test for ARC, SciQ and OpenBookQA, else validation), then the
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from visual_priors.data import cache
 from visual_priors.eval import loglik
 from visual_priors.models.decoder import Decoder
 from visual_priors.names import lookup
@@ -183,7 +183,7 @@ FORMATS: dict[str, TaskFormat] = {t.name: t for t in (
     TaskFormat("openbookqa", parse_openbookqa, _TEST),
     TaskFormat("boolq", parse_boolq, _VALIDATION),
 )}
-# The paper's zero-shot average (PAPER_FACTS section 5); ARC counts as its two lm-eval tasks.
+# The paper's zero-shot average (docs/paper.md, section 5.4); ARC counts as its two lm-eval tasks.
 PAPER_TASKS: tuple[str, ...] = tuple(FORMATS)
 
 
@@ -206,8 +206,9 @@ def read_items(path: str | pathlib.Path, task: str, limit: int | None = None) ->
         break
       if not line.strip():
         continue
+      row = cache.parse_json(line, f"{path} line {number}", "replace it with an intact copy")
       try:
-        items.append(parse(json.loads(line)))
+        items.append(parse(row))
       except (KeyError, ValueError, TypeError, IndexError) as error:
         raise ValueError(f"{path} line {number} is not a {task} item: {type(error).__name__}: {error}.") from error
   if not items:

@@ -31,7 +31,7 @@ from visual_priors.models.decoder import Decoder, DecoderConfig
 from visual_priors.models.sharding import constrain
 from visual_priors.models.vision import ViT, ViTConfig
 
-DEFAULT_NUM_VISUAL_TOKENS = 576  # 24 x 24, the paper's fixed count (PAPER_FACTS section 4)
+DEFAULT_NUM_VISUAL_TOKENS = 576  # 24 x 24, the paper's fixed count (docs/paper.md, section 4)
 
 
 @dataclasses.dataclass(frozen=True)

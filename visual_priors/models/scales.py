@@ -1,6 +1,6 @@
 """Named decoder scales: the paper's 340M..13B (shapes unpublished, chosen here) and CPU-sized ones.
 
-The paper (PAPER_FACTS.md section 1) gives only parameter counts, a ~32k vocabulary and 2048
+The paper (docs/paper.md, section 1) gives only parameter counts, a ~32k vocabulary and 2048
 context. The shapes below are Llama-like (head_dim 64 or 128, 8 KV heads, SwiGLU d_ff a multiple
 of 128, untied embeddings, vocab 32000); `count_params` is within 3% of each name:
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 
-from visual_priors import registry, runner
+from visual_priors import console, registry, runner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +33,12 @@ def grid(names: Sequence[str], *, root: str | pathlib.Path, continue_on_error: b
     raise ValueError("The grid is empty: no experiment names (check --filter against `python -m visual_priors "
                      "list`).")
   rows: list[GridRow] = []
+  grid_started = time.perf_counter()
   for index, name in enumerate(names):
-    log(f"=== [{index + 1}/{len(names)}] {name}")
+    elapsed = time.perf_counter() - grid_started
+    pace = (f" ({index} done in {console.format_seconds(elapsed)}, ETA "
+            f"{console.format_seconds(elapsed / index * (len(names) - index))})" if index else "")
+    log(f"=== [{index + 1}/{len(names)}] {name}{pace}")
     started = time.perf_counter()
     try:
       config = registry.get_experiment(name, overrides)

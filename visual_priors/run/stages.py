@@ -143,15 +143,9 @@ def run_pretrain(ctx: StageContext) -> Outputs:
   data = store_data.mixture_data(store, ctx.config.data.mixture, batch_size=int(p.batch_size),
                                  seq_len=int(p.seq_len), eval_batch_size=eval_batch, seed=int(ctx.config.seed))
   train = pretrain_config(ctx.config, ctx.out_dir, data.vocab_size)
-  eval_sets, skipped = {}, []
-  for name, make_batches in data.eval_sets.items():
-    if next(iter(make_batches()), None) is None:
-      skipped.append(name)
-    else:
-      eval_sets[name] = make_batches
+  eval_sets, skipped = store_data.split_trackable(data.eval_sets)
   if skipped:
-    ctx.log(f"  validation loss not tracked for {', '.join(skipped)}: less than one batch of {eval_batch} rows "
-            "in its validation split")
+    ctx.log("  " + store_data.skipped_line(skipped, eval_batch))
   store_record = {"path": str(store.root), "manifest_sha256": data.identity["segment_store_manifest_sha256"],
                   "vocab": str(store.vocab_path)}
   if p.token_budget == 0:

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from visual_priors.data import cache
 from visual_priors.train import partition
 
 CHECKPOINTS = "checkpoints"  # the trainer's checkpoint folder inside its work_dir
@@ -49,7 +50,8 @@ class DataStateHandler(ocp.CheckpointHandler):
       raise FileNotFoundError(
           f"Data iterator state {path} is missing (found {found}); resume with the number of hosts that "
           "wrote the checkpoint.")
-    return decode_data_state(json.loads(path.read_text()))
+    fix = f"delete the step directory {pathlib.Path(directory).parent} to resume from the step before it"
+    return decode_data_state(cache.read_json(path, fix))
 
   def metadata(self, directory: Any) -> None:
     del directory
@@ -86,6 +88,14 @@ def _shape_mismatches(stored: Any, expected: Any) -> list[str]:
             f"{path}: stored {tuple(have.shape)} {have.dtype}, expected {tuple(leaf.shape)} {leaf.dtype}"
         )
   return problems
+
+
+def step_reader() -> ocp.Checkpointer:
+  """Reads one step directory as the trainer wrote it (the composite of STATE_ITEM and DATA_ITEM, whose step
+  metadata lies beside the items): `metadata(step_dir).item_metadata[STATE_ITEM]` and partial restores of
+  the state with `ocp.args.Composite(state=ocp.args.PyTreeRestore(...))`."""
+  return ocp.Checkpointer(ocp.CompositeCheckpointHandler(**{STATE_ITEM: ocp.PyTreeCheckpointHandler(),
+                                                            DATA_ITEM: DataStateHandler()}))
 
 
 class Checkpointer:

@@ -37,7 +37,13 @@ def apply_override(config, assignment: str) -> None:
     node = node[name]
   if leaf not in node and parents != ["model"]:
     raise ValueError(f"Unknown config key {path!r} in --set.")
-  node[leaf] = value
+  if leaf in node:  # the value must fit the field's type (a new model.* key takes any)
+    from visual_priors.config import coerce_value  # pylint: disable=import-outside-toplevel
+    value = coerce_value(path.strip(), node[leaf], value, node.get_type(leaf) if hasattr(node, "get_type") else None)
+  try:
+    node[leaf] = value
+  except TypeError as error:
+    raise ValueError(f"Cannot set {path.strip()} to {value!r}: {error}") from None
 
 
 def add_parser(subparsers) -> None:
@@ -98,7 +104,8 @@ def _pretrain(args) -> int:
   from visual_priors.data import pipeline  # pylint: disable=import-outside-toplevel
   from visual_priors.data.commands import open_store  # pylint: disable=import-outside-toplevel
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import config as config_lib, pretrain, store_data  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import config as config_lib, optimizer  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import pretrain, store_data  # pylint: disable=import-outside-toplevel
 
   sharding.maybe_initialize_distributed()
   config = config_lib.default_config()
@@ -113,7 +120,17 @@ def _pretrain(args) -> int:
   data = store_data.mixture_data(store, args.mixture, batch_size=config.batch_size, seq_len=config.seq_len,
                                  eval_batch_size=args.eval_batch or config.batch_size, seed=config.seed)
   config.model.vocab_size = data.vocab_size
-  result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=data.eval_sets,
+  if not any(assignment.partition("=")[0].strip() == "optimizer.warmup_steps" for assignment in args.set):
+    steps = config_lib.total_steps(config)
+    warmup = optimizer.short_run_warmup(config.optimizer.warmup_steps, steps)
+    if warmup != config.optimizer.warmup_steps:
+      print(f"warm-up: {warmup} steps (10% of this {steps}-step run; the default {config.optimizer.warmup_steps} "
+            "applies from 10x that length; set optimizer.warmup_steps to choose)")
+      config.optimizer.warmup_steps = warmup
+  eval_sets, skipped = store_data.split_trackable(data.eval_sets)
+  if skipped:
+    print(store_data.skipped_line(skipped, args.eval_batch or config.batch_size))
+  result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=eval_sets,
                              data_identity=data.identity, data_report=data.report)
   print("Mixture components, nominal vs realised token share:")
   print(pipeline.format_proportions(data.meter.report()))

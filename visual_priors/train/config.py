@@ -21,7 +21,7 @@ _OPEN_KEYS = ("model",)
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Defaults for a pre-training run; the paper's values where it gives them (PAPER_FACTS section 1)."""
+  """Defaults for a pre-training run; the paper's values where it gives them (docs/paper.md, section 1)."""
   config = ml_collections.ConfigDict()
   config.scale = "3b"  # a name in visual_priors.models.scales.SCALES; the paper's default setting
   config.model = ml_collections.ConfigDict()  # DecoderConfig field overrides, e.g. {"vocab_size": 8000}

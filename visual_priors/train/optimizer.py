@@ -14,7 +14,7 @@ from visual_priors.train import partition
 class AdamWSettings:
   """Optimizer hyper-parameters.
 
-  Peak LR 3e-4 with 1024 linear warm-up steps and cosine decay are the paper's (PAPER_FACTS section 1).
+  Peak LR 3e-4 with 1024 linear warm-up steps and cosine decay are the paper's (docs/paper.md, section 1).
   The paper does not state betas, eps, weight decay, clipping or the final LR; the defaults here are the
   common Llama-style choices (betas 0.9/0.95, eps 1e-8, decay 0.1 on matrices only, clip 1.0, decay to
   10% of peak).
@@ -53,6 +53,12 @@ class AdamWSettings:
     if self.clip_norm < 0:
       raise ValueError(f"optimizer.clip_norm must be >= 0 (0 disables clipping), got {self.clip_norm}.")
     partition.compile_regex(self.decay_regex, "optimizer.decay_regex")
+
+
+def short_run_warmup(warmup_steps: int, total_steps: int) -> int:
+  """The warm-up a run of `total_steps` uses when the user did not choose one: `warmup_steps` (the paper's
+  1024) where that is at most 10% of the run, else 10% of the run, so short runs keep most of their steps."""
+  return min(int(warmup_steps), int(total_steps) // 10)
 
 
 def learning_rate_schedule(settings: AdamWSettings, total_steps: int) -> optax.Schedule:

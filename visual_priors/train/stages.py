@@ -6,7 +6,7 @@
                                          or a big_vision .npz (config.vision.encoder)
   sft          MLLM      (proj|llm)/.*   init: an align run (or a blind run)            LR 4e-5, 3% warm-up
   blind        MLLM      llm/.*          init: an align run; text-only batches          LR 4e-5, 3% warm-up
-All stages: AdamW, cosine decay, 1 epoch (`config.epochs`), global batch 512 (PAPER_FACTS section 4).
+All stages: AdamW, cosine decay, 1 epoch (`config.epochs`), global batch 512 (docs/paper.md, section 4).
 The "blind" recipe is two runs: `blind` (the instruction data with images withheld), then `sft` with
 `upstream.init` = the blind run. align/sft/blind follow LLaVA's and Cambrian-1's training scripts where
 the paper is silent: no weight decay, Adam betas (0.9, 0.999), cosine to 0, gradient clipping at 1.0.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -62,3 +62,21 @@ def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int,
   vocab_size = vocab.load_processor(store.vocab_path).get_piece_size()
   return MixtureData(train_data=train_data, eval_sets=eval_sets, identity=identity, vocab_size=vocab_size,
                      meter=meter)
+
+
+def split_trackable(eval_sets: Mapping[str, Callable[[], Iterable]]) -> tuple[dict[str, Callable[[], Iterable]],
+                                                                           list[str]]:
+  """(the validation sets holding at least one full eval batch, the names of those that hold none)."""
+  kept, skipped = {}, []
+  for name, make_batches in eval_sets.items():
+    if next(iter(make_batches()), None) is None:
+      skipped.append(name)
+    else:
+      kept[name] = make_batches
+  return kept, skipped
+
+
+def skipped_line(skipped: Sequence[str], eval_batch_size: int) -> str:
+  return (f"validation loss not tracked for {', '.join(skipped)}: less than one batch of {eval_batch_size} rows "
+          "in its validation split")
+

@@ -19,8 +19,8 @@ _GENERATIONS = {
     "v6e": ("v6e", "v6e", 2, 1),
 }
 
-# What libtpu needs to describe a topology on a machine without TPUs (STACK_NOTES.md): no metadata-server
-# query, a worker list of one, and no multi-process lock file.
+# What libtpu needs to describe a topology on a machine without TPUs (docs/design.md, install notes): no
+# metadata-server query, a worker list of one, and no multi-process lock file.
 _OFFLINE_ENV = {"TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost", "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
 
 

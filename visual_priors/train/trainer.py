@@ -21,11 +21,11 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from visual_priors import console
 from visual_priors.models import sharding
 from visual_priors.train import checkpoint, config as config_lib, mfu, optimizer
 from visual_priors.train import state as state_lib, step as step_lib
 from visual_priors.train.metrics import MetricWriter
-from visual_priors.train.progress import ProgressBar
 
 HostBatch = Mapping[str, np.ndarray]
 EvalSets = Mapping[str, Callable[[], Iterable[HostBatch]]]
@@ -167,7 +167,7 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
                                          async_save=config.checkpoint.async_save)
   chief = jax.process_index() == 0
   writer = MetricWriter(work_dir) if chief else None
-  progress = ProgressBar(total, enabled=None if chief else False)
+  progress = console.Progress(total, "  step", enabled=chief)
   final_metrics: dict[str, float | None] = {}
   try:
     iterator = train_data()
@@ -215,7 +215,9 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
                                                           device_kinds) if flops_per_token else None)
             window.timed_steps, window.timed_seconds = 0, 0.0
           write(step, scalars)
-          progress.update(step, f"loss {scalars['loss']:.4f}")
+          speed = (f" {scalars['tokens_per_second'] / 1e3:.1f}k tok/s" if scalars.get("tokens_per_second")
+                   else "")
+          progress.update(step, f"loss {scalars['loss']:.4f}{speed}")
         if do_eval:
           write(step, _evaluate(eval_step, state, eval_sets, mesh, features, config.eval_max_batches))
         if do_save:

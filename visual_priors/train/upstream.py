@@ -78,18 +78,28 @@ def file_record(path: str | pathlib.Path, role: str) -> dict[str, Any]:
   return {"role": role, "path": str(path), "sha256": cache.sha256_file(path)}
 
 
-def _stored_leaves(step_dir: pathlib.Path) -> dict[str, tuple[tuple[Any, ...], Any]]:
+def _stored_leaves(step_dir: pathlib.Path, role: str) -> dict[str, tuple[tuple[Any, ...], Any]]:
   """'/'-path -> (key path in the stored state, array metadata) of the stored model variables."""
   state_dir = step_dir / checkpoint.STATE_ITEM
   if not state_dir.is_dir():
     raise FileNotFoundError(f"Checkpoint {state_dir} does not exist; was the upstream run's checkpoint deleted?")
-  metadata = ocp.PyTreeCheckpointer().metadata(state_dir)
-  tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", metadata)
+  try:
+    metadata = checkpoint.step_reader().metadata(step_dir).item_metadata[checkpoint.STATE_ITEM]
+  except Exception as error:  # orbax and tensorstore raise many types for damaged files
+    raise damaged(step_dir, error, role) from None
+  tree = getattr(metadata, "tree", metadata)
   leaves = {}
   for name in _PARAMETER_TREES:
     for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree[name])[0]:
       leaves[partition.path_string(key_path)] = ((name,) + tuple(partition.key_name(k) for k in key_path), leaf)
   return leaves
+
+
+def damaged(step_dir: pathlib.Path, error: BaseException, role: str = "upstream") -> ValueError:
+  """One line for an unreadable checkpoint step: which stage run and step, the first line of the cause."""
+  cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+  return ValueError(f"The {role} checkpoint at step {step_dir.name} of {step_dir.parent.parent} is damaged or incomplete "
+                    f"({type(error).__name__}: {cause}). Rebuild that stage (run with --force-from on it).")
 
 
 def _nested(entries: Mapping[tuple[Any, ...], Any]) -> dict[str, Any]:
@@ -110,7 +120,7 @@ def restore_parameters(run: UpstreamRun, targets: Mapping[str, jax.ShapeDtypeStr
   `llm/embedder/embedding` from the upstream's `embedder/embedding`); each target must fall under one.
   Raises ValueError naming every missing or mismatched array.
   """
-  stored = _stored_leaves(run.checkpoint_step_dir)
+  stored = _stored_leaves(run.checkpoint_step_dir, run.role)
   wanted: dict[tuple[Any, ...], jax.ShapeDtypeStruct] = {}
   key_paths: dict[str, tuple[Any, ...]] = {}
   problems = []
@@ -134,11 +144,13 @@ def restore_parameters(run: UpstreamRun, targets: Mapping[str, jax.ShapeDtypeStr
     raise ValueError(f"The {run.role} upstream {run.directory} does not provide this model's weights ({shown}). "
                      "Was it trained with another model config?")
   target_tree = _nested(wanted)
-  restored = ocp.PyTreeCheckpointer().restore(
-      run.checkpoint_step_dir / checkpoint.STATE_ITEM,
-      args=ocp.args.PyTreeRestore(item=target_tree,
-                                  restore_args=ocp.checkpoint_utils.construct_restore_args(target_tree),
-                                  partial_restore=True))
+  try:
+    restored = checkpoint.step_reader().restore(run.checkpoint_step_dir, args=ocp.args.Composite(**{
+        checkpoint.STATE_ITEM: ocp.args.PyTreeRestore(
+            item=target_tree, restore_args=ocp.checkpoint_utils.construct_restore_args(target_tree),
+            partial_restore=True)}))[checkpoint.STATE_ITEM]
+  except Exception as error:  # orbax and tensorstore raise many types for damaged files
+    raise damaged(run.checkpoint_step_dir, error, run.role) from None
   by_key_path = {tuple(partition.key_name(k) for k in key_path): leaf
                  for key_path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]}
   return {path: by_key_path[key_path] for path, key_path in key_paths.items()}

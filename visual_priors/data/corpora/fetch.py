@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-from visual_priors.data.cache import cache_root
+from visual_priors.data.cache import cache_root, read_json
 
 DOWNLOADS_ENV = "VISUAL_PRIORS_DOWNLOADS"
 KINDS = ("deb", "wheel", "sdist", "npm", "local")
@@ -88,8 +88,7 @@ def cached(package: Package, downloads: pathlib.Path) -> Fetched | None:
   folder = _folder(package, downloads)
   if not (folder / _RECORD).is_file():
     return None
-  with open(folder / _RECORD, encoding="utf-8") as f:
-    record = json.load(f)
+  record = read_json(folder / _RECORD, f"delete {folder}; the next `data build` downloads the package again")
   return Fetched(package, record["version"], folder / record["content"],
                  record["download_bytes"], record["download_seconds"])
 

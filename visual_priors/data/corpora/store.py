@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from visual_priors.data.cache import cache_root, read_json
+from visual_priors.data.cache import cache_root, iter_jsonl, read_json
 from visual_priors.data.corpora.registry import CORPUS_SOURCES
 from visual_priors.names import closest, lookup
 
@@ -41,7 +40,11 @@ def corpus_manifest(source: str, cache_dir: str | os.PathLike[str] | None = None
         f"No corpus {source!r} in {corpora_root(cache_dir)}.{hint} Build it with `python -m "
         f"visual_priors data build --sources {source}` (the cache is $VISUAL_PRIORS_CACHE or "
         "~/.cache/visual_priors).")
-  return read_json(path)
+  return read_json(path, _rebuild(source))
+
+
+def _rebuild(source: str) -> str:
+  return f"delete the corpus folder and rebuild it (python -m visual_priors data build --sources {source})"
 
 
 def read_documents(source: str, split: str,
@@ -49,9 +52,7 @@ def read_documents(source: str, split: str,
   """The documents of one split of a built corpus: dicts with "id", "text" and "origin"."""
   split = lookup({s: s for s in SPLITS}, split, "corpus split")
   manifest = corpus_manifest(source, cache_dir)
-  with open(corpus_dir(source, cache_dir) / manifest["splits"][split]["file"], encoding="utf-8") as f:
-    for line in f:
-      yield json.loads(line)
+  yield from iter_jsonl(corpus_dir(source, cache_dir) / manifest["splits"][split]["file"], _rebuild(source))
 
 
 def summary_rows(manifests: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

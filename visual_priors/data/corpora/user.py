@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from visual_priors.data.cache import sha256_json
+from visual_priors.data.cache import parse_json, sha256_json
 from visual_priors.data.corpora.fetch import Fetched, Package
 from visual_priors.data.corpora.model import Document, SourceBuilder, SubSource
 from visual_priors.data.corpora.registry import BUILDERS, CORPUS_SOURCES
@@ -44,6 +43,7 @@ FIELDS = frozenset({"name", "kind", "paths", "text_field", "category", "dataset"
                     "description", "licence", "prose"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ARRAY_RECORD_BATCH = 1024
+USER_FIX = "fix or replace the file, or leave it out of the corpus's paths"
 
 
 def _gfile():
@@ -113,13 +113,14 @@ def _jsonl(files: list[str], fields: Mapping[str, Any], fetched: Fetched) -> Ite
   for path in files:
     for number, line in enumerate(_read_bytes(path).decode("utf-8").splitlines(), 1):
       if line.strip():
-        text = _field(json.loads(line), fields["text_field"], f"{path} line {number}")
+        where = f"{path} line {number}"
+        text = _field(parse_json(line, where, USER_FIX), fields["text_field"], where)
         yield Document(text, f"{fields['name']}:{path}#{number}")
 
 
 def _record_text(record: bytes, field: str, where: str) -> str:
   text = record.decode("utf-8", errors="replace")
-  return _field(json.loads(text), field, where) if text.lstrip().startswith("{") else text
+  return _field(parse_json(text, where, USER_FIX), field, where) if text.lstrip().startswith("{") else text
 
 
 def _array_records(files: list[str], fields: Mapping[str, Any], fetched: Fetched) -> Iterator[Document]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from collections.abc import Mapping, Sequence
 
-from visual_priors.data import categories
+from visual_priors.data import cache, categories
 from visual_priors.data.labelling import base
 
 HANDLABELLED = pathlib.Path(__file__).resolve().parent / "assets" / "handlabelled.jsonl"
@@ -32,8 +31,8 @@ def load_handlabelled(split: str | None = None, path: str | pathlib.Path = HANDL
     for number, line in enumerate(f, 1):
       if not line.strip():
         continue
-      row = json.loads(line)
       where = f"{path}:{number}"
+      row = cache.parse_json(line, where, "restore it from the repository (git diff shows the damage)")
       unknown = [label for label in row["labels"] if label not in categories.LABELS]
       if unknown or row["split"] not in SPLITS or not row["text"].strip():
         raise ValueError(f"{where}: labels must come from {categories.LABELS} (unknown: {unknown}), split "

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import logging
 import os
 import pathlib
@@ -27,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import ml_collections
 
-from visual_priors.data import categories
+from visual_priors.data import cache, categories
 from visual_priors.data.labelling import base
 
 LEXICON_DIR = pathlib.Path(__file__).resolve().parent / "lexicons"
@@ -180,8 +179,7 @@ def read_thresholds(directory: str | os.PathLike[str] = LEXICON_DIR,
   if not path.is_file():
     raise FileNotFoundError(f"No thresholds at {path}; run `python -m visual_priors.data.labelling.tune` "
                             "or pass thresholds explicitly.")
-  with open(path, encoding="utf-8") as f:
-    stored = json.load(f)
+  stored = cache.read_json(path, "rerun `python -m visual_priors.data.labelling.tune` to rewrite it")
   thresholds = _checked_thresholds(stored["thresholds"], str(path))
   current = (lexicons or Lexicons(directory)).digest
   if stored.get("lexicon_digest") != current:

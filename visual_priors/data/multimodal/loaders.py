@@ -16,16 +16,18 @@ Records are dicts; "image" is an absolute path, encoded bytes, a uint8 array, or
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from visual_priors.data import cache
 from visual_priors.data.multimodal import chat
 
 MLE_BENCH_FIELDS = ("image", "question", "choices", "answer", "sub_task")
+# What a reader's error about a damaged data file tells the user to do.
+DATA_FIX = "fix or regenerate it (one JSON value per line in .jsonl, one JSON list in .json)"
 
 
 def read_items(path: pathlib.Path) -> list[Any]:
@@ -33,18 +35,9 @@ def read_items(path: pathlib.Path) -> list[Any]:
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"No data file at {path}.")
-  with open(path, encoding="utf-8") as f:
-    if path.suffix == ".jsonl":
-      items = []
-      for number, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          items.append(json.loads(line))
-        except json.JSONDecodeError as e:
-          raise ValueError(f"{path} line {number} is not valid JSON: {e}.") from e
-      return items
-    items = json.load(f)
+  if path.suffix == ".jsonl":
+    return cache.read_jsonl(path, DATA_FIX)
+  items = cache.read_json(path, DATA_FIX)
   if not isinstance(items, list):
     raise ValueError(f"{path} holds a JSON {type(items).__name__}; expected a list of items "
                      "(LLaVA/Cambrian format), or use a .jsonl file with one item per line.")
