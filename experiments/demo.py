@@ -1,12 +1,14 @@
-"""The demo's nano ablation: four mixtures through the whole pipeline on a CPU in minutes; 4 runs.
+"""The demo's nano ablation: four mixtures and an untrained control through the whole pipeline on a CPU; 5 runs.
 
 Every run is `visual_priors.config.apply_local` (nano LM, vit-nano contrastive tower on generated
-32-pixel images, short align and SFT, the generated benchmarks) with `DEMO_SETTINGS` on top; the four
-share the vision tower and the generated data (same stage keys) and differ only in the LM's mixture:
+32-pixel images, short align and SFT, the generated benchmarks) with `DEMO_SETTINGS` on top; the runs
+share the vision tower and the generated data (same stage keys) and differ only in the LM:
   demo/mix0          the paper's language-favourable mix0
   demo/mix6          the paper's balanced mix6
   demo/code-heavy    70% code, the rest math, academia, web-crawl
   demo/visual-heavy  visual descriptions and literature first (the extra local source visual-description)
+  demo/untrained     the control: the same LM untrained (0 pre-training tokens, the scale sweep's 0B run),
+                     adapted and evaluated like the others; the report compares every run with it
 Every source named is one the local corpora build (visual_priors/data/corpora/README.md).
 
 Launch:   python -m visual_priors demo      (builds the local data first; or: python -m visual_priors
@@ -44,21 +46,26 @@ REDUCED_SETTINGS = {
     "eval.max_new_tokens": 4,
     "eval.alignment.k": 3,
 }
-DEFAULTS = {"mixture": "mix6", "reduced": False}
+DEFAULTS = {"mixture": "mix6", "reduced": False, "untrained": False}
 
 
 def get_config(arg: str | None = None):
   args = config_lib.parse_arg(arg, DEFAULTS)
   mixture = config_lib.get_field({"mixtures": MIXTURES}, f"mixtures.{args['mixture']}")
   config = config_lib.base_config()
-  config.name = f"demo/{args['mixture']}" + ("-reduced" if args["reduced"] else "")
-  config.description = f"Nano ablation of the demo: mixture {mixture}."
+  name = "untrained" if args["untrained"] else args["mixture"]
+  config.name = f"demo/{name}" + ("-reduced" if args["reduced"] else "")
+  config.description = ("Untrained-LM control of the demo (0 pre-training tokens)." if args["untrained"] else
+                        f"Nano ablation of the demo: mixture {mixture}.")
   config.data.mixture = mixture
   config.meta.family = "demo"
   config = config_lib.apply_local(config, {**DEMO_SETTINGS, **(REDUCED_SETTINGS if args["reduced"] else {})})
+  if args["untrained"]:
+    config.pretrain.token_budget = 0
   return config
 
 
 def sweep(add):
   for name in MIXTURES:
     add(f"demo/{name}", f"mixture={name}")
+  add("demo/untrained", "untrained=True")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import jax
 import pytest
 
-from visual_priors import demo, registry
+from visual_priors import cli, demo, registry
 from visual_priors.analysis.results import ResultsStore
 from visual_priors.data.multimodal.gen_questions import GROUPS
 
@@ -48,6 +49,15 @@ def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
   html = result.report.read_text()
   assert "nano demo" in html and all(row.run_id in html or row.name in html for row in result.runs)
   assert any("[1/6] pretrain" in line for line in lines)  # progress per stage
+  assert any(line.startswith("vqa: replies") and "ETA" not in line and "(100%)" in line for line in lines)
+
+  # The commands the demo prints to inspect its data and results run as printed.
+  [inspect] = [line for line in lines if line.startswith("demo: inspect it with")]
+  commands = [shlex.split(command)[3:] for command in inspect.splitlines()[1:]]
+  assert [c[:2] for c in commands] == [["data", "labels"], ["data", "mixtures"], ["report", "--results"]]
+  for argv in commands:
+    assert cli.main(argv) == 0, argv
+  assert (tmp_path / "report_all_runs.html").is_file()
 
   started = time.perf_counter()
   again = demo.run_demo(tmp_path, reduced=True, devices=jax.devices()[:1], log=lambda _: None)

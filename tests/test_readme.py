@@ -23,6 +23,8 @@ RUN_ELSEWHERE = {
     "report": "tests/analysis/test_report.py::test_cli_report_end_to_end",
     "stage": "tests/train/test_stages.py::test_contrastive_align_sft_on_generated_data_answers_held_out_questions",
     "xmanager": "tests/test_launch_xm.py::test_local_launch_runs_work_units_offline",
+    "export": "tests/interop/test_hf_export.py::test_cli_export_writes_shards_and_prints_the_record",
+    "eval": "tests/interop/test_lm_harness.py::test_lm_eval_on_an_export_matches_the_zero_shot_scorer",
 }
 
 
@@ -102,8 +104,9 @@ def _reduced(store, tmp_path) -> dict[str, list[list[str]]]:
                     "--json"]],
       "bench-sft": [["bench-sft", "--scale", "nano", "--encoder", "vit-nano", "--visual-tokens", "4", "--batch", "8",
                      "--seq", "64", "--steps", "1", "--warmup", "1"]],
-      "list": [["list", "--filter", "^mix/"]],
-      "show": [["show", "mix/mix6", "--set", "pretrain.seed=1"]],
+      # Exactly as printed.
+      "list": [as_argv(c) for c in readme_commands() if _key(c) == "list"],
+      "show": [as_argv(c) for c in readme_commands() if _key(c) == "show"],
       "run": [["run", "demo:mixture=mix6,reduced", "--root", f"{work}/runs", "--until", "pretrain",
                "--set", "pretrain.token_budget=0", "--set", f"data.store={store}"]],
       "grid": [["grid", "--filter", "^demo/mix6$", "--root", f"{work}/runs", "--until", "pretrain",

@@ -11,7 +11,7 @@ from visual_priors import config as config_lib
 from visual_priors import registry
 
 FAMILY_COUNTS = {"scale": 40, "source": 16, "category": 40, "grid": 30, "mix": 11, "encoder": 15, "sft_data": 5,
-                 "blind": 2, "scaleup": 2, "demo": 4}
+                 "blind": 2, "scaleup": 2, "demo": 5}
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +26,14 @@ def keys(config) -> dict[str, str]:
 def test_family_counts_and_pinned_names(configs):
   counts = collections.Counter(registry.family_of(name) for name in configs)
   assert dict(counts) == FAMILY_COUNTS
-  assert len(configs) == sum(FAMILY_COUNTS.values()) == 165
+  assert len(configs) == sum(FAMILY_COUNTS.values()) == 166
   for name in ("scale/3b-30b", "scale/340m-0b", "scale/13b-100b", "source/code", "source/q-a-forum",
                "category/code-25", "category/visual-concept-75", "category/reasoning-100", "grid/r60-v15",
                "grid/r65-v30", "grid/r85-v5", "mix/mix0", "mix/mix10", "encoder/dinov2-reasoning-50",
                "encoder/mae-reasoning-0", "encoder/metaclip-reasoning-75", "sft_data/full",
                "sft_data/remove-perception-50", "sft_data/remove-reasoning-100", "blind/mix6",
-               "scaleup/mix6-7b-1t", "scaleup/mix0-7b-1t", "demo/mix6", "demo/code-heavy", "demo/visual-heavy"):
+               "scaleup/mix6-7b-1t", "scaleup/mix0-7b-1t", "demo/mix6", "demo/code-heavy", "demo/visual-heavy",
+               "demo/untrained"):
     assert name in configs, name
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "visual_priors.analysis.commands",
     "visual_priors.run_commands",
     "visual_priors.experiments_commands",
+    "visual_priors.interop.commands",
 )
 
 DEBUG_ENV = "VP_DEBUG"  # =1: a failure shows its full traceback, as --debug does

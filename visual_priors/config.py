@@ -70,7 +70,8 @@ MLE_BENCHMARKS: tuple[str, ...] = ("mle_bench", "gen_mle_bench")
 FAMILIES: tuple[str, ...] = ("scale", "source", "category", "grid", "mix", "encoder", "sft_data", "blind",
                              "scaleup", "demo", "custom")
 META_KEYS: tuple[str, ...] = ("name", "family", "scale", "params", "tokens", "mixture", "source", "category",
-                              "proportion", "reasoning_share", "visual_share", "encoder", "sft_variant", "blind")
+                              "proportion", "reasoning_share", "visual_share", "encoder", "sft_variant", "blind",
+                              "seed")
 VISION_KINDS = ("checkpoint", "contrastive")
 DATA_KINDS = ("generated", "llava")
 SFT_REMOVALS = ("none", "perception", "reasoning")
@@ -101,6 +102,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = _dict(store="latest", mixture="web-crawl=1")
   config.pretrain = _dict(scale="3b", token_budget=30_000_000_000, batch_size=1024, seq_len=2048, peak_lr=3e-4,
                           warmup_steps=1024, overrides=ml_collections.ConfigDict())
+  # "" = random initialisation; "hf:DIR" = start from a Hugging Face Llama directory (visual_priors/train/
+  # hf_import.py); its key field is the directory's content hash, and "" leaves the key as it was.
+  config.pretrain.init_from = ""
   # The paper's default encoder is MetaCLIP-B/16; its released weights need their own loader, so a run
   # of kind "checkpoint" needs a big_vision-format .npz of the named architecture in vision.checkpoint.
   # SigLIP's recipe (LR 1e-3) for contrastive towers trained here; steps 0 = one epoch of the captions.
@@ -308,6 +312,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "pretrain.peak_lr", minimum=0, exclusive=True)
   _number(config, "pretrain.warmup_steps", minimum=0, integer=True)
   _validate_overrides(config.pretrain.overrides)
+  from visual_priors.train.hf_import import parse_init_from  # pylint: disable=import-outside-toplevel
+  parse_init_from(config.pretrain.init_from)
 
   _choice(config, "vision.kind", VISION_KINDS)
   _named("vision.encoder", ENCODERS, config.vision.encoder, "vision encoder")
@@ -390,6 +396,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def missing_files(config: ml_collections.ConfigDict) -> list[str]:
   """What a run of `config` needs from disk and lacks: one line per field to set (empty when none)."""
   problems = []
+  init_from = _init_from_dir(config)
+  if init_from is not None and not (init_from / "config.json").is_file():
+    problems.append(f"pretrain.init_from {config.pretrain.init_from!r}: {init_from} holds no config.json.")
   if config.vision.kind == "checkpoint":
     path = config.vision.checkpoint
     if not path:
@@ -485,6 +494,7 @@ def finalize(config: ml_collections.ConfigDict, *, strict: bool = False) -> ml_c
       "tokens": int(config.pretrain.token_budget), "mixture": config.data.mixture,
       **mixture_meta(config.data.mixture),
       "encoder": config.vision.encoder, "sft_variant": sft_variant(config), "blind": bool(config.adapt.blind),
+      "seed": int(config.seed),
   }
   meta = ml_collections.ConfigDict({key: None for key in META_KEYS})
   meta.update(derived)
@@ -553,15 +563,35 @@ def _store_identity(store: str) -> str:
   return name if _STORE_DIR.fullmatch(name) else store
 
 
+def _init_from_dir(config: ml_collections.ConfigDict) -> pathlib.Path | None:
+  from visual_priors.train.hf_import import parse_init_from  # pylint: disable=import-outside-toplevel
+  return parse_init_from(config.pretrain.get("init_from", ""))
+
+
+def _init_from_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """pretrain.init_from as a key sees it: nothing when unset (keys stay as before the field existed), else the
+  checkpoint's content hash (its path when the directory is not on this machine, which `finalize(strict=True)`
+  refuses to run)."""
+  directory = _init_from_dir(config)
+  if directory is None:
+    return {}
+  from visual_priors.train import hf_import  # pylint: disable=import-outside-toplevel
+  if not (directory / "config.json").is_file():
+    return {"init_from": {"hf": None, "missing": str(directory)}}
+  return {"init_from": {"hf": hf_import.content_sha256(directory)}}
+
+
 def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
   """Each stage's own result-changing fields and upstream stages, in execution order."""
   pretrain = config.pretrain.to_dict()
+  pretrain.pop("init_from", None)
   if pretrain["token_budget"] == 0:  # An untrained LM: only the architecture, vocabulary and seed matter.
     pretrain_fields = {"seed": config.seed, "store": _store_identity(config.data.store), "scale": pretrain["scale"],
-                       "token_budget": 0, "model": pretrain["overrides"].get("model", {})}
+                       "token_budget": 0, "model": pretrain["overrides"].get("model", {}),
+                       **_init_from_identity(config)}
   else:
     pretrain_fields = {"seed": config.seed, "store": _store_identity(config.data.store),
-                       "mixture": canonical_mixture(config.data.mixture), **pretrain}
+                       "mixture": canonical_mixture(config.data.mixture), **pretrain, **_init_from_identity(config)}
   data = config.adapt.data
   mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
   vision = {"kind": config.vision.kind, "encoder": config.vision.encoder}

@@ -26,12 +26,14 @@ from typing import TextIO
 
 # Set by the command line's --verbose: library logs and start-up lines are left alone.
 VERBOSE_ENV = "VISUAL_PRIORS_VERBOSE"
-# The lines TensorFlow's C++ runtime prints while it loads, which no environment variable silences in
-# TF >= 2.16 (they are written before absl's log is initialised).
-TF_NOISE = re.compile(
+# The lines TensorFlow's C++ runtime prints while it loads and first looks for devices, which no environment
+# variable silences in TF >= 2.16 (they are written before absl's log is initialised), and the INFO line of the
+# SentencePiece copy inside tensorflow-text for every identity-normalised vocabulary it loads.
+LIBRARY_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IWE]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard|cuda_\w+|gpu_device)\.cc:\d+\].*"
-    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)$")
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\."
+    r"|normalizer\.cc\(\d+\) LOG\(INFO\) precompiled_charsmap is empty\. use identity normalization\.)$")
 
 
 def interactive(stream: TextIO) -> bool:
@@ -64,6 +66,7 @@ class Progress:
     self._clock = clock
     self._first: tuple[int, float] | None = None  # (done, time) at the first update
     self._last_line = -float("inf")
+    self._last_done: int | None = None  # the count of the last plain line
     self._bar_open = False
 
   def eta_seconds(self, done: int) -> float | None:
@@ -97,8 +100,9 @@ class Progress:
     if self.terminal:
       self.stream.write("\r" + self.text(done, message) + "\033[K")
       self._bar_open = True
-    elif done >= self.total or done == self._first[0] or now - self._last_line >= self.every_seconds:
-      self._last_line = now
+    elif done != self._last_done and (self._last_done is None or done >= self.total
+                                      or now - self._last_line >= self.every_seconds):
+      self._last_line, self._last_done = now, done
       if self.log is not None:
         self.log(self.text(done, message))
         return
@@ -125,9 +129,13 @@ def verbose() -> bool:
 
 
 @contextlib.contextmanager
-def filtered_stderr(noise: re.Pattern[str] = TF_NOISE) -> Iterator[None]:
+def filtered_stderr(noise: re.Pattern[str] = LIBRARY_NOISE) -> Iterator[None]:
   """Routes file descriptor 2 through a temporary file for the duration, then writes back every line that
-  is not `noise`. Works for output of C/C++ code, which Python's sys.stderr never sees."""
+  is not `noise`. Works for output of C/C++ code, which Python's sys.stderr never sees. Does nothing with
+  --verbose."""
+  if verbose():
+    yield
+    return
   try:
     sys.stderr.flush()
     saved = os.dup(2)

@@ -156,6 +156,6 @@ def inspect_commands(root: pathlib.Path, size: DataSize = DEMO_DATA) -> list[str
 
 
 def _only_runs(store, run_ids: Sequence[str]):
-  """(rows, runs) frames of the results store restricted to this demo's runs (the root may hold others)."""
-  frame, runs = store.frame(), store.runs()
-  return frame[frame["run"].isin(run_ids)], runs[runs["run"].isin(run_ids)]
+  """The results store restricted to this demo's runs (the root may hold others)."""
+  from visual_priors.analysis.results import load_results  # pylint: disable=import-outside-toplevel
+  return load_results(store).select(run_ids)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -54,13 +54,18 @@ def _results_rows(outputs: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
   return cache.read_json(pathlib.Path(outputs["results"]))
 
 
-def store_results(root: pathlib.Path, run_id: str, meta: dict[str, Any], rows: dict[str, list[dict]]) -> None:
-  """Puts every evaluated stage's rows and the run's meta into `ResultsStore(<root>/results)` (idempotent)."""
+def store_results(root: pathlib.Path, run_id: str, meta: dict[str, Any], rows: dict[str, list[dict]],
+                  item_scores: Mapping[str, str] | None = None) -> None:
+  """Puts every evaluated stage's rows, its per-question VQA scores (`{"stage", "path"}` of a scores.jsonl) and
+  the run's meta into `ResultsStore(<root>/results)` (idempotent)."""
   from visual_priors.analysis.results import ResultsStore  # pylint: disable=import-outside-toplevel
+  from visual_priors.eval import vqa  # pylint: disable=import-outside-toplevel
 
   store = ResultsStore(pathlib.Path(root) / "results")
   for stage, stage_rows in rows.items():
     store.put(run_id, stage, stage_rows)
+  if item_scores:
+    store.put_items(run_id, item_scores["stage"], vqa.read_scores(item_scores["path"]))
   store.put_run(run_id, meta)
 
 
@@ -159,7 +164,7 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
   results = None
   if "eval" in outputs:
     results = _results_rows(outputs["eval"])
-    store_results(root, run_id, config.meta.to_dict(), results)
+    store_results(root, run_id, config.meta.to_dict(), results, outputs["eval"].get("item_scores"))
     log(f"results: {sum(len(rows) for rows in results.values())} rows in {root / 'results'} as run {run_id}")
   status = "done" if selected == list(identities) else "partial"
   run_file.run(status=status, finished=directories.now())

@@ -280,8 +280,8 @@ def test_ocrbench(tmp_path):
   _write(root / "OCRBench_Images" / "HME100k" / "2.jpg", _png())
   items = _by_id(bm.load_benchmark("ocrbench", tmp_path))
   _check_common(items.values(), "ocrbench")
-  assert items["0"]["answer"] == "STOP" and items["0"]["meta"]["metric"] == "contains"
-  assert items["1"]["meta"]["metric"] == "contains_nospace"
+  assert items["IIIT5K/0"]["answer"] == "STOP" and items["IIIT5K/0"]["meta"]["metric"] == "contains"
+  assert items["HME100k/1"]["meta"]["metric"] == "contains_nospace"
 
 
 def test_realworldqa_parses_lettered_options(tmp_path):

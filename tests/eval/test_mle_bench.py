@@ -159,6 +159,10 @@ def test_level_report_weighted_and_unweighted_overall_by_hand():
   assert report["overall_weighted"]["value"] == pytest.approx(400 / 7)
   assert report["overall_unweighted"]["value"] == pytest.approx(125 / 3)
   assert {r["benchmark"] for r in report.values()} == {"gen_mle_bench"} and report["overall_weighted"]["count"] == 7
+  assert "accuracy_chance" not in report  # rows without their choices: chance unknown
+  with_choices = [{**row, "choices": ["a", "b", "c", "d"]} for row in rows[:6]] + [{**rows[6], "choices": ["a", "b"]}]
+  chance = {r["metric"]: r for r in mle_bench.level_report(with_choices, correct)}["accuracy_chance"]
+  assert chance["value"] == pytest.approx(100 * (6 * 0.25 + 0.5) / 7) and chance["count"] == 7
   with pytest.raises(ValueError, match="correctness"):
     mle_bench.level_report(rows, correct[:-1])
   with pytest.raises(UnknownNameError, match="MLE-Bench level"):

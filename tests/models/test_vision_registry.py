@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from visual_priors.models.vision import ViT, ViTConfig, registry
+from visual_priors.models.vision import ViT, ViTConfig, hf, registry
 from visual_priors.names import UnknownNameError
 
 
@@ -60,9 +60,21 @@ def test_cpu_encoders_run(name, pooled_dim, tokens):
 
 
 def test_feature_towers_are_registered_without_a_pooled_output():
-  for name in ("metaclip-b16-224", "dinov2-g14-224", "mae-h14-224", "vit-ti16-224"):
-    config = registry.get_encoder(name)
-    assert config.pool_type == "none" and config.num_classes == 0, name
+  config = registry.get_encoder("vit-ti16-224")
+  assert config.pool_type == "none" and config.num_classes == 0
+
+
+def test_paper_towers_are_their_hugging_face_architectures():
+  """MetaCLIP (CLIP), DINOv2-g (SwiGLU, layer scale), MAE-H: sizes, feature layer and normalisation."""
+  clip = registry.get_encoder("metaclip-b16-224")
+  assert (clip.width, clip.depth, clip.patch_size, clip.image_size, clip.feature_layer) == (768, 12, 16, 224, -2)
+  assert clip.class_token and clip.pre_norm and not clip.patch_bias and clip.activation == "quick_gelu"
+  assert clip.pixel_mean == hf.CLIP_MEAN
+  dino = registry.get_encoder("dinov2-g14-224")
+  assert (dino.width, dino.depth, dino.num_heads, dino.mlp_dim, dino.activation) == (1536, 40, 24, 4096, "swiglu")
+  assert dino.layer_scale and dino.num_patches == 256 and dino.pixel_std == hf.IMAGENET_STD
+  mae = registry.get_encoder("mae-h14-224")
+  assert (mae.width, mae.depth, mae.mlp_dim, mae.norm_eps, mae.feature_layer) == (1280, 32, 5120, 1e-12, None)
 
 
 def test_unknown_names_suggest_close_ones_and_overrides_apply():

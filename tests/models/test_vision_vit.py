@@ -112,11 +112,27 @@ def test_parameter_paths_carry_vision_logical_axes():
     sharding.logical_to_spec(axes[path], sharding.DEFAULT_LOGICAL_AXIS_RULES)  # Every name has a rule.
 
 
+def test_pool_none_with_head_projects_every_token():
+  """PaliGemma's layout: no pooling, a head mapping each patch token to a new width."""
+  config = dataclasses.replace(CONFIG, pool_type="none", num_classes=24, head_zeroinit=False)
+  model = ViT(config, rngs=nnx.Rngs(0))
+  pooled, tokens = _forward(model, _images())
+  assert pooled is None and tokens.shape == (2, 16, 24) and config.token_width == 24
+  plain = ViT(dataclasses.replace(config, num_classes=0), rngs=nnx.Rngs(0))
+  _, raw = _forward(plain, _images())
+  kernel, bias = model.head.kernel[...], model.head.bias[...]
+  np.testing.assert_allclose(tokens, np.einsum("bnd,dc->bnc", raw, kernel) + bias, atol=1e-5)
+
+
 def test_bad_configs_and_inputs_fail_clearly():
   with pytest.raises(ValueError, match="pool_type 'avg'"):
     dataclasses.replace(CONFIG, pool_type="avg")
-  with pytest.raises(ValueError, match="set num_classes=0"):
-    dataclasses.replace(CONFIG, pool_type="none")
+  with pytest.raises(ValueError, match="feature_layer 3 is out of range"):
+    dataclasses.replace(CONFIG, feature_layer=3)
+  with pytest.raises(ValueError, match="norm_tokens=False"):
+    dataclasses.replace(CONFIG, norm_tokens=False)
+  with pytest.raises(ValueError, match="activation 'relu'"):
+    dataclasses.replace(CONFIG, activation="relu")
   with pytest.raises(ValueError, match="not divisible by num_heads"):
     dataclasses.replace(CONFIG, num_heads=3)
   with pytest.raises(ValueError, match="sincos2d"):

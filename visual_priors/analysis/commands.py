@@ -17,6 +17,9 @@ def add_parser(subparsers) -> None:
                       help="Keep only runs whose id or name matches this glob (repeatable), e.g. 'mix/*'.")
   report.add_argument("--title", default="visual_priors report")
   report.add_argument("--notes-file", default=None, help="A text file whose content becomes the Notes section.")
+  report.add_argument("--lm-eval-json", default=None, metavar="DIR",
+                      help="Also write each run's accuracies as lm-evaluation-harness-style JSON (acc, acc_stderr "
+                           "per task) into DIR/<run>.json.")
   report.set_defaults(func=_report)
 
 
@@ -45,4 +48,7 @@ def _report(args) -> int:
   path = report.write_report(results, args.out, title=args.title, notes=notes)
   n_runs = len(set(results.frame["run"]) | set(results.runs["run"]))
   print(f"Wrote {path} ({n_runs} runs, {path.stat().st_size / 1e6:.1f} MB).")
+  if args.lm_eval_json:
+    written = report.write_lm_eval_json(results, args.lm_eval_json)
+    print(f"Wrote {len(written)} lm-eval-style JSON file(s) into {args.lm_eval_json}.")
   return 0

@@ -19,7 +19,7 @@ import os
 import pathlib
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib
 
@@ -29,14 +29,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from visual_priors.analysis import correlations  # noqa: E402
+from visual_priors.analysis import correlations, uncertainty  # noqa: E402
 from visual_priors.analysis.results import Results, run_order  # noqa: E402
 
 GROUPS = correlations.VQA_GROUPS
 PANELS = ("Overall", *GROUPS)
 MLE_LEVELS = {"accuracy_small": "small (0-30%)", "accuracy_medium": "medium (30-60%)",
               "accuracy_large": "large (60-100%)", "overall_weighted": "overall (sample-weighted, paper)",
-              "overall_unweighted": "overall (mean of levels, lmms-eval)"}
+              "overall_unweighted": "overall (mean of levels, lmms-eval)", "accuracy_chance": "chance"}
 MLE_BENCHMARKS = ("mle_bench", "gen_mle_bench")
 DPI = 100
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.grid": True, "grid.alpha": 0.3,
@@ -87,6 +87,46 @@ def vqa_scores(results: Results, metric: str = "accuracy") -> pd.DataFrame:
   scores = correlations.score_matrix(results.frame, columns).dropna(how="all")
   meta = results.runs.set_index("run")
   return scores.join(meta, how="left")
+
+
+def aggregate_interval(results: Results, run: str, benchmark: str, value: float, count: float | None
+                       ) -> tuple[tuple[float, float], bool]:
+  """(95% interval, bootstrapped) of a stored VQA accuracy row of `run`: a bootstrap over the run's questions
+  of the benchmarks behind it (a benchmark, a "group/<G>" mean or the "overall"), where per-question scores
+  are stored; else the Wilson interval of `value` over `count` (bootstrapped False)."""
+  items = results.items[(results.items["run"] == run) & ~results.items["blind"].astype(bool)]
+  if len(items):
+    if benchmark == "overall":
+      items = items[items["group"].notna()]
+    elif benchmark.startswith("group/"):
+      items = items[items["group"] == benchmark.removeprefix("group/")]
+    else:
+      items = items[items["benchmark"] == benchmark]
+  if len(items):
+    members = {b: part["score"].astype(float).to_numpy() for b, part in items.groupby("benchmark")}
+    return uncertainty.bootstrap_interval(members), True
+  n = int(count) if count is not None and pd.notna(count) else 0
+  return uncertainty.wilson_interval(value, n), False
+
+
+def vqa_errors(results: Results, order: Sequence[str], metric: str = "accuracy") -> dict[str, np.ndarray]:
+  """Panel -> (2, runs) lower and upper error-bar lengths of the VQA aggregates of `order` (NaN: no value)."""
+  frame = results.frame[results.frame["metric"] == metric]
+  stored = {(r, b): (v, n) for r, b, v, n in zip(frame["run"], frame["benchmark"], frame["value"], frame["count"])}
+  errors = {}
+  for panel in PANELS:
+    benchmark = "overall" if panel == "Overall" else f"group/{panel}"
+    bars = np.full((2, len(order)), np.nan)
+    for i, run in enumerate(order):
+      if (run, benchmark) in stored:
+        value, count = stored[run, benchmark]
+        if metric == "accuracy":  # the per-question scores stored are the generated answers'
+          (low, high), _ = aggregate_interval(results, run, benchmark, value, count)
+        else:
+          low, high = uncertainty.wilson_interval(value, int(count) if pd.notna(count) else 0)
+        bars[:, i] = (value - low, high - value)
+    errors[panel] = bars
+  return errors
 
 
 def _family(results: Results, family: str) -> pd.DataFrame:
@@ -165,12 +205,14 @@ def plot_sources(results: Results, out_path: pathlib.Path) -> Plot:
     return Plot(name, title, _save(fig, out_path))
 
 
-def _bars(ax, table: pd.DataFrame, xlabel: str, title: str) -> None:
-  """One group of bars per row of `table` (overall and the four VQA groups)."""
+def _bars(ax, table: pd.DataFrame, xlabel: str, title: str, errors: Mapping[str, np.ndarray] | None = None) -> None:
+  """One group of bars per row of `table` (overall and the four VQA groups), with 95% error bars if given."""
   width = 0.8 / len(PANELS)
   x = np.arange(len(table))
   for i, panel in enumerate(PANELS):
-    ax.bar(x + (i - (len(PANELS) - 1) / 2) * width, table[panel].to_numpy(), width, label=panel)
+    error = None if errors is None else np.nan_to_num(errors[panel])
+    ax.bar(x + (i - (len(PANELS) - 1) / 2) * width, table[panel].to_numpy(), width, label=panel, yerr=error,
+           error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333"})
   highest = np.nanmax(table.to_numpy(dtype=float), initial=0.0)
   ax.set_ylim(0, max(1.0, 1.25 * highest))  # room for the legend above the bars
   ax.set_xticks(x, table.index, rotation=40, ha="right")
@@ -184,8 +226,9 @@ MAX_RUN_BARS = 24
 
 
 def plot_runs(results: Results, out_path: pathlib.Path) -> Plot:
-  """Any family, up to `MAX_RUN_BARS` runs: bars of the VQA groups per run, by generated answer and, where the
-  eval suite scored it, by answer likelihood (with chance as a dashed line)."""
+  """Any family, up to `MAX_RUN_BARS` runs: bars of the VQA groups per run with 95% error bars, by generated
+  answer and, where the eval suite scored it, by answer likelihood; chance (of the multiple-choice and yes/no
+  questions) as a dashed line where stored."""
   name, title = "runs", "VQA accuracy per run"
   metrics = [(m, label) for m, label in (("accuracy", "generated answers (the paper's protocol)"),
                                          ("accuracy_likelihood", "answer likelihood (options' text)"))
@@ -202,8 +245,9 @@ def plot_runs(results: Results, out_path: pathlib.Path) -> Plot:
     for ax, (metric, label) in zip(fig.subplots(len(metrics), 1, squeeze=False).ravel(), metrics):
       table = vqa_scores(results, metric).reindex(order)[list(PANELS)]
       table.index = labels
-      _bars(ax, table, "run", f"{title}: {label}")
-      chance = vqa_scores(results, "accuracy_chance").reindex(order)["Overall"] if metric != "accuracy" else None
+      _bars(ax, table, "run", f"{title}: {label} (95% intervals)", errors=vqa_errors(results, order, metric))
+      chance = vqa_scores(results, "accuracy_chance")
+      chance = chance.reindex(order)["Overall"] if "Overall" in chance else None
       if chance is not None and chance.notna().any():
         ax.axhline(float(chance.mean()), color="black", linestyle="--", linewidth=1, label="chance (overall)")
         ax.legend(ncols=len(PANELS) + 1, fontsize=8, loc="upper right")

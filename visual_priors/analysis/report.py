@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import pathlib
 import tempfile
 from collections.abc import Sequence
 
 import pandas as pd
 
-from visual_priors.analysis import correlations, plots
+from visual_priors.analysis import correlations, plots, uncertainty
 from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, load_results, run_order
 from visual_priors.data.cache import write_text_atomic
 
@@ -71,6 +72,111 @@ def vqa_table(results: Results, metric: str = "accuracy") -> pd.DataFrame:
   columns = benchmarks + aggregates + (["overall"] if "overall" in table else [])
   renamed = {f"group/{g}": f"{g} (mean)" for g in group_of.dropna().unique()} | {"overall": OVERALL_COLUMN}
   return table.reindex(columns=columns).rename(columns=renamed)
+
+
+def _aggregate_columns(results: Results) -> list[tuple[str, str]]:
+  """(stored benchmark name, column name) of the VQA group means and the overall present in `results`."""
+  present = set(results.frame["benchmark"])
+  groups = [g for g in GROUPS if f"group/{g}" in present]
+  return [(f"group/{g}", f"{g} (mean)") for g in groups] + ([("overall", OVERALL_COLUMN)] if "overall" in present
+                                                             else [])
+
+
+def vqa_interval_table(results: Results) -> pd.DataFrame:
+  """Runs x [group means, Overall, n, chance, blind]: accuracy (%) with its 95% interval, as text. Intervals
+  bootstrap the run's questions within each benchmark where its per-question scores are stored (else the Wilson
+  interval of the stored accuracy over its count, marked "~"); chance and blind are the overall's."""
+  frame = results.frame
+  columns = _aggregate_columns(results)
+  if not columns:
+    return pd.DataFrame()
+  table = {}
+  for run in run_order(results):
+    rows = frame[(frame["run"] == run) & frame["metric"].isin(VQA_METRICS)]
+    value = {(b, m): (v, n) for b, m, v, n in zip(rows["benchmark"], rows["metric"], rows["value"], rows["count"])}
+    if not any((b, "accuracy") in value for b, _ in columns):
+      continue
+    cells = {}
+    for benchmark, column in columns:
+      if (benchmark, "accuracy") not in value:
+        cells[column] = MISSING
+        continue
+      accuracy, count = value[benchmark, "accuracy"]
+      interval, bootstrapped = plots.aggregate_interval(results, run, benchmark, accuracy, count)
+      cells[column] = ("" if bootstrapped else "~") + uncertainty.format_interval(accuracy, interval)
+    overall_n = value.get(("overall", "accuracy"), (None, None))[1]
+    cells["n"] = MISSING if overall_n is None or pd.isna(overall_n) else str(int(overall_n))
+    for metric, column in (("accuracy_chance", "chance"), ("accuracy_blind", "blind")):
+      stored = value.get(("overall", metric))
+      cells[column] = MISSING if stored is None else f"{stored[0]:.1f}"
+    table[run] = cells
+  return pd.DataFrame.from_dict(table, orient="index")
+
+
+def seed_table(results: Results) -> pd.DataFrame:
+  """Experiments run with several seeds (runs whose metadata agree but for the seed): per VQA group mean and
+  the overall, mean ± sd over seeds with the per-seed values; one row per such experiment."""
+  columns = _aggregate_columns(results)
+  meta = results.runs.set_index("run")
+  if not columns or "seed" not in meta.columns:
+    return pd.DataFrame()
+  identity = [key for key in META_KEYS if key != "seed"]
+  experiments: dict[tuple, list[str]] = {}
+  for run in run_order(results):
+    if run in meta.index and meta.loc[run, "seed"] is not None:
+      experiments.setdefault(tuple(str(meta.loc[run, k]) for k in identity), []).append(run)
+  frame = results.frame[results.frame["metric"] == "accuracy"]
+  table = {}
+  for key, runs in experiments.items():
+    if len({meta.loc[r, "seed"] for r in runs}) < 2:
+      continue
+    cells = {"seeds": ", ".join(str(meta.loc[r, "seed"]) for r in runs)}
+    for benchmark, column in columns:
+      values = [frame[(frame["run"] == r) & (frame["benchmark"] == benchmark)]["value"] for r in runs]
+      points = [v.iloc[0] for v in values if len(v)]
+      cells[column] = uncertainty.seed_summary(points).format() if points else MISSING
+    table[meta.loc[runs[0], "name"] or runs[0]] = cells
+  return pd.DataFrame.from_dict(table, orient="index")
+
+
+def reference_run(results: Results) -> str | None:
+  """The run others are compared with: an untrained-LM control (0 pre-training tokens) if present, else the
+  first run in report order; None without two runs that have per-question scores."""
+  scored = [run for run in run_order(results) if results.item_scores(run)]
+  if len(scored) < 2:
+    return None
+  meta = results.runs.set_index("run")
+  controls = [run for run in scored if run in meta.index and meta.loc[run, "tokens"] == 0]
+  return controls[0] if controls else scored[0]
+
+
+def paired_table(results: Results, reference: str | None = None) -> pd.DataFrame:
+  """Each run minus `reference` (default `reference_run`) on the questions both answered: the overall and
+  per-group accuracy difference (points) with a paired bootstrap 95% interval and p-value."""
+  reference = reference or reference_run(results)
+  if reference is None:
+    return pd.DataFrame()
+  base = results.item_scores(reference)
+  items = results.items[~results.items["blind"].astype(bool)]
+  group_of = dict(zip(items["benchmark"], items["group"]))
+  table = {}
+  for run in run_order(results):
+    scores = results.item_scores(run)
+    if run == reference or not scores:
+      continue
+    cells = {}
+    for group in [*[g for g in GROUPS if g in set(group_of.values())], None]:
+      members = [b for b in scores if group_of.get(b) is not None and (group is None or group_of[b] == group)]
+      name = OVERALL_COLUMN if group is None else group
+      try:
+        difference = uncertainty.paired_difference({b: scores[b] for b in members},
+                                                   {b: base.get(b, {}) for b in members})
+      except ValueError:
+        cells[name] = MISSING
+        continue
+      cells[name] = difference.format()
+    table[f"{run} - {reference}"] = cells
+  return pd.DataFrame.from_dict(table, orient="index")
 
 
 def mle_bench_table(results: Results) -> pd.DataFrame:
@@ -214,6 +320,22 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
     sections.append(("Notes", f"<div class='notes'>{paragraphs}</div>"))
   sections.append(("Runs", _html_table(meta_table(results), na_rep="")))
   sections.append(("VQA accuracy (%)", _html_table(vqa_table(results))))
+  intervals = vqa_interval_table(results)
+  if not intervals.empty:
+    sections.append(("VQA accuracy with 95% intervals (%)",
+                     "<p>Intervals bootstrap the questions within each benchmark (2000 resamples); \"~\" marks a "
+                     "Wilson interval from the stored count where per-question scores are absent. Chance and blind "
+                     "(images withheld) are the overall's.</p>" + _html_table(intervals)))
+  seeds = seed_table(results)
+  if not seeds.empty:
+    sections.append(("Across seeds (VQA accuracy, %)", "<p>Runs that differ only in their seed: mean ± standard "
+                     "deviation over seeds (each seed's value).</p>" + _html_table(seeds)))
+  paired = paired_table(results)
+  if not paired.empty:
+    sections.append(("Paired differences (points of accuracy)",
+                     f"<p>Each run minus {html.escape(str(reference_run(results)))} on the same questions: "
+                     "difference [95% interval] (p-value of a paired bootstrap, n questions). An interval that "
+                     "contains 0 means these questions cannot tell the two runs apart.</p>" + _html_table(paired)))
   blind = vqa_table(results, "accuracy_blind")
   if not blind.empty:
     sections.append(("VQA accuracy with images withheld (blind control, %)", _html_table(blind)))
@@ -246,6 +368,36 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
   return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
           f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
           f"<p>{n_runs} run(s), {len(results.frame)} result rows.</p>{body}</body></html>\n")
+
+
+def lm_eval_json(results: Results, run: str) -> dict:
+  """One run's accuracies in lm-evaluation-harness's results layout: per task (benchmark) `acc,none` and
+  `acc_stderr,none` as fractions (the sample standard error lm-eval reports), and `n-samples`."""
+  frame = results.frame
+  rows = frame[(frame["run"] == run) & (frame["metric"] == "accuracy") & frame["count"].notna()]
+  tasks, samples = {}, {}
+  for benchmark, value, count in sorted(zip(rows["benchmark"], rows["value"], rows["count"])):
+    n = int(count)
+    stderr = uncertainty.proportion_stderr(float(value), n)
+    tasks[benchmark] = {"alias": benchmark, "acc,none": float(value) / 100,
+                        "acc_stderr,none": None if stderr != stderr else stderr}
+    samples[benchmark] = {"original": n, "effective": n}
+  meta = results.runs.set_index("run")
+  name = meta.loc[run, "name"] if run in meta.index else None
+  return {"results": tasks, "n-samples": samples, "config": {"model": "visual_priors", "model_args": run,
+                                                             "name": name}}
+
+
+def write_lm_eval_json(results: Results, out_dir: str | pathlib.Path) -> list[pathlib.Path]:
+  """`<out_dir>/<run>.json` per run with accuracy rows (`lm_eval_json`); returns the paths written."""
+  out_dir = pathlib.Path(out_dir)
+  paths = []
+  for run in run_order(results):
+    content = lm_eval_json(results, run)
+    if content["results"]:
+      paths.append(out_dir / f"{run}.json")
+      write_text_atomic(paths[-1], json.dumps(content, indent=2) + "\n")
+  return paths
 
 
 def write_report(stores_or_frames: ResultsInput, out_path: str | pathlib.Path, *, title: str,

@@ -5,6 +5,7 @@ the same file):
 
     <root>/<run>/meta.json          the run's metadata (`META_KEYS`, missing keys are None)
     <root>/<run>/<stage>.jsonl      that stage's result rows, one JSON object a line, sorted by key
+    <root>/<run>/items/<stage>.jsonl  per-question VQA scores of that stage (for intervals and paired tests)
 
 A row is {"benchmark", "group", "metric", "value", "count"}; its key is (run, stage, benchmark, metric).
 `put` replaces the rows whose key it writes and keeps the others, so re-running an evaluator is idempotent.
@@ -39,10 +40,12 @@ ROW_COLUMNS = ("run", "stage", "benchmark", "group", "metric", "value", "count")
 KEY_COLUMNS = ("run", "stage", "benchmark", "metric")
 ROW_FIELDS = ("benchmark", "group", "metric", "value", "count")
 META_KEYS = ("name", "family", "scale", "params", "tokens", "mixture", "source", "category", "proportion",
-             "reasoning_share", "visual_share", "encoder", "sft_variant", "blind")
+             "reasoning_share", "visual_share", "encoder", "sft_variant", "blind", "seed")
 FAMILIES = ("scale", "source", "category", "grid", "mix", "encoder", "sft_data", "blind", "scaleup", "demo",
             "custom")
 META_FILE = "meta.json"
+ITEMS_DIR = "items"  # <run>/items/<stage>.jsonl: per-question scores
+ITEM_COLUMNS = ("run", "stage", "benchmark", "id", "group", "blind", "score")
 ROWS_SUFFIX = ".jsonl"
 # What an error about a damaged file of the store tells the user to do.
 _REWRITE = "delete it; running the experiment again (finished stages are reused) writes it again"
@@ -171,6 +174,32 @@ class ResultsStore:
       lines = [json.dumps(merged[key], sort_keys=True) for key in sorted(merged)]
       write_text_atomic(path, "".join(line + "\n" for line in lines))
 
+  def put_items(self, run: str, stage: str, scores: Iterable[Mapping[str, Any]]) -> None:
+    """Stores (replaces) the per-question scores of one run and stage: records with "benchmark", "id", "group",
+    "blind" and "score" (0..1), as `eval.vqa` writes them; what paired comparisons and intervals resample."""
+    _check_name(stage, "stage")
+    records = {}
+    for record in scores:
+      where = f"run {run!r} stage {stage!r} item {record.get('benchmark')!r}/{record.get('id')!r}"
+      score = _finite_number(record.get("score"), where)
+      if not 0 <= score <= 1:
+        raise ValueError(f"{where}: score {score} is outside [0, 1].")
+      key = (str(record["benchmark"]), str(record["id"]), bool(record.get("blind", False)))
+      records[key] = {"benchmark": key[0], "id": key[1], "blind": key[2], "group": record.get("group"),
+                      "score": score}
+    with self._locked(run) as run_dir:
+      lines = [json.dumps(records[key], sort_keys=True) for key in sorted(records)]
+      write_text_atomic(run_dir / ITEMS_DIR / f"{stage}{ROWS_SUFFIX}", "".join(line + "\n" for line in lines))
+
+  def items(self) -> pd.DataFrame:
+    """Every stored per-question score: columns run, stage, benchmark, id, group, blind, score."""
+    records = []
+    for run in self.run_names():
+      for path in sorted((self.root / run / ITEMS_DIR).glob(f"*{ROWS_SUFFIX}")):
+        stage = path.name[:-len(ROWS_SUFFIX)]
+        records.extend({"run": run, "stage": stage, **record} for record in read_jsonl(path, _REWRITE))
+    return pd.DataFrame.from_records(records, columns=list(ITEM_COLUMNS))
+
   def put_run(self, run: str, meta: Mapping[str, Any]) -> None:
     """Stores (replaces) the metadata of a run."""
     clean = validate_meta(meta, run=_check_name(run, "run"))
@@ -229,12 +258,25 @@ class Results:
 
   frame: pd.DataFrame
   runs: pd.DataFrame
+  items: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(ITEM_COLUMNS)))
 
   def select(self, runs: Iterable[str]) -> Results:
     """Only the named runs."""
     keep = set(runs)
     return Results(self.frame[self.frame["run"].isin(keep)].reset_index(drop=True),
-                   self.runs[self.runs["run"].isin(keep)].reset_index(drop=True))
+                   self.runs[self.runs["run"].isin(keep)].reset_index(drop=True),
+                   self.items[self.items["run"].isin(keep)].reset_index(drop=True))
+
+  def item_scores(self, run: str, stage: str | None = None, *, blind: bool = False
+                  ) -> dict[str, dict[str, float]]:
+    """benchmark -> question id -> score (0..1) of one run (its VQA stage, or `stage`)."""
+    items = self.items[(self.items["run"] == run) & (self.items["blind"] == blind)]
+    if stage is not None:
+      items = items[items["stage"] == stage]
+    scores: dict[str, dict[str, float]] = {}
+    for benchmark, item_id, score in zip(items["benchmark"], items["id"], items["score"]):
+      scores.setdefault(benchmark, {})[item_id] = float(score)
+    return scores
 
 
 def _natural(text: str) -> tuple:
@@ -272,7 +314,10 @@ def load_results(stores: ResultsStore | str | os.PathLike[str] | Sequence[Result
   runs = [(store, store.runs()) for store in stores]
   frame = _merge([f for _, f in frames], [s for s, _ in frames], list(KEY_COLUMNS), "result row")
   run_table = _merge([_drop_empty_meta(r, runs) for _, r in runs], [s for s, _ in runs], ["run"], "run metadata")
-  return Results(rows_frame(frame.to_dict("records")), runs_frame(run_table.to_dict("records")))
+  items = [(store, store.items()) for store in stores]
+  item_table = _merge([i for _, i in items], [s for s, _ in items], ["run", "stage", "benchmark", "id", "blind"],
+                      "per-question score")
+  return Results(rows_frame(frame.to_dict("records")), runs_frame(run_table.to_dict("records")), item_table)
 
 
 def _drop_empty_meta(table: pd.DataFrame, every: list[tuple[ResultsStore, pd.DataFrame]]) -> pd.DataFrame:

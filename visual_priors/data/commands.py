@@ -23,6 +23,10 @@ def add_parser(subparsers) -> None:
   build.add_argument("--max-mb-per-source", type=float, default=None,
                      help="Bound each source's corpus to this many MB of text (default: no bound).")
   build.add_argument("--vocab-size", type=int, default=32000)
+  build.add_argument("--vocab", default=None, metavar="MODEL_OR_HF_DIR",
+                     help="Tokenize with this vocabulary instead of training one: a SentencePiece .model or a Hugging "
+                          "Face directory (its tokenizer.model or unigram tokenizer.json), e.g. to continue "
+                          "pre-training an imported checkpoint (pretrain.init_from=hf:DIR).")
   build.add_argument("--segment-length", type=int, default=1024, help="Tokens per segment, EOS included.")
   build.add_argument("--labeller", default="lexicon", choices=("lexicon", "llm"))
   build.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
@@ -95,7 +99,13 @@ def _build(args) -> int:
   manifests = corpora.build_corpora(sources, cache_dir=args.cache_dir, max_mb_per_source=args.max_mb_per_source,
                                     downloads_dir=args.downloads_dir)
   print(corpora.format_summary(manifests))
-  model = vocab.train_vocab(sources, vocab_config, cache_dir=args.cache_dir)
+  if args.vocab:
+    from visual_priors.data import hf_tokenizer  # pylint: disable=import-outside-toplevel
+    digest = cache.sha256_json({"vocab": str(pathlib.Path(args.vocab).expanduser().absolute())})[:12]
+    model = hf_tokenizer.vocabulary_model(args.vocab, work_dir=cache.cache_root(args.cache_dir) / "vocab" / f"hf-{digest}")
+    print(f"vocab: {model} (given)")
+  else:
+    model = vocab.train_vocab(sources, vocab_config, cache_dir=args.cache_dir)
   store = segments.build_segment_store(sources, model, labeller, segment_config, cache_dir=args.cache_dir)
   cache.write_json_atomic(cache.cache_root(args.cache_dir) / LATEST, {"store": str(store.root)})
   print(f"segment store: {store.root} ({time.perf_counter() - start:.0f}s)")

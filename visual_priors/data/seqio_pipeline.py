@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from visual_priors import console
+
 
 class SeqioBatches:
   """Iterator over packed host batches of a seqio Task or Mixture, with get_state()/set_state()."""
@@ -25,6 +27,7 @@ class SeqioBatches:
                       shuffle=shuffle, num_epochs=num_epochs, index=process_index, count=process_count)
     self._consumed = 0
     self._iterator = self._build(0)
+    self._fresh = True  # the first batch of a new pipeline creates its ops, which log (console.LIBRARY_NOISE)
 
   def _build(self, skip: int):
     import seqio  # pylint: disable=import-outside-toplevel
@@ -45,7 +48,12 @@ class SeqioBatches:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    batch = next(self._iterator)
+    if self._fresh:
+      self._fresh = False
+      with console.filtered_stderr():
+        batch = next(self._iterator)
+    else:
+      batch = next(self._iterator)
     self._consumed += 1
     return {k: np.asarray(v, np.int32) for k, v in batch.items()}
 
@@ -57,3 +65,4 @@ class SeqioBatches:
       raise ValueError(f"Iterator state was saved for {state['args']}, not {self._args}.")
     self._consumed = int(state["batches_consumed"])
     self._iterator = self._build(self._consumed)
+    self._fresh = True

@@ -46,8 +46,9 @@ from visual_priors import names
 from visual_priors.data import cache, vocab as vocab_lib
 from visual_priors.data.multimodal.pipeline import load_image
 from visual_priors.models.decoder import Decoder
-from visual_priors.models.mllm import MLLM
-from visual_priors.models.vision import ViT, ViTConfig, get_encoder, load_big_vision_npz
+from visual_priors.models.mllm import MLLM, feature_extractor
+from visual_priors.models.vision import ViT, ViTConfig, get_encoder
+from visual_priors.models.vision.checkpoint import load_vit_npz
 from visual_priors.train import partition, upstream as upstream_lib
 
 METRIC = "mutual_knn"
@@ -268,13 +269,9 @@ def vision_from_npz(path: str | pathlib.Path, encoder: str, pooling: str = "head
   With pooling "mean" the file's MAP head and image head are not needed (the tower is built without them).
   """
   config = get_encoder(encoder, **overrides)
-  ignore = []
   if pooling == "mean" and config.pool_type != "none":
-    config = dataclasses.replace(config, pool_type="none", num_classes=0)
-    ignore = [r"(img/)?MAPHead_0/.*", r"(img/)?head/.*"]
-  vit = ViT(config, rngs=nnx.Rngs(0))
-  load_big_vision_npz(path, vit, ignore=ignore)
-  return vit_features(vit, pooling)
+    config = feature_extractor(config)
+  return vit_features(load_vit_npz(path, config), pooling)
 
 
 def pixel_features(grid: int = 8) -> VisionModel:

@@ -1,7 +1,8 @@
 """Answers from free-form model replies: multiple-choice extraction, yes/no, and open-answer matching.
 
 Multiple choice (docs/paper.md, section 5.2), three stages, stop at the first hit:
-  1. an answer letter: after an answer cue ("The correct answer is (B)", "Answer: B", "answer is option C"; the
+  1. an answer letter (read through markdown marks, and with option texts that hold a capital letter, "Type A",
+     "Hepatitis B", masked where the reply quotes them, so their letter is no answer letter): after an answer cue ("The correct answer is (B)", "Answer: B", "answer is option C"; the
      last cue wins, as conclusions come last), else a letter leading the reply ("(B) ...", "B. ...", "B) ...",
      a reply that is just "B"), else a trailing "(B)", else the first standalone letter ("I'd say B.",
      "(C) looks right"). A capital letter used as a word ("A cat", "I think") is not a letter answer; only
@@ -33,10 +34,25 @@ _CUE_LETTER = re.compile(_CUE + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|(?-i:([A-Z]))
 _LEADING = re.compile(r"^\s*(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z])(?:[.):](?![A-Za-z])|\s*$))")
 _TRAILING = re.compile(r"[(\[]([A-Za-z])[)\]][\s.!]*$")
 # A standalone letter: parenthesised, followed by ".", ")", ":" or "," and a space, or ending the reply.
-_STANDALONE = re.compile(r"(?<![A-Za-z0-9'])(?:\(([A-Z])\)|([A-Z])(?:(?=[.):,](?:\s|$))|$))")
+_STANDALONE = re.compile(r"(?<![A-Za-z0-9'])(?:\(([A-Z])\)|([A-Z])(?:(?=[.):,?!](?:\s|$))|$))")
 # "B is correct", "C is the right answer": a letter named as the answer without a preceding cue.
 _LETTER_IS = re.compile(r"(?<![A-Za-z0-9'])\(?([A-Z])\)?\s+is\s+(?:the\s+)?(?:correct|right|best|answer)")
 _TRIM = string.whitespace + string.punctuation
+# Markdown read through before looking for a letter: emphasis and code marks, heading hashes.
+_MARKDOWN = re.compile(r"[*`]+|^[ \t]*#+[ \t]*", re.MULTILINE)
+_CAPITAL_WORD = re.compile(r"(?<![A-Za-z0-9'])[A-Z](?![A-Za-z0-9'])")
+OPTION_PLACEHOLDER = "\u2026"  # what an option's text quoted in the reply becomes before letters are read
+
+
+def letter_view(output: str, options: Sequence[str]) -> str:
+  """The reply as step 1 reads it: markdown marks removed, and each option text that holds a standalone
+  capital ("Type A", "Hepatitis B") replaced where the reply quotes it, so its letter is not an answer letter."""
+  text = _MARKDOWN.sub("", output)
+  quoted = sorted((o.strip() for o in options if len(o.strip()) > 1 and _CAPITAL_WORD.search(o)), key=len,
+                  reverse=True)
+  for option in quoted:
+    text = re.sub(r"(?<!\w)" + re.escape(option) + r"(?!\w)", OPTION_PLACEHOLDER, text, flags=re.IGNORECASE)
+  return text
 
 
 def _first_group(match: re.Match) -> str:
@@ -96,7 +112,8 @@ def extract_choice(output: str, options: Sequence[str]) -> int | None:
     raise ValueError("extract_choice needs at least one option.")
   if len(options) > len(LETTERS):
     raise ValueError(f"{len(options)} options; at most {len(LETTERS)} can be lettered.")
-  for stage in (lambda: extract_letter(output, len(options)), lambda: match_option_text(output, options),
+  for stage in (lambda: extract_letter(letter_view(output, options), len(options)),
+                lambda: match_option_text(output, options),
                 lambda: find_option_text(output, options)):
     index = stage()
     if index is not None:

@@ -11,9 +11,11 @@ answers `meta["metric"]` names the rule in `answers.OPEN_METRICS` the benchmark'
 
 Benchmarks live under one `data_root`, each at a default sub-path (override per name with `paths`):
   gqa          gqa/            testdev_balanced_questions.json + images/<imageId>.jpg (open, exact match)
-  mme          mme/            per-task folders (<task>/images + <task>/questions_answers_YN/*.txt, or the images
-                               and txt side by side), or the Hugging Face parquet files (yes/no; accuracy per
-                               question, not MME's summed "score")
+  mme          mme/            the release's task folders at any depth (MME_Benchmark_release_version/<task>/images +
+                               questions_answers_YN/*.txt, or the images and txt side by side), or the eval tool's
+                               eval_tool/Your_Results/<task>.txt (image, question, answer) with the release's images,
+                               or the Hugging Face parquet files (yes/no; accuracy per question, not MME's summed
+                               "score")
   mmbench      mmbench/        MMBench_DEV_EN.tsv with base64 images (the dev split has answers; single pass, not
                                CircularEval)
   seed         seed_bench/     SEED-Bench.json + SEED-Bench-image/ (image questions, "SEED-I")
@@ -25,7 +27,8 @@ Benchmarks live under one `data_root`, each at a default sub-path (override per 
                                the given precision)
   textvqa      textvqa/        TextVQA_0.5.1_val.json + train_images/ (VQA soft accuracy, no OCR tokens given)
   chartqa      chartqa/        test/test_human.json + test/test_augmented.json + test/png/ (relaxed accuracy)
-  ocrbench     ocrbench/       OCRBench.json + OCRBench_Images/ (reference contained in the reply)
+  ocrbench     ocrbench/       OCRBench.json + OCRBench_Images/ (reference contained in the reply; ids are
+                               "<dataset_name>/<id>": the release numbers questions within each source data set)
   realworldqa  realworldqa/    *.parquet or *.jsonl (+ images); lettered options in the question are parsed out
   blink        blink/          <Task>/val-*.parquet (val split; several images are joined side by side)
   cvbench_coco, cvbench_ade, cvbench_omni3d
@@ -241,15 +244,44 @@ def _load_gqa(root: pathlib.Path) -> list[dict]:
           for qid, q in questions.items()]
 
 
-def _mme_lines(path: pathlib.Path) -> list[tuple[str, str]]:
-  pairs = []
+def _mme_lines(path: pathlib.Path, fields: int = 2) -> list[tuple[str, ...]]:
+  """The tab-separated lines of an MME text file: "question<TAB>answer" (the release's per-image files) or, with
+  fields=3, "image<TAB>question<TAB>answer" (the eval tool's Your_Results/<task>.txt; a fourth field, a model's
+  reply, is ignored)."""
+  rows = []
   for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
     if line.strip():
       parts = line.rstrip("\n").split("\t")
-      if len(parts) != 2:
-        raise ValueError(f"MME {path} line {number}: expected 'question<TAB>answer', got {line!r}.")
-      pairs.append((parts[0].strip(), parts[1].strip()))
-  return pairs
+      if len(parts) not in ((2,) if fields == 2 else (3, 4)):
+        form = "question<TAB>answer" if fields == 2 else "image<TAB>question<TAB>answer"
+        raise ValueError(f"MME {path} line {number}: expected '{form}', got {line!r}.")
+      rows.append(tuple(part.strip() for part in parts[:fields]))
+  return rows
+
+
+def _mme_images(task: pathlib.Path) -> pathlib.Path:
+  """Where a task folder of the release keeps its images: <task>/images, or the folder itself."""
+  return task / "images" if (task / "images").is_dir() else task
+
+
+def _mme_release_files(root: pathlib.Path) -> dict[pathlib.Path, list[pathlib.Path]]:
+  """Task folder -> its per-image question files, at any depth under `root` (the release unpacks into
+  MME_Benchmark_release_version/, some copies one level deeper): <task>/questions_answers_YN/<image>.txt, or
+  <task>/<image>.txt beside <task>/<image>.jpg|png. The eval tool's folder is not part of the release."""
+  tasks: dict[pathlib.Path, list[pathlib.Path]] = {}
+  for text in sorted(root.rglob("*.txt")):
+    if {"eval_tool", "Your_Results"} & set(text.relative_to(root).parts):
+      continue
+    if text.parent.name == "questions_answers_YN":
+      tasks.setdefault(text.parent.parent, []).append(text)
+    elif any((text.parent / f"{text.stem}{suffix}").is_file() for suffix in _IMAGE_SUFFIXES):
+      tasks.setdefault(text.parent, []).append(text)
+  return tasks
+
+
+def _mme_item(task: str, stem: str, k: int, image: str, question: str, answer: str) -> dict:
+  return make_item("mme", "General", id=f"{task}/{stem}/{k}", image=image, question=question, choices=None,
+                   answer=answer, type="yes_no", meta={"category": task, "image_id": f"{task}/{stem}"})
 
 
 def _load_mme(root: pathlib.Path) -> list[dict]:
@@ -265,19 +297,34 @@ def _load_mme(root: pathlib.Path) -> list[dict]:
                              choices=None, answer=row["answer"], type="yes_no",
                              meta={"category": row.get("category"), "image_id": qid}))
     return items
-  tasks = sorted(p for p in root.iterdir() if p.is_dir())
-  for task in tasks:
-    split = task / "questions_answers_YN"
-    texts, images = (sorted(split.glob("*.txt")), task / "images") if split.is_dir() else (sorted(task.glob("*.txt")),
-                                                                                              task)
+  release = _mme_release_files(root)
+  for task, texts in sorted(release.items(), key=lambda entry: entry[0].name):
     for text in texts:
-      image = _find_image(images, text.stem, f"MME {task.name}/{text.name}")
+      image = _find_image(_mme_images(task), text.stem, f"MME {task.name}/{text.name}")
       for k, (question, answer) in enumerate(_mme_lines(text)):
-        items.append(make_item("mme", "General", id=f"{task.name}/{text.stem}/{k}", image=image, question=question,
-                               choices=None, answer=answer, type="yes_no",
-                               meta={"category": task.name, "image_id": f"{task.name}/{text.stem}"}))
+        items.append(_mme_item(task.name, text.stem, k, image, question, answer))
+  # The eval tool's ground-truth files (eval_tool/Your_Results/<task>.txt: image, question, answer per line) for
+  # tasks whose per-image files are absent; the images come from the release's task folder of that name.
+  covered = {task.name for task in release}
+  folders: dict[str, pathlib.Path] = {}
+  for folder in sorted(root.rglob("*"), key=lambda p: (len(p.parts), str(p))):  # the shallowest of a name wins
+    if folder.is_dir() and "eval_tool" not in folder.relative_to(root).parts:
+      folders.setdefault(folder.name, folder)
+  for text in sorted(root.glob("**/Your_Results/*.txt")):
+    if text.stem in covered:
+      continue
+    if text.stem not in folders:
+      raise FileNotFoundError(f"MME {text}: no task folder {text.stem!r} with its images under {root} (unpack "
+                              "MME_Benchmark_release_version there).")
+    images, counts = _mme_images(folders[text.stem]), collections.Counter()
+    for name, question, answer in _mme_lines(text, fields=3):
+      stem = pathlib.Path(name).stem
+      items.append(_mme_item(text.stem, stem, counts[stem], _image_file(images, name, f"MME {text.stem}/{name}"),
+                             question, answer))
+      counts[stem] += 1
   if not items:
-    raise BenchmarkMissing(f"MME: no parquet files and no task folders with question txt files under {root}.")
+    raise BenchmarkMissing(f"MME: no parquet files, task folders with question txt files or eval_tool/Your_Results "
+                           f"files under {root}.")
   return items
 
 
@@ -433,7 +480,9 @@ def _load_ocrbench(root: pathlib.Path) -> list[dict]:
   items = []
   for index, q in enumerate(data):
     answers = q["answers"] if isinstance(q["answers"], list) else [q["answers"]]
-    items.append(make_item("ocrbench", "OCR & Chart", id=q.get("id", index),
+    # "id" counts within one source data set (the release repeats 0, 1, ... across them): the data set names it.
+    qid = f"{q['dataset_name']}/{q['id']}" if q.get("dataset_name") and "id" in q else q.get("id", index)
+    items.append(make_item("ocrbench", "OCR & Chart", id=qid,
                            image=_image_file(images, q["image_path"], f"OCRBench {index}"), question=q["question"],
                            choices=None, answer=answers, type="open",
                            metric="contains_nospace" if q.get("dataset_name") == "HME100k" else "contains",
@@ -548,7 +597,7 @@ def _registry() -> dict[str, Benchmark]:
   entries = [
       Benchmark("gqa", "General", ("open",), "gqa", _load_gqa, "exact", "testdev_balanced_questions.json + images/"),
       Benchmark("mme", "General", ("yes_no",), "mme", _load_mme, "exact",
-                "<task>/images + <task>/questions_answers_YN/*.txt, or parquet"),
+                "<task>/images + <task>/questions_answers_YN/*.txt, eval_tool/Your_Results/*.txt, or parquet"),
       Benchmark("mmbench", "General", ("mc",), "mmbench/MMBench_DEV_EN.tsv", _load_mmbench, "exact",
                 "TSV with base64 images"),
       Benchmark("seed", "General", ("mc",), "seed_bench", _load_seed, "exact", "SEED-Bench.json + SEED-Bench-image/"),

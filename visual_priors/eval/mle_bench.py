@@ -258,7 +258,8 @@ def write_rows(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) 
 
 def level_report(rows: Sequence[Mapping[str, Any]], correct: Sequence[bool], *,
                  benchmark: str = "mle_bench") -> list[dict[str, Any]]:
-  """Result rows: accuracy_<level> per level present, overall_weighted and overall_unweighted (percent).
+  """Result rows: accuracy_<level> per level present, overall_weighted, overall_unweighted and, where every row
+  lists its choices, accuracy_chance (a uniform guess; 25% for four choices), all in percent.
 
   overall_weighted: correct answers over all questions (the paper's "Overall"); overall_unweighted: the
   mean of the per-level accuracies (a public harness's), over the levels present (count = questions).
@@ -283,4 +284,8 @@ def level_report(rows: Sequence[Mapping[str, Any]], correct: Sequence[bool], *,
               "value": 100.0 * sum(bool(c) for c in correct) / total, "count": total})
   out.append({"benchmark": benchmark, "group": None, "metric": "overall_unweighted",
               "value": float(np.mean(accuracies)), "count": total})
+  choices = [len(row["choices"]) for row in rows if row.get("choices")]
+  if len(choices) == total:  # a uniform guess among each question's choices
+    out.append({"benchmark": benchmark, "group": None, "metric": "accuracy_chance",
+                "value": 100.0 * float(np.mean([1 / n for n in choices])), "count": total})
   return out

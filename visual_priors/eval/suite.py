@@ -51,7 +51,7 @@ MLE_BENCHMARKS = ("mle_bench", "gen_mle_bench")
 LIKELIHOOD_MIN_SEQ = 256
 
 
-def _model_stage(stages: Mapping[str, pathlib.Path]) -> str:
+def model_stage_of(stages: Mapping[str, pathlib.Path]) -> str:
   for stage in ("sft", "blind", "align"):
     if stage in stages:
       return stage
@@ -149,7 +149,7 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
   from visual_priors.train import stages as train_stages  # pylint: disable=import-outside-toplevel
 
   out_dir = pathlib.Path(out_dir)
-  model_stage = _model_stage(stages)
+  model_stage = model_stage_of(stages)
   limit = int(config.eval.limit) or None
   batch_size = int(config.runtime.eval_batch_size)
   model, manifest = train_stages.load_mllm(stages[model_stage])

@@ -52,7 +52,7 @@ class MLLMConfig:
     self.projector_config()  # Validates the projector type.
 
   def projector_config(self) -> projector_lib.ProjectorConfig:
-    return projector_lib.ProjectorConfig(kind=self.projector, in_dim=self.vision.width, out_dim=self.llm.d_model,
+    return projector_lib.ProjectorConfig(kind=self.projector, in_dim=self.vision.token_width, out_dim=self.llm.d_model,
                                          dtype=self.llm.dtype, param_dtype=self.llm.param_dtype)
 
   def to_dict(self) -> dict[str, Any]:
@@ -65,12 +65,16 @@ class MLLMConfig:
 
 
 def feature_extractor(vision: ViTConfig) -> ViTConfig:
-  """A tower config as the MLLM uses it: patch tokens only ("map"/"gap" pooling and the class head dropped).
+  """A tower config as the MLLM uses it: patch tokens only ("map"/"gap" pooling and the pooled head dropped).
 
-  pool "tok" keeps its class token, which the patch tokens attend to.
+  pool "tok" keeps its class token, which the patch tokens attend to (as does `class_token`); a tower
+  that is already pool "none" keeps its per-token head (PaliGemma's projection of the tokens).
   """
-  pool = "tok" if vision.pool_type == "tok" else "none"
-  return dataclasses.replace(vision, pool_type=pool, num_classes=0)
+  if vision.pool_type == "none":
+    return vision
+  if vision.pool_type == "tok":
+    return dataclasses.replace(vision, num_classes=0)
+  return dataclasses.replace(vision, pool_type="none", num_classes=0)
 
 
 def splice_visual_tokens(x_btd: jax.Array, visual_bsd: jax.Array, image_mask_bt: jax.Array) -> jax.Array:

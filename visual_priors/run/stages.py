@@ -7,7 +7,8 @@ manifest and hands to later stages.
 
   stage     runs                                                     outputs
   pretrain  train.pretrain on data.mixture of data.store; token      run, steps, tokens, store
-            budget 0 = the initialised weights saved as step 0
+            budget 0 = the initialised weights saved as step 0;
+            pretrain.init_from "hf:DIR" starts from HF weights
   mmdata    generate.generate(adapt.data.generated) | llava files     captions, instruct, images, eval_dir,
                                                                      files (sha256)
   vision    contrastive: SigLIP towers on the captions (with a        kind, run | path + sha256
@@ -135,7 +136,7 @@ def pretrain_config(config: ml_collections.ConfigDict, work_dir: pathlib.Path, v
 
 
 def run_pretrain(ctx: StageContext) -> Outputs:
-  from visual_priors.train import pretrain, store_data  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import hf_import, pretrain, store_data  # pylint: disable=import-outside-toplevel
 
   p = ctx.config.pretrain
   store = open_store(ctx.config.data.store)
@@ -148,14 +149,20 @@ def run_pretrain(ctx: StageContext) -> Outputs:
     ctx.log("  " + store_data.skipped_line(skipped, eval_batch))
   store_record = {"path": str(store.root), "manifest_sha256": data.identity["segment_store_manifest_sha256"],
                   "vocab": str(store.vocab_path)}
+  init_from = hf_import.parse_init_from(_get(p, "init_from", ""))
+  if init_from is not None:
+    hf_import.check_vocabulary(init_from, store.vocab_path)
+    ctx.log(f"  starting from the Hugging Face checkpoint {init_from}")
   if p.token_budget == 0:
-    ctx.log("  token budget 0: saving the initialised LM (no training)")
-    return {**pretrain.save_untrained(train, data_identity=data.identity, devices=ctx.devices), "store": store_record}
+    ctx.log("  token budget 0: saving the " + ("imported" if init_from else "initialised") + " LM (no training)")
+    return {**pretrain.save_untrained(train, data_identity=data.identity, devices=ctx.devices, init_from=init_from),
+            "store": store_record}
   tokens = train.num_steps * train.batch_size * train.seq_len
   ctx.log(f"  {p.scale} on {ctx.config.data.mixture}: {train.num_steps} steps x {train.batch_size} x "
           f"{train.seq_len} = {tokens:,} tokens (budget {int(p.token_budget):,})")
   result = pretrain.pretrain(train, train_data=data.train_data, eval_sets=eval_sets,
-                             data_identity=data.identity, data_report=data.report, devices=ctx.devices)
+                             data_identity=data.identity, data_report=data.report, devices=ctx.devices,
+                             init_from=init_from)
   return {"run": str(ctx.out_dir), "steps": int(train.num_steps), "tokens": int(tokens),
           "token_budget": int(p.token_budget), "store": store_record, "validation_skipped": skipped,
           "final_metrics": result.final_metrics}
@@ -334,11 +341,16 @@ def run_eval(ctx: StageContext) -> Outputs:
     from visual_priors.eval import suite  # pylint: disable=import-outside-toplevel
   except ImportError as error:
     raise RuntimeError(f"The eval stage needs visual_priors.eval.suite ({error}); run with until='sft'.") from None
-  rows = suite.evaluate_run(ctx.config, stage_locations(ctx.outputs), ctx.out_dir, ctx.log)
+  locations = stage_locations(ctx.outputs)
+  rows = suite.evaluate_run(ctx.config, locations, ctx.out_dir, ctx.log)
   rows = {stage: [dict(row) for row in stage_rows] for stage, stage_rows in rows.items()}
   ctx.out_dir.mkdir(parents=True, exist_ok=True)
   cache.write_text_atomic(ctx.out_dir / RESULTS_FILE, json.dumps(rows, indent=1, sort_keys=True) + "\n")
-  return {"results": str(ctx.out_dir / RESULTS_FILE), "rows": {stage: len(r) for stage, r in rows.items()}}
+  outputs = {"results": str(ctx.out_dir / RESULTS_FILE), "rows": {stage: len(r) for stage, r in rows.items()}}
+  scores = ctx.out_dir / "vqa" / "scores.jsonl"
+  if scores.is_file():  # per-question scores: the report's intervals and paired comparisons read them
+    outputs["item_scores"] = {"stage": suite.model_stage_of(locations), "path": str(scores)}
+  return outputs
 
 
 EXECUTORS: dict[str, Callable[[StageContext], Outputs]] = {

@@ -62,6 +62,9 @@ def add_parser(subparsers) -> None:
                         help="Config override, repeatable: optimizer.peak_lr=1e-3, log_every_steps=10, ...")
   pretrain.add_argument("--store", default=None, help="Segment store directory (default: the latest build).")
   pretrain.add_argument("--cache-dir", default=None)
+  pretrain.add_argument("--init-from", default="", metavar="hf:DIR",
+                        help="Start from a Hugging Face Llama directory's weights (its shapes must be --scale's; the "
+                             "store must use its tokenizer: data build --vocab DIR).")
   pretrain.set_defaults(func=_pretrain)
 
   check = subparsers.add_parser(
@@ -105,8 +108,9 @@ def _pretrain(args) -> int:
   from visual_priors.data.commands import open_store  # pylint: disable=import-outside-toplevel
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import config as config_lib, optimizer  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import pretrain, store_data  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import hf_import, pretrain, store_data  # pylint: disable=import-outside-toplevel
 
+  init_from = hf_import.parse_init_from(args.init_from)
   sharding.maybe_initialize_distributed()
   config = config_lib.default_config()
   config.scale = args.scale
@@ -117,6 +121,8 @@ def _pretrain(args) -> int:
   for assignment in args.set:
     apply_override(config, assignment)
   store = open_store(args.store, args.cache_dir)
+  if init_from is not None:
+    hf_import.check_vocabulary(init_from, store.vocab_path)
   data = store_data.mixture_data(store, args.mixture, batch_size=config.batch_size, seq_len=config.seq_len,
                                  eval_batch_size=args.eval_batch or config.batch_size, seed=config.seed)
   config.model.vocab_size = data.vocab_size
@@ -131,7 +137,7 @@ def _pretrain(args) -> int:
   if skipped:
     print(store_data.skipped_line(skipped, args.eval_batch or config.batch_size))
   result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=eval_sets,
-                             data_identity=data.identity, data_report=data.report)
+                             data_identity=data.identity, data_report=data.report, init_from=init_from)
   print("Mixture components, nominal vs realised token share:")
   print(pipeline.format_proportions(data.meter.report()))
   print(json.dumps({"work_dir": str(result.work_dir), "step": result.step, "tokens_seen": result.tokens_seen,

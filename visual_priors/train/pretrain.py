@@ -68,20 +68,42 @@ def unigram_entropy(batches: Callable[[], Any], max_batches: int = 0) -> float:
   return -sum(c / total * math.log(c / total) for c in counts.values() if c > 0)
 
 
+def _hf_start(config: ml_collections.ConfigDict, model_config: DecoderConfig, init_from: str | pathlib.Path | None
+              ) -> tuple[DecoderConfig, Callable[[Any], dict[str, jax.Array]] | None, dict[str, Any] | None]:
+  """(the model config, the state initialiser, the manifest record) of a run starting from a HF directory, or
+  (model_config, None, None) without one. Fails before compute when the checkpoint does not fit the scale."""
+  if not init_from:
+    return model_config, None, None
+  from visual_priors.train import hf_import, upstream  # pylint: disable=import-outside-toplevel
+
+  checkpoint = hf_import.open_checkpoint(init_from)
+  model_config = hf_import.matched_config(checkpoint, model_config, config.scale, min_vocab_size=model_config.vocab_size)
+
+  def initialize(abstract):
+    return hf_import.sharded_variables(checkpoint, model_config, upstream.targets_under(abstract, [""]))
+
+  return model_config, initialize, hf_import.init_record(checkpoint.directory)
+
+
 def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trainer.DataIterator],
              eval_sets: trainer.EvalSets | None = None, data_identity: Mapping[str, Any] | None = None,
              on_step: Callable[[int], None] | None = None,
              devices: Sequence[jax.Device] | None = None,
-             data_report: Callable[[], Mapping[str, Any]] | None = None) -> trainer.TrainResult:
+             data_report: Callable[[], Mapping[str, Any]] | None = None,
+             init_from: str | pathlib.Path | None = None) -> trainer.TrainResult:
   """Trains `decoder_config(config)` and writes `<work_dir>/manifest.json` once the final step is saved.
 
   `data_identity` (e.g. the segment store, mixture and vocabulary hashes) is copied into the manifest so
   a run names exactly what it was trained on. `devices` (default: all) are the devices of the mesh.
   `data_report()` is called after training and recorded too (e.g. realised vs nominal mixture shares).
+  `init_from`: a Hugging Face Llama directory whose weights start the run (`visual_priors/train/hf_import.py`:
+  its shapes must be the scale's; rope_theta, norm eps, tying and vocab size are the checkpoint's), restored
+  straight into the state's shardings on a fresh start; the manifest records its content hash.
   """
   model_config = decoder_config(config)
   config_lib.validate(config, devices)
   eval_sets = dict(eval_sets or {})
+  model_config, initialize, init_record = _hf_start(config, model_config, init_from)
 
   def model_factory(rngs: nnx.Rngs) -> Decoder:
     return Decoder(model_config, rngs=rngs)
@@ -90,7 +112,7 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
       config, model_factory=model_factory, loss_fn=step_lib.lm_loss, train_data=train_data,
       features=step_lib.LM_FEATURES, eval_sets=eval_sets,
       flops_per_token=flops.train_flops_per_token(model_config, config.seq_len), on_step=on_step,
-      devices=devices,
+      devices=devices, initialize=initialize,
   )
   if jax.process_index() == 0:
     manifest = {
@@ -112,26 +134,31 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
         "data_report": dict(data_report()) if data_report else None,
         "versions": package_versions(),
     }
+    if init_record:
+      manifest["init_from"] = init_record
     cache.write_json_atomic(pathlib.Path(config.work_dir) / MANIFEST, manifest)
   return result
 
 
 def save_untrained(config: ml_collections.ConfigDict, *, data_identity: Mapping[str, Any],
-                   devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+                   devices: Sequence[jax.Device] | None = None,
+                   init_from: str | pathlib.Path | None = None) -> dict[str, Any]:
   """A token budget of 0: the initialised decoder saved as checkpoint step 0 with a pretrain manifest, so
-  later stages start from an untrained LM exactly as from a trained one (the scale sweep's "0B" runs)."""
+  later stages start from an untrained LM exactly as from a trained one (the scale sweep's "0B" runs).
+  With `init_from` (a HF Llama directory) the saved weights are that checkpoint's: a public model imported
+  as it is, for adaptation and evaluation."""
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import checkpoint, optimizer, state  # pylint: disable=import-outside-toplevel
 
   config = config.copy_and_resolve_references()
   config.num_steps, config.token_budget = 1, 0  # the optimizer's schedule needs a length; nothing is trained
   config.optimizer.warmup_steps = 0
-  model_config = decoder_config(config)
+  model_config, initialize, init_record = _hf_start(config, decoder_config(config), init_from)
   mesh = sharding.make_mesh(config.mesh, devices)
   rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
   tx, _ = optimizer.make_optimizer(optimizer.AdamWSettings(**config.optimizer), 1)
   spec = state.build_state_spec(lambda rngs: Decoder(model_config, rngs=rngs), tx, mesh, rules, seed=config.seed)
-  initial = spec.create()
+  initial = spec.create(initialize(spec.abstract) if initialize else None)
   trainable, frozen = state.parameter_count(initial)
   work_dir = pathlib.Path(config.work_dir)
   checkpointer = checkpoint.Checkpointer(work_dir / checkpoint.CHECKPOINTS, keep=1, async_save=False)
@@ -146,5 +173,5 @@ def save_untrained(config: ml_collections.ConfigDict, *, data_identity: Mapping[
         "config_sha256": cache.sha256_json(config.to_dict()), "model": dataclasses.asdict(model_config),
         "parameters": trainable + frozen, "trainable_parameters": trainable, "step": 0, "tokens_seen": 0,
         "checkpoint_dir": str(checkpointer.directory), "final_metrics": {}, "data": dict(data_identity),
-        "versions": package_versions()})
+        "versions": package_versions(), **({"init_from": init_record} if init_record else {})})
   return {"run": str(work_dir), "steps": 0, "tokens": 0, "untrained": True}

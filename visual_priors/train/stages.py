@@ -42,7 +42,8 @@ from visual_priors.models import flops, sharding
 from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
 from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
-from visual_priors.models.vision import flops as vision_flops, load_big_vision_npz
+from visual_priors.models.vision import flops as vision_flops
+from visual_priors.models.vision.checkpoint import load_vit_npz
 from visual_priors.names import lookup, unknown_keys
 from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
 from visual_priors.train import trainer
@@ -189,13 +190,7 @@ def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
 
 def _npz_vision_values(path: str, vision: ViTConfig) -> dict[str, Any]:
   """The MLLM's `img/...` parameters read from a big_vision .npz (host arrays)."""
-  tower = ViT(vision, rngs=nnx.Rngs(0))
-  ignore = []
-  if vision.pool_type != "map":
-    ignore.append(r"img/MAPHead_0/.*")
-  if not vision.num_classes:
-    ignore.append(r"img/head/.*")
-  load_big_vision_npz(path, tower, ignore=ignore)
+  tower = load_vit_npz(path, vision)
   return {"img/" + "/".join(map(str, key)): variable[...]
           for key, variable in nnx.to_flat_state(nnx.state(tower, nnx.Param))}
 

@@ -179,3 +179,9 @@ def targets_under(state: TrainState, prefixes: Sequence[str]) -> dict[str, jax.S
   `prefixes`."""
   return {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
           for path, leaf in state_lib.variables(state).items() if any(path.startswith(p) for p in prefixes)}
+
+
+def stored_variables(run: UpstreamRun) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """'/'-path -> (shape, dtype) of every model variable in the run's final checkpoint (metadata only)."""
+  return {path: (tuple(leaf.shape), np.dtype(leaf.dtype))
+          for path, (_, leaf) in _stored_leaves(run.checkpoint_step_dir, run.role).items()}

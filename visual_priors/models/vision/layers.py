@@ -7,6 +7,10 @@ shapes so that checkpoints map one to one (see `checkpoint.py`):
   MlpBlock             fc1 kernel (D, F), bias (F,); fc2 kernel (F, D), bias (D,); tanh-GELU between
   EncoderBlock         pre-LN: x + attn(attn_norm(x)), then x + mlp(mlp_norm(x))
   Encoder              blocks, then encoder_norm
+Variants other checkpoints need (`EncoderShape` fields; their defaults are big_vision's): `norm_eps`
+(CLIP 1e-5, MAE 1e-12), `activation` ("gelu_tanh"; "gelu" exact, "quick_gelu" x * sigmoid(1.702 x) as
+OpenAI CLIP / MetaCLIP, "swiglu": fc1 is (D, 2F), silu(first half) * second half, as DINOv2-g), and
+`layer_scale` (DINOv2: per-channel `ls1`, `ls2` (D,) scaling each residual branch).
 Logical axes: `vis_embed` (the model width), `vis_heads`, `head_dim`, `vis_mlp`; activations are
 (batch, <length_axis>, vis_embed) where the length axis is `patch` for images and `length` for text.
 Kernels are Xavier-uniform and biases zero, as in big_vision.
@@ -26,6 +30,7 @@ from visual_priors.models.sharding import active_mesh, constrain
 
 LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default, which big_vision checkpoints were trained with.
 ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+ACTIVATIONS = ("gelu_tanh", "gelu", "quick_gelu", "swiglu")
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -45,6 +50,9 @@ class EncoderShape:
   param_dtype: str
   attention_impl: str = "auto"
   remat: str = "none"
+  norm_eps: float = LAYER_NORM_EPS
+  activation: str = "gelu_tanh"
+  layer_scale: bool = False
 
 
 def check_encoder_fields(config) -> None:
@@ -55,6 +63,8 @@ def check_encoder_fields(config) -> None:
     raise ValueError(f"remat {config.remat!r} is not one of {tuple(REMAT_POLICIES)}.")
   for field in ("dtype", "param_dtype"):
     jnp.dtype(getattr(config, field))  # Raises TypeError naming a bad dtype.
+  if getattr(config, "activation", "gelu_tanh") not in ACTIVATIONS:
+    raise ValueError(f"activation {config.activation!r} is not one of {ACTIVATIONS}.")
 
 
 def xavier_uniform(in_axes: Sequence[int], out_axes: Sequence[int]) -> jax.nn.initializers.Initializer:
@@ -70,8 +80,9 @@ def param(value: jax.Array, axes: Sequence[str | None]) -> nnx.Param:
 class LayerNorm(nnx.Module):
   """(x - mean) / sqrt(var + eps) * scale + bias over the last axis, in float32."""
 
-  def __init__(self, width: int, dtype: str, param_dtype: str):
+  def __init__(self, width: int, dtype: str, param_dtype: str, eps: float = LAYER_NORM_EPS):
     self.dtype = jnp.dtype(dtype)
+    self.eps = float(eps)
     self.scale = param(jnp.ones((width,), jnp.dtype(param_dtype)), ("vis_embed",))
     self.bias = param(jnp.zeros((width,), jnp.dtype(param_dtype)), ("vis_embed",))
 
@@ -79,7 +90,7 @@ class LayerNorm(nnx.Module):
     x32 = x.astype(jnp.float32)
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     variance = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-    normed = (x32 - mean) * jax.lax.rsqrt(variance + LAYER_NORM_EPS)
+    normed = (x32 - mean) * jax.lax.rsqrt(variance + self.eps)
     out = normed * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
     return out.astype(self.dtype)
 
@@ -150,34 +161,61 @@ class MultiHeadAttention(nnx.Module):
     return self.out(out)
 
 
+def activate(name: str, x: jax.Array) -> jax.Array:
+  """The MLP nonlinearity `name` (see ACTIVATIONS), computed in float32."""
+  x32 = x.astype(jnp.float32)
+  if name == "gelu_tanh":
+    y = jax.nn.gelu(x32, approximate=True)
+  elif name == "gelu":
+    y = jax.nn.gelu(x32, approximate=False)
+  elif name == "quick_gelu":
+    y = x32 * jax.nn.sigmoid(1.702 * x32)
+  elif name == "swiglu":
+    gate, up = jnp.split(x32, 2, axis=-1)
+    y = jax.nn.silu(gate) * up
+  else:
+    raise ValueError(f"activation {name!r} is not one of {ACTIVATIONS}.")
+  return y.astype(x.dtype)
+
+
 class MlpBlock(nnx.Module):
-  """fc2(gelu_tanh(fc1(x))), as big_vision's MlpBlock (flax's gelu is the tanh approximation)."""
+  """fc2(act(fc1(x))); act is tanh-GELU by default, as big_vision's MlpBlock (flax's gelu is the tanh one)."""
 
   def __init__(self, shape: EncoderShape, *, rngs: nnx.Rngs):
     d, f = shape.width, shape.mlp_dim
+    self.activation = shape.activation
+    hidden = 2 * f if shape.activation == "swiglu" else f
     common = dict(dtype=shape.dtype, param_dtype=shape.param_dtype, rngs=rngs)
-    self.fc1 = Dense("bld,df->blf", (d, f), ("vis_embed", "vis_mlp"), (0,), ("vis_mlp",), **common)
+    self.fc1 = Dense("bld,df->blf", (d, hidden), ("vis_embed", "vis_mlp"), (0,), ("vis_mlp",), **common)
     self.fc2 = Dense("blf,fd->bld", (f, d), ("vis_mlp", "vis_embed"), (0,), ("vis_embed",), **common)
 
   def __call__(self, x_bld: jax.Array, length_axis: str) -> jax.Array:
-    hidden = jax.nn.gelu(self.fc1(x_bld), approximate=True)
+    hidden = activate(self.activation, self.fc1(x_bld))
     return self.fc2(constrain(hidden, ("batch", length_axis, "vis_mlp")))
 
 
 class EncoderBlock(nnx.Module):
-  """Pre-LN residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+  """Pre-LN residual block: x + attn(norm(x)), then x + mlp(norm(x)) (each branch times ls1 / ls2 with layer_scale)."""
 
   def __init__(self, shape: EncoderShape, *, rngs: nnx.Rngs):
-    self.attn_norm = LayerNorm(shape.width, shape.dtype, shape.param_dtype)
+    self.attn_norm = LayerNorm(shape.width, shape.dtype, shape.param_dtype, shape.norm_eps)
     self.attn = MultiHeadAttention(shape, rngs=rngs)
-    self.mlp_norm = LayerNorm(shape.width, shape.dtype, shape.param_dtype)
+    self.mlp_norm = LayerNorm(shape.width, shape.dtype, shape.param_dtype, shape.norm_eps)
     self.mlp = MlpBlock(shape, rngs=rngs)
+    self.layer_scale = shape.layer_scale
+    if shape.layer_scale:
+      self.ls1 = param(jnp.ones((shape.width,), jnp.dtype(shape.param_dtype)), ("vis_embed",))
+      self.ls2 = param(jnp.ones((shape.width,), jnp.dtype(shape.param_dtype)), ("vis_embed",))
+
+  def _scaled(self, y: jax.Array, scale: nnx.Param | None) -> jax.Array:
+    return y if scale is None else (y.astype(jnp.float32) * scale[...].astype(jnp.float32)).astype(y.dtype)
 
   def __call__(self, x_bld: jax.Array, length_axis: str) -> jax.Array:
     y = self.attn_norm(x_bld)
-    x_bld = constrain(x_bld + self.attn(y, y, length_axis), ("batch", length_axis, "vis_embed"))
-    x_bld = x_bld + self.mlp(self.mlp_norm(x_bld), length_axis)
-    return constrain(x_bld, ("batch", length_axis, "vis_embed"))
+    y = self._scaled(self.attn(y, y, length_axis), self.ls1 if self.layer_scale else None)
+    x_bld = constrain(x_bld + y, ("batch", length_axis, "vis_embed"))
+    y = self._scaled(self.mlp(self.mlp_norm(x_bld), length_axis), self.ls2 if self.layer_scale else None)
+    return constrain(x_bld + y, ("batch", length_axis, "vis_embed"))
 
 
 class Encoder(nnx.Module):
@@ -188,16 +226,22 @@ class Encoder(nnx.Module):
       raise ValueError(f"remat {shape.remat!r} is not one of {tuple(REMAT_POLICIES)}.")
     self.remat = shape.remat
     self.blocks = nnx.List([EncoderBlock(shape, rngs=rngs) for _ in range(shape.depth)])
-    self.encoder_norm = LayerNorm(shape.width, shape.dtype, shape.param_dtype)
+    self.encoder_norm = LayerNorm(shape.width, shape.dtype, shape.param_dtype, shape.norm_eps)
 
-  def __call__(self, x_bld: jax.Array, length_axis: str) -> jax.Array:
+  def hidden_states(self, x_bld: jax.Array, length_axis: str) -> list[jax.Array]:
+    """[the input, then each block's output] (depth + 1 arrays, no final norm), as Hugging Face's hidden_states."""
+    states = [x_bld]
     for block in self.blocks:
       if self.remat == "none":
         x_bld = block(x_bld, length_axis)
       else:
         x_bld = nnx.remat(_apply_block, policy=REMAT_POLICIES[self.remat],
                           static_argnums=(2,))(block, x_bld, length_axis)
-    return self.encoder_norm(x_bld)
+      states.append(x_bld)
+    return states
+
+  def __call__(self, x_bld: jax.Array, length_axis: str) -> jax.Array:
+    return self.encoder_norm(self.hidden_states(x_bld, length_axis)[-1])
 
 
 def _apply_block(block: EncoderBlock, x_bld: jax.Array, length_axis: str) -> jax.Array:

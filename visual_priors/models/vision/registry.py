@@ -21,10 +21,16 @@ head, big_vision out_dim (None, width)), the text tower has a head to the same w
 The CPU-sized vit-tiny / vit-nano compute in float32 (XLA:CPU runs bfloat16 matmuls slower);
 their text towers take the data pipeline's vocabulary (`get_text_tower("vit-tiny", vocab_size=...)`).
 
-Shape-only entries for the other towers the paper used, as pool "none" feature extractors:
-metaclip-b16-224 (CLIP ViT-B/16), dinov2-g14-224 (ViT-g/14, width 1536, depth 40, 24 heads),
-mae-h14-224 (ViT-H/14). They give sizes (FLOPs, memory, token counts) and a stand-in to train from
-scratch; their released weights need their own module and loader (README.md says why and how).
+The other towers the paper used, as their Hugging Face checkpoints are built (`hf.vit_config_from_hf`;
+load the released weights with `hf.load_hf_vision(directory, get_encoder(name))`, or name them in a
+config as `vision.init_from=hf:DIR`):
+  name               checkpoint class / example                         image  patch  width  depth  feeds the projector   mean / std
+  metaclip-b16-224   CLIPVisionModel (facebook/metaclip-b16-fullcc2.5b)  224    16     768    12     hidden_states[-2]     CLIP's
+  dinov2-g14-224     Dinov2Model (facebook/dinov2-giant; SwiGLU,         224    14     1536   40     last, normed          ImageNet
+                     layer scale; 518 px positions resampled to 16 x 16)
+  mae-h14-224        ViTMAEModel (facebook/vit-mae-huge)                 224    14     1280   32     last, normed          ImageNet
+"Feeds the projector" is the config's `feature_layer`: LLaVA's choice for CLIP (the penultimate
+block, the class token dropped), the final normed patch tokens for the self-supervised towers.
 
 Adding a tower (README.md, "Adding another tower"): write a ViTConfig and call
 `register_encoder("my-vit", config, text=optional_text_config)` at import time of your module;
@@ -38,6 +44,7 @@ import dataclasses
 from flax import nnx
 
 from visual_priors.models.vision.checkpoint import load_big_vision_npz
+from visual_priors.models.vision.hf import vit_config_from_hf
 from visual_priors.models.vision.text import TextConfig
 from visual_priors.models.vision.two_tower import TwoTower
 from visual_priors.models.vision.vit import ViTConfig
@@ -75,9 +82,18 @@ ENCODERS: dict[str, ViTConfig] = {
     "siglip-so400m14-224": _siglip(224, 14, 1152, 27, 4304, 16),
     "siglip-so400m14-384": _siglip(384, 14, 1152, 27, 4304, 16),
     "vit-ti16-224": _features(224, 16, 192, 12, 768, 3),
-    "metaclip-b16-224": _features(224, 16, 768, 12, 3072, 12),
-    "dinov2-g14-224": _features(224, 14, 1536, 40, 4096, 24),
-    "mae-h14-224": _features(224, 14, 1280, 32, 5120, 16),
+    "metaclip-b16-224": vit_config_from_hf(
+        {"model_type": "clip_vision_model", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+         "intermediate_size": 3072, "patch_size": 16, "image_size": 224, "hidden_act": "quick_gelu"},
+        feature_layer=-2, dtype="bfloat16"),
+    "dinov2-g14-224": vit_config_from_hf(
+        {"model_type": "dinov2", "hidden_size": 1536, "num_hidden_layers": 40, "num_attention_heads": 24,
+         "mlp_ratio": 4, "use_swiglu_ffn": True, "patch_size": 14, "image_size": 518},
+        image_size=224, dtype="bfloat16"),
+    "mae-h14-224": vit_config_from_hf(
+        {"model_type": "vit_mae", "hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16,
+         "intermediate_size": 5120, "patch_size": 14, "image_size": 224},
+        dtype="bfloat16"),
     # CPU-sized: float32 compute (XLA:CPU runs bfloat16 matmuls slower than float32).
     "vit-tiny": ViTConfig(image_size=32, patch_size=4, width=64, depth=2, mlp_dim=128, num_heads=4,
                           pool_type="map", dtype="float32"),
