@@ -88,5 +88,6 @@ def test_filtered_stderr_keeps_lines_that_are_not_noise():
           "with console.filtered_stderr():\n"
           "  os.write(2, b'I0000 00:00:1796590706.683143    3662 port.cc:153] oneDNN custom operations are on.\\n')\n"
           "  os.write(2, b'a real error\\n')\n")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+  env = {k: v for k, v in os.environ.items() if k != console.VERBOSE_ENV}
+  result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
   assert result.stderr == "a real error\n"

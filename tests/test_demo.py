@@ -16,8 +16,11 @@ from visual_priors.data.multimodal.gen_questions import GROUPS
 def test_the_demo_runs_at_least_four_registered_mixtures_and_reduced_variants_of_them():
   names = demo.experiment_names(reduced=False)
   assert len(names) >= 4 and all(name.startswith("demo/") for name in names)
-  mixtures = {registry.get_experiment(name).data.mixture for name in names}
-  assert len(mixtures) == len(names)  # an ablation: one mixture each
+  configs = {name: registry.get_experiment(name) for name in names}
+  trained = [name for name, config in configs.items() if config.pretrain.token_budget > 0]
+  assert len({configs[name].data.mixture for name in trained}) == len(trained) >= 4  # an ablation: one mixture each
+  [control] = [name for name, config in configs.items() if config.pretrain.token_budget == 0]
+  assert control == "demo/untrained" and names[-1] == control  # the control runs last
   reduced = demo.experiment_names(reduced=True)
   assert len(reduced) == demo.REDUCED_MIXTURES
   for full, small in zip(names, reduced):

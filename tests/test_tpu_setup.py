@@ -102,15 +102,14 @@ def _fake_tpu_vm(tmp_path: pathlib.Path, endpoints: str, worker: int) -> str:
 def test_host_run_is_real_and_idempotent(host_env, tmp_path):
   """Copied-checkout mode for real: unpack, stamp, jax_env.sh, device check; the second run skips every step.
 
-  The venv is this interpreter's (a symlinked python that already has visual_priors) and the install stamp is
-  pre-written, so pip never runs; everything else runs as on a TPU VM host.
+  The venv is this interpreter's environment (a link to `sys.prefix`, so a virtual environment keeps its
+  site-packages: it already has visual_priors) and the install stamp is pre-written, so pip never runs;
+  everything else runs as on a TPU VM host.
   """
   home = pathlib.Path(host_env["HOME"])
   subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar.gz", "-o", str(home / "visual_priors_src.tar.gz"),
                   "HEAD"], check=True)
-  venv_bin = home / "visual_priors_venv" / "bin"
-  venv_bin.mkdir(parents=True)
-  (venv_bin / "python").symlink_to(sys.executable)
+  (home / "visual_priors_venv").symlink_to(sys.prefix, target_is_directory=True)
   state = home / ".visual_priors"
   state.mkdir()
   pyproject = subprocess.run(["git", "-C", str(REPO), "show", "HEAD:pyproject.toml"], capture_output=True,

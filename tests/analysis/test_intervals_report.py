@@ -106,3 +106,33 @@ def test_seed_table_aggregates_runs_that_differ_only_in_seed(tmp_path):
   overall = [results.frame.query(f"run == '{r}' and benchmark == 'overall' and metric == 'accuracy'")["value"].item()
              for r in ("s1", "s2")]
   assert table.loc["demo/mix6", report.OVERALL_COLUMN] == uncertainty.seed_summary(overall).format()
+
+
+def test_spearman_interval_table():
+  import pandas as pd
+  rng = np.random.default_rng(0)
+  base = rng.random(20)
+  scores = pd.DataFrame({"General": base, "OCR": base + 0.05 * rng.random(20), "Knowledge": rng.random(20)})
+  table = report.spearman_interval_table(scores)
+  assert table.loc["General", "General"] == "1.00 [1.00, 1.00]"
+  low, high = uncertainty.spearman_interval(scores["General"], scores["OCR"])
+  assert table.loc["General", "OCR"].endswith(f"[{low:.2f}, {high:.2f}]") and low > 0.5
+
+
+def test_paper_findings_checked_with_intervals(tmp_path):
+  from visual_priors.analysis import paper
+  store = _store(tmp_path, {"control": (1, {"gen_general": 0.25, "gen_knowledge": 0.25}, 0),
+                            "m0": (2, {"gen_general": 0.5, "gen_knowledge": 0.5}, 10),
+                            "m6": (3, {"gen_general": 0.9, "gen_knowledge": 0.9}, 10)})
+  for run, mixture, tokens in (("control", "mix6", 0), ("m0", "mix0", 10), ("m6", "mix6", 10)):
+    store.put_run(run, {"name": f"demo/{run}", "family": "demo", "scale": "nano", "tokens": tokens,
+                        "mixture": mixture})
+  table = paper.findings_table(load_results(store))
+  assert table.loc["pretraining_helps", "verdict"] == paper.SUPPORTED
+  assert "demo/m6 +" in table.loc["pretraining_helps", "this grid"]
+  assert table.loc["mix6_over_mix0", "verdict"] == paper.SUPPORTED
+  assert table.loc["mix6_over_mix0", "this grid"].startswith("mix6 minus mix0: General +")
+  assert table.loc["web_crawl", "verdict"] == paper.ABSENT and table.loc["reasoning_share", "verdict"] == paper.ABSENT
+  # Two indistinguishable runs: the comparison cannot tell.
+  store.put_items("m6", "sft", _scores(2, {"gen_general": 0.5, "gen_knowledge": 0.5}))
+  assert paper.findings_table(load_results(store)).loc["mix6_over_mix0", "verdict"] == paper.UNDECIDED

@@ -70,7 +70,7 @@ def test_vqa_table_by_value(results):
 def test_mle_bench_table_names_both_overalls(results):
   table = report.mle_bench_table(results)
   assert list(table.columns) == ["small (0-30%)", "medium (30-60%)", "large (60-100%)",
-                                 "overall (sample-weighted, paper)", "overall (mean of levels, lmms-eval)"]
+                                 "overall (sample-weighted, paper)", "overall (mean of levels, lmms-eval)", "chance"]
   run = table.index[0][0]
   row = table.loc[(run, "mle_bench")]
   levels = row.iloc[:3].to_numpy()

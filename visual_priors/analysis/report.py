@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from visual_priors.analysis import correlations, plots, uncertainty
+from visual_priors.analysis import correlations, paper, plots, uncertainty
 from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, load_results, run_order
 from visual_priors.data.cache import write_text_atomic
 
@@ -297,7 +297,21 @@ def _correlation_section(results: Results) -> str:
              if analysis.dropped_runs else "")
   return (f"<p>Spearman rho between VQA group scores over {len(analysis.scores)} runs; groups clustered by "
           f"average linkage on 1 - rho, cut into two clusters.{dropped}</p><ul>{clusters}</ul>"
-          + _html_table(analysis.rho.loc[order, order]))
+          + _html_table(analysis.rho.loc[order, order])
+          + "<p>With 95% intervals (bootstrap over runs, 2000 resamples):</p>"
+          + _html_table(spearman_interval_table(analysis.scores).loc[order, order]))
+
+
+def spearman_interval_table(scores: pd.DataFrame) -> pd.DataFrame:
+  """Groups x groups: Spearman rho over runs with its bootstrap 95% interval, as text."""
+  rho = correlations.spearman(scores)
+  cells = {}
+  for a in scores.columns:
+    for b in scores.columns:
+      value = float(rho.loc[a, b])
+      interval = (value, value) if a == b else uncertainty.spearman_interval(scores[a], scores[b])
+      cells.setdefault(a, {})[b] = uncertainty.format_interval(value, interval, digits=2)
+  return pd.DataFrame(cells).T.reindex(index=list(scores.columns), columns=list(scores.columns))
 
 
 STYLE = """
@@ -344,6 +358,10 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
     sections.append(("VQA accuracy by answer likelihood (multiple-choice and yes/no questions, %)",
                      "<p>The option whose text the model finds most likely counts as its answer; chance below.</p>"
                      + _html_table(likelihood) + _html_table(vqa_table(results, "accuracy_chance"))))
+  sections.append(("The paper's findings next to these runs",
+                   "<p>Each finding of Han et al. (arXiv 2509.26625), where it comes from, and what these runs show "
+                   "for it with 95% intervals; \"too small to tell\" when the intervals cannot decide.</p>"
+                   + _html_table(paper.findings_table(results))))
   sections.append(("MLE-Bench accuracy (%) by object size", _html_table(mle_bench_table(results))))
   sections.append(("Language", _html_table(language_table(results))))
   sections.append(("Representation alignment (mutual k-NN)", _html_table(alignment_table(results))))

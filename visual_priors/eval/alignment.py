@@ -22,6 +22,15 @@ model-free baseline (the image averaged down to a grid x grid x 3 colour layout)
 only where a caller names it in `vision_models`, so nothing adds it to the mean behind the caller's back.
 `build_vision_models(specs)` builds several by name from plain specs (a config's list of vision models).
 
+The way the Platonic Representation Hypothesis code computes it, both offered: `layer="best"` takes the
+LM's features at every layer (token-averaged, `caption_layer_features`: (N, n_layers + 1, D)) and each
+vision model's at every layer where it gives them (`vit_features(vit, pooling, all_layers=True)`:
+(N, depth + 1, D), pooled by class token "cls" or patch mean "mean"), and `compute_score` keeps the best
+mutual k-NN over all (LM layer, vision layer) pairs, index -1 meaning all layers concatenated, as PRH's
+`compute_score`; `outlier_quantile=0.95` clamps features at the 95th percentile of |features| first, as
+PRH's `remove_outliers` (the per-item quantile averaged over items) before the L2 normalisation.
+Vision models from Hugging Face checkpoints: `vision_from_hf(directory, pooling)` (or spec kind "hf").
+
 Result rows: one `alignment/<name>` row per vision model and `alignment` = their mean, metric
 "mutual_knn", count = the number of pairs. The settings (k, resolved layer, pooling, feature sizes) are
 returned on the rows' `config` attribute (`AlignmentRows`, a list) and written to `<out_dir>/alignment.json`
@@ -48,13 +57,14 @@ from visual_priors.data.multimodal.pipeline import load_image
 from visual_priors.models.decoder import Decoder
 from visual_priors.models.mllm import MLLM, feature_extractor
 from visual_priors.models.vision import ViT, ViTConfig, get_encoder
+from visual_priors.models.vision import hf as hf_lib
 from visual_priors.models.vision.checkpoint import load_vit_npz
 from visual_priors.train import partition, upstream as upstream_lib
 
 METRIC = "mutual_knn"
 BENCHMARK = "alignment"
 POOLINGS = ("mean", "last")
-VISION_POOLINGS = ("head", "mean")
+VISION_POOLINGS = ("head", "mean", "cls")
 RESULT_FILE = "alignment.json"
 
 _CHUNK_ROWS = 1024  # queries per compiled chunk of the k-NN search
@@ -157,6 +167,29 @@ def _pooled_hidden(decoder: Decoder, tokens_bt: jax.Array, pool_mask_bt: jax.Arr
   return jnp.take_along_axis(x_btd, last[:, None, None], axis=1)[:, 0]
 
 
+@functools.partial(nnx.jit, static_argnames=("pooling",))
+def _pooled_hidden_layers(decoder: Decoder, tokens_bt: jax.Array, pool_mask_bt: jax.Array, *,
+                          pooling: str) -> jax.Array:
+  """(B, n_layers + 1, d_model) float32: the residual stream after 0..n_layers blocks, each pooled."""
+  positions_bt = jnp.broadcast_to(jnp.arange(tokens_bt.shape[1]), tokens_bt.shape)
+  segment_ids_bt = (positions_bt <= jnp.sum(pool_mask_bt, axis=1, keepdims=True)).astype(jnp.int32)
+  weights = pool_mask_bt.astype(jnp.float32)
+  last = jnp.sum(pool_mask_bt, axis=1)
+
+  def pool(x_btd: jax.Array) -> jax.Array:
+    x_btd = x_btd.astype(jnp.float32)
+    if pooling == "mean":
+      return jnp.sum(x_btd * weights[..., None], axis=1) / jnp.sum(weights, axis=1, keepdims=True)
+    return jnp.take_along_axis(x_btd, last[:, None, None], axis=1)[:, 0]
+
+  x_btd = decoder.embed(tokens_bt)
+  pooled = [pool(x_btd)]
+  for block in decoder.layers:
+    x_btd = block(x_btd, positions_bt, segment_ids_bt)
+    pooled.append(pool(x_btd))
+  return jnp.stack(pooled, axis=1)
+
+
 def _as_decoder(model: Decoder | MLLM) -> Decoder:
   if isinstance(model, MLLM):
     return model.llm
@@ -168,7 +201,8 @@ def _as_decoder(model: Decoder | MLLM) -> Decoder:
 def caption_features(model: Decoder | MLLM, vocab_path: str | pathlib.Path, captions: Sequence[str], *,
                      layer: int | str = "last", pooling: str = "mean", batch_size: int = 32,
                      max_tokens: int = 128) -> np.ndarray:
-  """(N, d_model) float32 LM features of `captions` (see the module docstring for layer and pooling).
+  """(N, d_model) float32 LM features of `captions` (see the module docstring for layer and pooling);
+  layer "all": (N, n_layers + 1, d_model), every layer's (`caption_layer_features`).
 
   Captions longer than `max_tokens` pieces are truncated; all batches are padded to one length (the
   longest caption, rounded up to a multiple of 8) and one batch size, so the forward compiles once.
@@ -178,7 +212,7 @@ def caption_features(model: Decoder | MLLM, vocab_path: str | pathlib.Path, capt
     raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}.")
   if batch_size < 1 or max_tokens < 1:
     raise ValueError(f"batch_size ({batch_size}) and max_tokens ({max_tokens}) must be >= 1.")
-  blocks = resolve_layer(decoder.config.n_layers, layer)
+  blocks = None if layer == "all" else resolve_layer(decoder.config.n_layers, layer)
   processor = vocab_lib.load_processor(pathlib.Path(vocab_path))
   pieces = []
   for index, caption in enumerate(captions):
@@ -204,37 +238,105 @@ def caption_features(model: Decoder | MLLM, vocab_path: str | pathlib.Path, capt
     if count < batch_size:  # pad with copies of the first row, trimmed below
       batch_tokens = np.concatenate([batch_tokens, np.repeat(batch_tokens[:1], batch_size - count, 0)])
       batch_mask = np.concatenate([batch_mask, np.repeat(batch_mask[:1], batch_size - count, 0)])
-    pooled = _pooled_hidden(decoder, jnp.asarray(batch_tokens), jnp.asarray(batch_mask), blocks=blocks,
-                            pooling=pooling)
+    if blocks is None:
+      pooled = _pooled_hidden_layers(decoder, jnp.asarray(batch_tokens), jnp.asarray(batch_mask), pooling=pooling)
+    else:
+      pooled = _pooled_hidden(decoder, jnp.asarray(batch_tokens), jnp.asarray(batch_mask), blocks=blocks,
+                              pooling=pooling)
     features.append(np.asarray(pooled)[:count])
   return np.concatenate(features)
+
+
+def caption_layer_features(model: Decoder | MLLM, vocab_path: str | pathlib.Path, captions: Sequence[str], *,
+                           pooling: str = "mean", batch_size: int = 32, max_tokens: int = 128) -> np.ndarray:
+  """(N, n_layers + 1, d_model): the token-averaged (or last-token) LM features at every layer, 0 = embeddings."""
+  return caption_features(model, vocab_path, captions, layer="all", pooling=pooling, batch_size=batch_size,
+                          max_tokens=max_tokens)
+
+
+# ------------------------------------------------------------------------------------- PRH's scoring
+
+
+def remove_outliers(feats: Any, q: float = 0.95) -> np.ndarray:
+  """PRH's `remove_outliers`: clamp to +-(the q-quantile of |feats| per item, averaged over items).
+
+  `feats` (N, ...) is flattened per item for the quantile (linear interpolation, as torch.quantile); q = 1
+  returns the features unchanged.
+  """
+  x = np.asarray(feats, np.float32)
+  if not 0 < q <= 1:
+    raise ValueError(f"q must be in (0, 1], got {q}.")
+  if q == 1:
+    return x
+  threshold = float(np.quantile(np.abs(x).reshape(x.shape[0], -1), q, axis=1).mean())
+  return np.clip(x, -threshold, threshold)
+
+
+def _layers(feats: Any, name: str) -> np.ndarray:
+  x = np.asarray(feats, np.float32)
+  if x.ndim == 2:
+    return x[:, None]
+  if x.ndim != 3:
+    raise ValueError(f"{name} must be (items, features) or (items, layers, features), got shape {x.shape}.")
+  return x
+
+
+def compute_score(x_feats: Any, y_feats: Any, k: int = 20) -> tuple[float, tuple[int, int]]:
+  """PRH's `compute_score` for mutual k-NN: the best score over all layer pairs (i, j) of x (N, Lx, D) and
+  y (N, Ly, E) (2-D inputs are one layer), index -1 being all layers concatenated; ties keep the first pair
+  (in PRH's order: i then j from -1 up). Returns (score, (i, j)). Features are L2-normalised per pair."""
+  x, y = _layers(x_feats, "x_feats"), _layers(y_feats, "y_feats")
+  best, best_pair = -1.0, (-1, -1)
+  for i in range(-1, x.shape[1]):
+    a = x.reshape(x.shape[0], -1) if i == -1 else x[:, i]
+    for j in range(-1, y.shape[1]):
+      b = y.reshape(y.shape[0], -1) if j == -1 else y[:, j]
+      score = mutual_knn(a, b, k)
+      if score > best:
+        best, best_pair = score, (i, j)
+  return best, best_pair
 
 
 # ------------------------------------------------------------------------------------------ vision models
 
 
-@functools.partial(nnx.jit, static_argnames=("pooling",))
-def _vit_pooled(vit: ViT, images_bhwc: jax.Array, *, pooling: str) -> jax.Array:
+@functools.partial(nnx.jit, static_argnames=("pooling", "all_layers"))
+def _vit_pooled(vit: ViT, images_bhwc: jax.Array, *, pooling: str, all_layers: bool = False) -> jax.Array:
   size = vit.config.image_size
   if images_bhwc.shape[1:3] != (size, size):
     images_bhwc = jax.image.resize(images_bhwc, (images_bhwc.shape[0], size, size, images_bhwc.shape[3]),
                                    method="bilinear")
+  skip = 1 if vit.config.has_cls else 0
+  if all_layers:  # (B, depth + 1, width): every hidden state, pooled
+    states = [state.astype(jnp.float32) for state in vit.hidden_states(images_bhwc)]
+    return jnp.stack([state[:, 0] if pooling == "cls" else jnp.mean(state[:, skip:], axis=1) for state in states], 1)
+  if pooling == "cls":  # the class token at the feature layer; by default after the final norm
+    states = vit.hidden_states(images_bhwc)
+    layer = vit.config.feature_layer
+    cls = vit.transformer.encoder_norm(states[-1][:, :1])[:, 0] if layer is None else states[layer][:, 0]
+    return cls.astype(jnp.float32)
   pooled, tokens_bnd = vit(images_bhwc)
   if pooling == "head":
     return pooled
   return jnp.mean(tokens_bnd.astype(jnp.float32), axis=1)
 
 
-def vit_features(vit: ViT, pooling: str = "head") -> VisionModel:
-  """A vision model from a ViT: its pooled output ("head": MAP / GAP / class token, plus its head if any)
-  or the mean of its patch tokens ("mean"). Images of another size are resized to the tower's."""
+def vit_features(vit: ViT, pooling: str = "head", *, all_layers: bool = False) -> VisionModel:
+  """A vision model from a ViT: its pooled output ("head": MAP / GAP / class token, plus its head if any),
+  the mean of its patch tokens at the configured feature layer ("mean"), or its class token ("cls").
+  all_layers: (B, depth + 1, width) features of every hidden state (class token or patch mean), for
+  `compute_score`'s layer search. Images of another size are resized to the tower's."""
   if pooling not in VISION_POOLINGS:
     raise ValueError(f"Vision pooling {pooling!r} is not one of {VISION_POOLINGS}.")
-  if pooling == "head" and vit.config.pool_type == "none":
-    raise ValueError("This ViT has pool_type 'none' (no pooling head); use pooling='mean' (mean over patches).")
+  if pooling == "head" and (vit.config.pool_type == "none" or all_layers):
+    raise ValueError("This ViT has pool_type 'none' (no pooling head), or all layers were asked for; use "
+                     "pooling='mean' (mean over patches) or 'cls' (the class token).")
+  if pooling == "cls" and not vit.config.has_cls:
+    raise ValueError("This ViT has no class token; use pooling='mean' (mean over patches).")
 
   def features(images_bhwc: np.ndarray) -> np.ndarray:
-    return np.asarray(_vit_pooled(vit, jnp.asarray(images_bhwc, jnp.float32), pooling=pooling))
+    return np.asarray(_vit_pooled(vit, jnp.asarray(images_bhwc, jnp.float32), pooling=pooling,
+                                  all_layers=all_layers))
 
   return features
 
@@ -262,16 +364,28 @@ def vision_from_contrastive_run(run_dir: str | pathlib.Path, pooling: str = "hea
   return vit_features(load_contrastive_vit(run_dir), pooling)
 
 
-def vision_from_npz(path: str | pathlib.Path, encoder: str, pooling: str = "head",
+def vision_from_npz(path: str | pathlib.Path, encoder: str, pooling: str = "head", *, all_layers: bool = False,
                     **overrides: Any) -> VisionModel:
   """A vision model from a big_vision .npz with the registry shape `encoder` (its image tower only).
 
   With pooling "mean" the file's MAP head and image head are not needed (the tower is built without them).
   """
   config = get_encoder(encoder, **overrides)
-  if pooling == "mean" and config.pool_type != "none":
+  if pooling != "head" and config.pool_type != "none":
     config = feature_extractor(config)
-  return vit_features(load_vit_npz(path, config), pooling)
+  return vit_features(load_vit_npz(path, config), pooling, all_layers=all_layers)
+
+
+def vision_from_hf(directory: str | pathlib.Path, pooling: str = "cls", encoder: str | None = None, *,
+                   all_layers: bool = False) -> VisionModel:
+  """A vision model from a Hugging Face checkpoint directory (SigLIP, CLIP / MetaCLIP, DINOv2, MAE; see
+  `models.vision.hf`): its architecture from config.json, used as registered encoder `encoder` (image
+  size, feature layer) when one is named. float32, as the alignment compares features."""
+  if encoder:
+    config = hf_lib.with_hf_weights(dataclasses.replace(get_encoder(encoder), dtype="float32"), directory)
+  else:
+    config = hf_lib.vit_config_from_hf(directory)
+  return vit_features(hf_lib.load_hf_vision(directory, config), pooling, all_layers=all_layers)
 
 
 def pixel_features(grid: int = 8) -> VisionModel:
@@ -295,14 +409,17 @@ def pixel_features(grid: int = 8) -> VisionModel:
   return features
 
 
-VISION_KINDS = ("contrastive", "npz", "pixels")
+VISION_KINDS = ("contrastive", "npz", "hf", "pixels")
 
 
 def build_vision_models(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, VisionModel]:
   """Vision models by name from specs: {"kind": "contrastive", "run": dir, "pooling"?} | {"kind": "npz",
-  "path", "encoder", "pooling"?} | {"kind": "pixels", "grid"?}; unknown kinds and keys fail loudly."""
-  allowed = {"contrastive": {"run", "pooling"}, "npz": {"path", "encoder", "pooling"}, "pixels": {"grid"}}
-  required = {"contrastive": {"run"}, "npz": {"path", "encoder"}, "pixels": set()}
+  "path", "encoder", "pooling"?} | {"kind": "hf", "path": dir, "encoder"?, "pooling"?} | {"kind": "pixels",
+  "grid"?}; `all_layers` (not for pixels) gives every layer's features, for layer="best". Unknown kinds
+  and keys fail loudly."""
+  allowed = {"contrastive": {"run", "pooling", "all_layers"}, "npz": {"path", "encoder", "pooling", "all_layers"},
+             "hf": {"path", "encoder", "pooling", "all_layers"}, "pixels": {"grid"}}
+  required = {"contrastive": {"run"}, "npz": {"path", "encoder"}, "hf": {"path"}, "pixels": set()}
   models = {}
   for name, spec in specs.items():
     kind = names.lookup({k: k for k in VISION_KINDS}, spec.get("kind", ""), "vision model kind")
@@ -311,10 +428,15 @@ def build_vision_models(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, Vis
     if unknown or missing:
       raise ValueError(f"Vision model {name!r} ({kind}): unknown keys {sorted(unknown)}, missing keys "
                        f"{sorted(missing)}; a {kind} spec takes {sorted(allowed[kind])}.")
+    layers = bool(fields.get("all_layers", False))
     if kind == "contrastive":
-      models[name] = vision_from_contrastive_run(fields["run"], fields.get("pooling", "head"))
+      models[name] = vit_features(load_contrastive_vit(fields["run"]), fields.get("pooling", "head"), all_layers=layers)
     elif kind == "npz":
-      models[name] = vision_from_npz(fields["path"], fields["encoder"], fields.get("pooling", "head"))
+      models[name] = vision_from_npz(fields["path"], fields["encoder"], fields.get("pooling", "head"),
+                                     all_layers=layers)
+    elif kind == "hf":
+      models[name] = vision_from_hf(fields["path"], fields.get("pooling", "cls"), fields.get("encoder"),
+                                    all_layers=layers)
     else:
       models[name] = pixel_features(fields.get("grid", 8))
   return models
@@ -332,8 +454,13 @@ class AlignmentRows(list):
 def evaluate_alignment(decoder: Decoder | MLLM, vocab_path: str | pathlib.Path, pairs: Sequence[Mapping[str, Any]],
                        vision_models: Mapping[str, VisionModel], *, k: int = 20, layer: int | str = "last",
                        pooling: str = "mean", image_size: int = 224, batch_size: int = 32,
-                       max_caption_tokens: int = 128, out_dir: str | pathlib.Path | None = None) -> AlignmentRows:
+                       max_caption_tokens: int = 128, outlier_quantile: float | None = None,
+                       out_dir: str | pathlib.Path | None = None) -> AlignmentRows:
   """Mutual k-NN between the LM's caption features and each vision model's image features.
+
+  layer "best": every LM layer against every layer the vision model gives ((B, L, D) features), the best
+  pair kept (PRH's `compute_score`); its (LM, vision) layers are in the config's `best_layers`.
+  outlier_quantile (PRH: 0.95): `remove_outliers` on both sides first; None leaves features as they are.
 
   `pairs`: {"image" (path, encoded bytes or uint8 array), "caption"}; images are loaded at `image_size`
   in [-1, 1] (each ViT resizes to its own size). Returns rows `alignment/<name>` per vision model and
@@ -351,20 +478,31 @@ def evaluate_alignment(decoder: Decoder | MLLM, vocab_path: str | pathlib.Path, 
   if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < len(pairs):
     raise ValueError(f"k={k!r} needs 1 <= k < the number of pairs ({len(pairs)}).")
   decoder = _as_decoder(decoder)
-  blocks = resolve_layer(decoder.config.n_layers, layer)
+  search = layer == "best"
+  blocks = None if search else resolve_layer(decoder.config.n_layers, layer)
   started = time.perf_counter()
-  text = caption_features(decoder, vocab_path, [pair["caption"] for pair in pairs], layer=blocks,
+  text = caption_features(decoder, vocab_path, [pair["caption"] for pair in pairs], layer="all" if search else blocks,
                           pooling=pooling, batch_size=batch_size, max_tokens=max_caption_tokens)
+  if outlier_quantile is not None:
+    text = remove_outliers(text, outlier_quantile)
   image_feats: dict[str, list[np.ndarray]] = {name: [] for name in vision_models}
   for start in range(0, len(pairs), batch_size):
     images = np.stack([load_image(pair["image"], image_size) for pair in pairs[start:start + batch_size]])
     for name, vision in vision_models.items():
       feats = np.asarray(vision(images))
-      if feats.ndim != 2 or feats.shape[0] != len(images):
+      if feats.ndim not in ((2, 3) if search else (2,)) or feats.shape[0] != len(images):
         raise ValueError(f"Vision model {name!r} returned shape {feats.shape} for {len(images)} images; "
-                         "expected (images, features).")
+                         "expected (images, features)" + (" or (images, layers, features)." if search else "."))
       image_feats[name].append(feats)
-  scores = {name: mutual_knn(text, np.concatenate(parts), k) for name, parts in image_feats.items()}
+  scores, best_layers = {}, {}
+  for name, parts in image_feats.items():
+    feats = np.concatenate(parts)
+    if outlier_quantile is not None:
+      feats = remove_outliers(feats, outlier_quantile)
+    if search:
+      scores[name], best_layers[name] = compute_score(text, feats, k)
+    else:
+      scores[name] = mutual_knn(text, feats, k)
   count = len(pairs)
   rows = AlignmentRows(
       [{"benchmark": f"{BENCHMARK}/{name}", "group": None, "metric": METRIC, "value": score, "count": count}
@@ -374,9 +512,11 @@ def evaluate_alignment(decoder: Decoder | MLLM, vocab_path: str | pathlib.Path, 
   rows.config = {
       "k": int(k), "layer": layer, "blocks": blocks, "n_layers": decoder.config.n_layers, "pooling": pooling,
       "image_size": image_size, "max_caption_tokens": max_caption_tokens, "pairs": count,
-      "lm_dim": int(text.shape[1]),
-      "vision_models": {name: {"dim": int(image_feats[name][0].shape[1]), "mutual_knn": scores[name]}
+      "lm_dim": int(text.shape[-1]),
+      "vision_models": {name: {"dim": int(image_feats[name][0].shape[-1]), "mutual_knn": scores[name],
+                               **({"best_layers": list(best_layers[name])} if search else {})}
                         for name in vision_models},
+      "outlier_quantile": outlier_quantile,
       "chance": k / (count - 1), "seconds": time.perf_counter() - started,
   }
   if out_dir is not None:

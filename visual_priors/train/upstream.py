@@ -98,8 +98,12 @@ def _stored_leaves(step_dir: pathlib.Path, role: str) -> dict[str, tuple[tuple[A
 def damaged(step_dir: pathlib.Path, error: BaseException, role: str = "upstream") -> ValueError:
   """One line for an unreadable checkpoint step: which stage run and step, the first line of the cause."""
   cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-  return ValueError(f"The {role} checkpoint at step {step_dir.name} of {step_dir.parent.parent} is damaged or incomplete "
-                    f"({type(error).__name__}: {cause}). Rebuild that stage (run with --force-from on it).")
+  work_dir = step_dir.parent.parent
+  parts = work_dir.parts
+  stage = parts[parts.index("stages") + 1] if "stages" in parts[:-1] else None  # <root>/stages/<stage>/<key>/out
+  fix = f"rerun with --force-from {stage}" if stage else "retrain that run"
+  return ValueError(f"The {role} checkpoint at step {step_dir.name} of {work_dir} is damaged or incomplete "
+                    f"({type(error).__name__}: {cause}). Rebuild it: {fix}.")
 
 
 def _nested(entries: Mapping[tuple[Any, ...], Any]) -> dict[str, Any]:

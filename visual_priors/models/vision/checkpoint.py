@@ -22,7 +22,8 @@ with a leading depth axis; those are split into `encoderblock_<i>` here.
 Every array of the model must be in the file with its exact shape, and every array of the file
 under the loaded prefix must be used: anything else raises a ValueError listing the first keys that
 differ, with the expected and found shapes, and the likeliest cause (another depth, width or image
-size; a pooling head or class head the model lacks or has; a Hugging Face file; ...). A lone ViT loads from `img/...` keys when the file has them (other
+size; a pooling head or class head the model lacks or has; a Hugging Face file; ...). A lone ViT
+loads from `img/...` keys when the file has them (other
 keys, the text tower's, `t` and `b`, are then not its concern), else from unprefixed keys (a
 big_vision ViT classifier file). `ignore` (regexes over file keys) skips arrays on purpose, e.g.
 `ignore=(r"img/MAPHead_0/.*", r"img/head/.*")` to load a SigLIP file into a pool_type "none" ViT;

@@ -22,13 +22,14 @@ The CPU-sized vit-tiny / vit-nano compute in float32 (XLA:CPU runs bfloat16 matm
 their text towers take the data pipeline's vocabulary (`get_text_tower("vit-tiny", vocab_size=...)`).
 
 The other towers the paper used, as their Hugging Face checkpoints are built (`hf.vit_config_from_hf`;
-load the released weights with `hf.load_hf_vision(directory, get_encoder(name))`, or name them in a
-config as `vision.init_from=hf:DIR`):
-  name               checkpoint class / example                         image  patch  width  depth  feeds the projector   mean / std
-  metaclip-b16-224   CLIPVisionModel (facebook/metaclip-b16-fullcc2.5b)  224    16     768    12     hidden_states[-2]     CLIP's
-  dinov2-g14-224     Dinov2Model (facebook/dinov2-giant; SwiGLU,         224    14     1536   40     last, normed          ImageNet
-                     layer scale; 518 px positions resampled to 16 x 16)
-  mae-h14-224        ViTMAEModel (facebook/vit-mae-huge)                 224    14     1280   32     last, normed          ImageNet
+load the released weights with `hf.load_hf_vision(directory, get_encoder(name))`):
+  name              class (example checkpoint)        image  patch  width  depth  feeds the projector  mean / std
+  metaclip-b16-224  CLIPVisionModel                   224    16     768    12     hidden_states[-2]    CLIP's
+                    (facebook/metaclip-b16-fullcc2.5b)
+  dinov2-g14-224    Dinov2Model (facebook/dinov2-     224    14     1536   40     last, normed         ImageNet
+                    giant: SwiGLU, layer scale; 518 px positions resampled to 16 x 16)
+  mae-h14-224       ViTMAEModel (facebook/vit-mae-    224    14     1280   32     last, normed         ImageNet
+                    huge)
 "Feeds the projector" is the config's `feature_layer`: LLaVA's choice for CLIP (the penultimate
 block, the class token dropped), the final normed patch tokens for the self-supervised towers.
 
