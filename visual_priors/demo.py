@@ -139,20 +139,20 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
     log(f"demo: report {report_path}")
   seconds["total"] = time.perf_counter() - started
   log("demo: " + ", ".join(f"{name} {value:.1f} s" for name, value in seconds.items()))
-  log("demo: inspect it with\n" + "\n".join(f"  {command}" for command in inspect_commands(root, size)))
+  log("demo: inspect it with\n" + "\n".join(f"  {command}" for command in inspect_commands(root, store)))
   return DemoResult(root=root, store=store, runs=rows, report=report_path, seconds=seconds)
 
 
-def inspect_commands(root: pathlib.Path, size: DataSize = DEMO_DATA) -> list[str]:
+def inspect_commands(root: pathlib.Path, store: pathlib.Path) -> list[str]:
   """The commands that show the demo's data labels, measured mixture shares and report, as a user types them."""
   def shown(path: pathlib.Path) -> str:
     path = pathlib.Path(path).absolute()
     return shlex.quote(str(path.relative_to(pathlib.Path.cwd()) if path.is_relative_to(pathlib.Path.cwd()) else path))
 
-  cache_dir = shown(root / "data" / size.name)
-  return [f"python -m visual_priors data labels --cache-dir {cache_dir}",
-          f"python -m visual_priors data mixtures --measured --cache-dir {cache_dir}",
-          f"python -m visual_priors report --results {shown(root / 'results')} --out {shown(root / 'report_all_runs.html')}"]
+  return [f"python -m visual_priors data labels --store {shown(store)}",
+          f"python -m visual_priors data mixtures --measured --store {shown(store)}",
+          f"python -m visual_priors report --results {shown(root / 'results')} "
+          f"--out {shown(root / 'report_all_runs.html')}"]
 
 
 def _only_runs(store, run_ids: Sequence[str]):

@@ -136,3 +136,12 @@ def test_paper_findings_checked_with_intervals(tmp_path):
   # Two indistinguishable runs: the comparison cannot tell.
   store.put_items("m6", "sft", _scores(2, {"gen_general": 0.5, "gen_knowledge": 0.5}))
   assert paper.findings_table(load_results(store)).loc["mix6_over_mix0", "verdict"] == paper.UNDECIDED
+
+
+def test_report_command_writes_lm_eval_json(tmp_path, capsys):
+  from visual_priors import cli
+  store = _store(tmp_path, {"a": (0, {"gen_general": 0.6, "gen_knowledge": 0.4}, 10)})
+  assert cli.main(["report", "--results", str(store.root), "--out", str(tmp_path / "r.html"),
+                   "--lm-eval-json", str(tmp_path / "lm")]) == 0
+  assert "Wrote 1 lm-eval-style JSON file(s)" in capsys.readouterr().out
+  assert json.loads((tmp_path / "lm" / "a.json").read_text())["n-samples"]["overall"]["original"] == 160
