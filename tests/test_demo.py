@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 
@@ -49,8 +50,11 @@ def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
               ("alignment", "mutual_knn"), ("val/cat:reasoning", "perplexity"), ("val/code", "perplexity"),
               ("language", "zero_shot_builtin_mean"), *((f"group/{g}", "accuracy") for g in GROUPS)]:
     assert key in measured, key
+  # Alignment against two vision models: the run's own tower and the random-init Hugging Face one.
+  assert {("alignment/vit-nano", "mutual_knn"), ("alignment/dinov2-nano", "mutual_knn")} <= measured
   html = result.report.read_text()
   assert "nano demo" in html and all(row.run_id in html or row.name in html for row in result.runs)
+  assert "random weights" in html and "no pre-trained weights can be downloaded here" in html
   assert any("[1/6] pretrain" in line for line in lines)  # progress per stage
   assert any(line.startswith("vqa: replies") and "ETA" not in line and "(100%)" in line for line in lines)
 
@@ -62,7 +66,56 @@ def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
     assert cli.main(argv) == 0, argv
   assert (tmp_path / "report_all_runs.html").is_file()
 
+  # The MLLM run exports: the LM as a Hugging Face Llama that transformers loads, projector and tower beside it.
+  transformers = pytest.importorskip("transformers")
+  run_dir = tmp_path / "runs" / result.runs[0].run_id
+  assert cli.main(["export", "hf", str(run_dir), "--out", str(tmp_path / "hf")]) == 0
+  mllm = json.loads((tmp_path / "hf" / "mllm_config.json").read_text())
+  assert {"projector", "vision_tower"} <= set(mllm["files"])
+  files = [name for value in mllm["files"].values() for name in ([value] if isinstance(value, str) else value)]
+  assert files and all((tmp_path / "hf" / name).is_file() for name in files)
+  model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+  assert model.config.model_type == "llama"
+
   started = time.perf_counter()
   again = demo.run_demo(tmp_path, reduced=True, devices=jax.devices()[:1], log=lambda _: None)
   assert time.perf_counter() - started < 15
   assert [row.run_id for row in again.runs] == [row.run_id for row in result.runs]
+
+
+def test_the_demo_measures_alignment_against_its_own_tower_and_a_random_hugging_face_one(tmp_path):
+  from visual_priors import config as config_lib  # pylint: disable=import-outside-toplevel
+  from visual_priors.analysis import report  # pylint: disable=import-outside-toplevel
+  started = time.perf_counter()
+  tower = demo.alignment_tower(tmp_path / "a" / "data")
+  assert time.perf_counter() - started < 5
+  assert tower == tmp_path / "a" / "data" / "vision" / "dinov2-nano-seed0"
+  assert {path.name for path in tower.iterdir()} == {"config.json", "model.safetensors"}
+  written = (tower / "model.safetensors").stat().st_mtime_ns
+  assert demo.alignment_tower(tmp_path / "a" / "data") == tower and (tower / "model.safetensors").stat().st_mtime_ns \
+      == written  # written on first use only
+  other = demo.alignment_tower(tmp_path / "b" / "data")
+  assert (other / "model.safetensors").read_bytes() == (tower / "model.safetensors").read_bytes()
+
+  name = demo.experiment_names(reduced=False)[0]
+  configs = [registry.get_experiment(name, [f"data.store={tmp_path}", demo.alignment_override(path)])
+             for path in (tower, other)]
+  assert list(configs[0].eval.alignment.vision_models) == ["self", f"dinov2-nano=hf:{tower}"]
+  config_lib.finalize(configs[0], strict=True)
+  keys = [config_lib.stage_identities(config) for config in configs]
+  plain = config_lib.stage_identities(registry.get_experiment(name, [f"data.store={tmp_path}"]))
+  assert keys[0]["eval"].key == keys[1]["eval"].key != plain["eval"].key  # the tower's content, not its place
+  assert all(keys[0][stage].key == plain[stage].key for stage in plain if stage != "eval")
+
+  store = ResultsStore(tmp_path / "results")
+  store.put_run("r", {"name": "demo/mix6"})
+  store.put("r", "pretrain", [{"benchmark": benchmark, "group": None, "metric": "mutual_knn", "value": 0.2,
+                               "count": 256} for benchmark in ("alignment", "alignment/vit-nano", "alignment/dinov2-nano")])
+  results = report.as_results(store)
+  encoder, seed = demo.ALIGNMENT_TOWER
+  html = report.write_report(results, tmp_path / "report.html", title="t", section_notes={
+      "alignment": demo.ALIGNMENT_NOTE.format(encoder=encoder, seed=seed)}).read_text()
+  section = html.split("Representation alignment (mutual k-NN)")[1]
+  assert "random weights (seed 0)" in section and "alignment/dinov2-nano" in section
+  with pytest.raises(ValueError, match="No report section"):
+    report.write_report(results, tmp_path / "x.html", title="t", section_notes={"alignmnt": "x"})

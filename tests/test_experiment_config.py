@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from visual_priors import config as config_lib
@@ -329,3 +331,101 @@ def test_benchmark_names_follow_the_vqa_registry():
   assert config_lib.PAPER_BENCHMARKS == tuple(benchmarks.PAPER_BENCHMARKS)
   assert config_lib.GENERATED_BENCHMARKS == tuple(benchmarks.GENERATED_BENCHMARKS)
   assert set(config_lib.benchmark_names()) == set(benchmarks.BENCHMARKS) | set(config_lib.MLE_BENCHMARKS)
+
+
+# Stage keys of registered experiments as they were before vision.init_from, eval.alignment.outlier_quantile and
+# the "bv:" / "hf:" vision models existed: fields added later enter a key only when set.
+PINNED_KEYS = {
+    "demo/mix6": {"pretrain": "47a15ff76cee", "mmdata": "2956c0e6b90d", "vision": "43be6be0321d",
+                  "align": "e0cce3cccaa3", "sft": "32679c9248b2", "eval": "690ef93567a0"},
+    "mix/mix6": {"pretrain": "ba59aa04936c", "mmdata": "d84ffea25bdd", "vision": "12f49b1b3b5a",
+                 "align": "eaff13c0d03d", "sft": "fa680b6f3946", "eval": "19ade85ac299"},
+    "encoder/dinov2-reasoning-50": {"pretrain": "76a58ddc53a5", "mmdata": "d84ffea25bdd", "vision": "b32981c57a81",
+                                    "align": "146439e5a3a9", "sft": "8400f40b2ae4", "eval": "b40c2de6dfc2"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_KEYS))
+def test_registered_experiments_keep_their_stage_keys(name):
+  from visual_priors import registry  # pylint: disable=import-outside-toplevel
+  assert keys(registry.get_experiment(name)) == PINNED_KEYS[name]
+
+
+BIG_VISION = pathlib.Path(__file__).parent / "fixtures" / "big_vision"
+
+
+@pytest.fixture(scope="module")
+def hf_tower(tmp_path_factory):
+  from visual_priors.models.vision import random_hf  # pylint: disable=import-outside-toplevel
+  return random_hf.write_random_dinov2(tmp_path_factory.mktemp("hf") / "dinov2-nano", seed=0)
+
+
+def _copy(directory, to):
+  import shutil  # pylint: disable=import-outside-toplevel
+  return shutil.copytree(directory, to)
+
+
+def test_vision_init_from_enters_the_vision_key_by_content_only_when_set(hf_tower, tmp_path):
+  config = config_lib.apply_overrides(local(), ["vision.encoder=dinov2-nano"])
+  plain = keys(config)
+  started = config_lib.apply_overrides(config, [f"vision.init_from=hf:{hf_tower}"])
+  moved = config_lib.apply_overrides(config, [f"vision.init_from=hf:{_copy(hf_tower, tmp_path / 'elsewhere')}"])
+  assert keys(started) == keys(moved)  # the content, not the location
+  assert {stage for stage in plain if keys(started)[stage] != plain[stage]} == downstream(config, "vision")
+  fields = config_lib.stage_identities(started)["vision"].fields
+  assert set(fields["init_from"]) == {"hf"} and len(fields["init_from"]["hf"]) == 64
+  changed = _copy(hf_tower, tmp_path / "changed")
+  (changed / "config.json").write_text((changed / "config.json").read_text().replace('"layer_norm_eps": 1e-06',
+                                                                                      '"layer_norm_eps": 1e-05'))
+  assert keys(config_lib.apply_overrides(config, [f"vision.init_from=hf:{changed}"]))["vision"] != keys(started)["vision"]
+  config_lib.finalize(started, strict=True)
+  npz = BIG_VISION / "vit_tok.npz"
+  from_npz = config_lib.apply_overrides(config, [f"vision.init_from=bv:{npz}"])
+  assert set(config_lib.stage_identities(from_npz)["vision"].fields["init_from"]) == {"bv"}
+
+
+def test_vision_init_from_is_validated_and_its_files_checked_before_a_run(hf_tower):
+  for value, message in (("dinov2.npz", r"vision.init_from 'dinov2.npz' must be 'hf:DIR'"),
+                         ("bv:weights.pt", r"a big_vision checkpoint is a .npz file")):
+    with pytest.raises(ValueError, match=message):
+      config_lib.validate(config_lib.apply_overrides(local(), [f"vision.init_from={value}"]))
+  both = config_lib.apply_overrides(config_lib.base_config(), ["vision.checkpoint=a.npz", "vision.init_from=bv:b.npz"])
+  with pytest.raises(ValueError, match="both set"):
+    config_lib.validate(both)
+  checkpoint = config_lib.apply_overrides(local(), ["vision.kind=checkpoint", "vision.encoder=dinov2-nano"])
+  assert config_lib.missing_files(checkpoint)[0].startswith("vision.checkpoint is empty")
+  assert config_lib.missing_files(config_lib.apply_overrides(checkpoint, [f"vision.init_from=hf:{hf_tower}"])) == []
+  absent = config_lib.apply_overrides(checkpoint, ["vision.init_from=hf:/nowhere/dinov2"])
+  with pytest.raises(ValueError, match=r"vision.init_from 'hf:/nowhere/dinov2': /nowhere/dinov2 holds no config.json"):
+    config_lib.finalize(absent, strict=True)
+  other = config_lib.apply_overrides(checkpoint, ["vision.encoder=vit-nano", f"vision.init_from=hf:{hf_tower}"])
+  assert "not this encoder's architecture: depth: checkpoint 2, encoder 1" in config_lib.missing_files(other)[0]
+
+
+def test_alignment_vision_models_take_sources_and_new_settings_stay_out_of_the_key(hf_tower, tmp_path):
+  config = local()
+  plain = keys(config)
+  assert "outlier_quantile" not in config_lib.stage_identities(config)["eval"].fields["alignment"]
+  assert keys(config_lib.apply_overrides(config, ["eval.alignment.outlier_quantile=1"])) == plain
+  quantile = config_lib.apply_overrides(config, ["eval.alignment.outlier_quantile=0.95", "eval.alignment.layer=best"])
+  assert keys(quantile)["eval"] != plain["eval"] and keys(quantile)["sft"] == plain["sft"]
+  entries = ["self", f"dinov2-nano=hf:{hf_tower}", f"vit-nano=bv:{BIG_VISION / 'siglip_map_scan.npz'}",
+             f"vit-nano={BIG_VISION / 'siglip_map_prefixed.npz'}"]
+  several = config_lib.apply_overrides(config, [f"eval.alignment.vision_models={entries!r}"])
+  config_lib.finalize(several, strict=True)
+  models = config_lib.stage_identities(several)["eval"].fields["alignment"]["vision_models"]
+  assert models[0] == "self" and models[3] == entries[3]  # a plain .npz path is hashed as the string it was
+  assert set(models[1]) == {"encoder", "hf"} and set(models[2]) == {"encoder", "bv"}
+  moved = config_lib.apply_overrides(config, [f"eval.alignment.vision_models={[entries[0], entries[1]]!r}"])
+  moved_again = config_lib.apply_overrides(
+      config, [f"eval.alignment.vision_models={['self', 'dinov2-nano=hf:' + str(_copy(hf_tower, tmp_path / 'b'))]!r}"])
+  assert keys(moved)["eval"] == keys(moved_again)["eval"] != plain["eval"]
+  for entry, message in (("dinov2-nano=hf:/nowhere", r"/nowhere holds no config.json"),
+                         (f"vit-nano=hf:{hf_tower}", r"not this encoder's architecture")):
+    with pytest.raises(ValueError, match=message):
+      config_lib.finalize(config_lib.apply_overrides(config, [f"eval.alignment.vision_models={['self', entry]!r}"]),
+                          strict=True)
+  with pytest.raises(ValueError, match=r"'/a/b.pt' must be 'hf:DIR'"):
+    config_lib.validate(config_lib.apply_overrides(config, ["eval.alignment.vision_models=['vit-nano=/a/b.pt']"]))
+  with pytest.raises(ValueError, match=r"eval.alignment.outlier_quantile must be > 0"):
+    config_lib.validate(config_lib.apply_overrides(config, ["eval.alignment.outlier_quantile=0"]))

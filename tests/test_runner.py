@@ -4,6 +4,7 @@ pretrain resuming from its checkpoint, and an untrained LM (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import threading
@@ -221,6 +222,30 @@ def test_a_missing_vision_checkpoint_fails_before_any_stage_runs(tmp_path, fake)
   with pytest.raises(ValueError, match="vision.checkpoint"):
     runner.run_experiment(config, root=tmp_path, log=lambda _: None)
   assert calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_the_vision_stage_takes_a_checkpoint_from_vision_init_from_and_hands_it_to_align(tmp_path):
+  from visual_priors.models.vision import random_hf  # pylint: disable=import-outside-toplevel
+  tower = random_hf.write_random_dinov2(tmp_path / "dinov2-nano", seed=0)
+  config = config_lib.apply_overrides(_config(), ["vision.kind=checkpoint", "vision.encoder=dinov2-nano",
+                                                  f"vision.init_from=hf:{tower}"])
+  config = config_lib.finalize(config, strict=True)  # no vision.checkpoint needed
+  lines = []
+  ctx = stage_executors.StageContext(config=config, stage="vision", key="k", out_dir=tmp_path / "out", outputs={},
+                                     devices=ONE_DEVICE, log=lines.append)
+  outputs = stage_executors.run_vision(ctx)
+  assert outputs["kind"] == "checkpoint" and outputs["format"] == "hf" and outputs["path"] == str(tower)
+  assert outputs["content_sha256"] == config_lib.stage_identities(config)["vision"].fields["init_from"]["hf"]
+  assert stage_executors.vision_upstream(outputs) == f"hf:{tower}"
+  assert stage_executors.stage_locations({"vision": outputs})["vision"] == tower
+  assert any("from hf:" in line for line in lines)
+  npz = pathlib.Path(__file__).parent / "fixtures" / "big_vision" / "vit_tok.npz"
+  legacy = {"kind": "checkpoint", "encoder": "vit-nano", "path": str(npz), "sha256": "x"}
+  assert stage_executors.vision_upstream(legacy) == str(npz)
+  assert stage_executors.vision_upstream({"kind": "contrastive", "run": "/r"}) == "/r"
+  wrong = config_lib.apply_overrides(config, ["vision.encoder=vit-nano"])
+  with pytest.raises(ValueError, match="not this encoder's architecture"):
+    stage_executors.run_vision(dataclasses.replace(ctx, config=wrong))
 
 
 # --- the real stages ---------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ written out, or "code=50%,math=50%" and "math=0.5,code=0.5", are one mixture). A
 12 hex digits of the sha256 of that JSON. Fields that cannot change a stage's result are left out where
 that is certain: an untrained LM (token_budget 0) does not depend on the mixture, LR or warm-up; a
 checkpoint encoder does not depend on the contrastive settings; sft_data "none"/0 is one variant.
-Paths (vision.checkpoint, llava files) are hashed as strings; the runner records their file digests. A
+Paths (vision.checkpoint, llava files, .npz vision models) are hashed as strings; the runner records their file
+digests. Weights named as sources ("hf:DIR", "bv:FILE.npz": pretrain.init_from, vision.init_from, alignment
+vision models) are hashed by their content, and fields added later enter a key only when set. A
 segment store in its content-addressed directory (`L<segment length>-<hash of its inputs>`) is hashed by
 that name, wherever it lies, so a data cache or runs root moved elsewhere keeps its stage keys.
 
@@ -110,6 +112,11 @@ def base_config() -> ml_collections.ConfigDict:
   # SigLIP's recipe (LR 1e-3) for contrastive towers trained here; steps 0 = one epoch of the captions.
   config.vision = _dict(kind="checkpoint", encoder="metaclip-b16-224", checkpoint="",
                         contrastive=_dict(steps=0, batch_size=512, peak_lr=1e-3))
+  # "" = none; "hf:DIR" (a Hugging Face directory) or "bv:FILE.npz" (big_vision) of vision.encoder's architecture
+  # (visual_priors/models/vision/sources.py): kind "checkpoint" takes its weights from it (instead of
+  # vision.checkpoint), kind "contrastive" starts its image tower from it. Its key field is the content hash;
+  # "" leaves the key as it was.
+  config.vision.init_from = ""
   config.adapt = ml_collections.ConfigDict()
   # "llava" (the paper's kind of data: ~1M captions, ~3.5M instruction items): a caption JSONL, a
   # LLaVA/Cambrian instruction JSON and the image folder they name. "generated": the settings of
@@ -131,9 +138,13 @@ def base_config() -> ml_collections.ConfigDict:
   # where small models' greedy replies are all wrong; the paper's protocol is the generated answer ("accuracy").
   config.eval.likelihood = True
   config.eval.language = True
-  # vision_models: "self" (this run's own vision tower) or "<encoder registry name>=<big_vision .npz>".
-  # layer: "last" or an integer layer index written as text ("-4"): ConfigDict fields keep one type.
+  # vision_models: "self" (this run's own vision tower) or "<encoder registry name>=<source>", the source a
+  # big_vision .npz path, "bv:FILE.npz" or "hf:DIR" (a Hugging Face directory); one result row per model.
+  # layer: "last", "best" (PRH: the best pair of LM and vision layers) or an integer layer index written as
+  # text ("-4"): ConfigDict fields keep one type.
   config.eval.alignment = _dict(enabled=True, k=20, layer="last", pooling="mean", vision_models=["self"])
+  # PRH's remove_outliers quantile (0.95 in PRH) on both sides' features; 1.0 = none (left out of the key).
+  config.eval.alignment.outlier_quantile = 1.0
   config.eval.probe = _dict(enabled=True, judge="rule", url="", model="", max_new_tokens=256)
   config.eval.max_new_tokens = 32
   config.eval.limit = 0  # questions per benchmark; 0 = all
@@ -319,6 +330,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _named("vision.encoder", ENCODERS, config.vision.encoder, "vision encoder")
   if not isinstance(config.vision.checkpoint, str):
     raise ValueError(f"vision.checkpoint must be a path string ('' for none), got {config.vision.checkpoint!r}.")
+  if _vision_source(config.vision.init_from, "vision.init_from") and config.vision.checkpoint:
+    raise ValueError("vision.checkpoint and vision.init_from are both set; set one ('' for the other).")
   _number(config, "vision.contrastive.steps", minimum=0, integer=True)
   _number(config, "vision.contrastive.batch_size", minimum=0, exclusive=True, integer=True)
   _number(config, "vision.contrastive.peak_lr", minimum=0, exclusive=True)
@@ -365,16 +378,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"{path} must be True or False, got {get_field(config, path)!r}.")
   _number(config, "eval.alignment.k", minimum=0, exclusive=True, integer=True)
   layer = config.eval.alignment.layer
-  if layer != "last" and not re.fullmatch(r"-?\d+", str(layer)):
-    raise ValueError(f"eval.alignment.layer must be 'last' or an integer index as text ('-4'), got {layer!r}.")
+  if layer not in ("last", "best") and not re.fullmatch(r"-?\d+", str(layer)):
+    raise ValueError(f"eval.alignment.layer must be 'last', 'best' or an integer index as text ('-4'), "
+                     f"got {layer!r}.")
   _choice(config, "eval.alignment.pooling", POOLINGS)
+  _number(config, "eval.alignment.outlier_quantile", minimum=0, exclusive=True, maximum=1)
   for entry in config.eval.alignment.vision_models:
-    if entry == "self":
-      continue
-    encoder, sep, path = str(entry).partition("=")
-    if not sep or not path:
-      raise ValueError(f"eval.alignment.vision_models entry {entry!r}: use 'self' or '<encoder>=<path.npz>'.")
-    _named("eval.alignment.vision_models", ENCODERS, encoder, "vision encoder")
+    if entry != "self":
+      _vision_model_entry(entry)
   _choice(config, "eval.probe.judge", JUDGES)
   if config.eval.probe.enabled and config.eval.probe.judge == "llm" and not (config.eval.probe.url
                                                                               and config.eval.probe.model):
@@ -399,11 +410,15 @@ def missing_files(config: ml_collections.ConfigDict) -> list[str]:
   init_from = _init_from_dir(config)
   if init_from is not None and not (init_from / "config.json").is_file():
     problems.append(f"pretrain.init_from {config.pretrain.init_from!r}: {init_from} holds no config.json.")
-  if config.vision.kind == "checkpoint":
+  source = _vision_source(config.vision.init_from, "vision.init_from")
+  if source is not None and _source_problem(source, config.vision.encoder):
+    problems.append(f"vision.init_from {config.vision.init_from!r}: {_source_problem(source, config.vision.encoder)}")
+  if config.vision.kind == "checkpoint" and source is None:
     path = config.vision.checkpoint
     if not path:
       problems.append(f"vision.checkpoint is empty: vision.kind 'checkpoint' needs a big_vision-format .npz of "
-                      f"{config.vision.encoder!r} (or set vision.kind='contrastive' to train one).")
+                      f"{config.vision.encoder!r} (or vision.init_from='hf:DIR' / 'bv:FILE.npz', or "
+                      "vision.kind='contrastive' to train one).")
     elif not pathlib.Path(path).expanduser().is_file():
       problems.append(f"vision.checkpoint {path!r} does not exist.")
   if config.adapt.data.kind == "llava":
@@ -416,10 +431,42 @@ def missing_files(config: ml_collections.ConfigDict) -> list[str]:
         problems.append(f"adapt.data.llava.{name} {path!r} does not exist.")
   for entry in config.eval.alignment.vision_models if config.eval.alignment.enabled else ():
     if entry != "self":
-      path = str(entry).partition("=")[2]
-      if not pathlib.Path(path).expanduser().is_file():
-        problems.append(f"eval.alignment.vision_models entry {entry!r}: {path!r} does not exist.")
+      encoder, entry_source = _vision_model_entry(entry)
+      if _source_problem(entry_source, encoder):
+        problems.append(f"eval.alignment.vision_models entry {entry!r}: {_source_problem(entry_source, encoder)}")
   return problems
+
+
+def _source_problem(source: Any, encoder: str) -> str | None:
+  """What keeps a vision weights source from loading as `encoder` (absent files; a Hugging Face checkpoint of
+  another architecture), or None. A big_vision file is checked array by array when it is loaded."""
+  from visual_priors.models.vision import get_encoder, sources  # pylint: disable=import-outside-toplevel
+  if source.problem():
+    return source.problem() + "."
+  try:
+    sources.tower_config(source, get_encoder(encoder))
+  except ValueError as error:
+    return str(error)
+  return None
+
+
+def _vision_source(text: Any, field: str) -> Any:
+  """models.vision.sources.parse_source, imported when a config is checked (VisionSource | None)."""
+  from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
+  return sources.parse_source(text, field)
+
+
+def _vision_model_entry(entry: Any) -> tuple[str, Any]:
+  """(encoder, VisionSource) of an eval.alignment.vision_models entry other than "self"."""
+  from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.vision.registry import ENCODERS  # pylint: disable=import-outside-toplevel
+  field = "eval.alignment.vision_models entry"
+  encoder, sep, text = str(entry).partition("=")
+  if not sep or not text:
+    raise ValueError(f"{field} {entry!r}: use 'self' or '<encoder>=<path.npz>', '<encoder>=bv:FILE.npz', "
+                     "'<encoder>=hf:DIR'.")
+  _named("eval.alignment.vision_models", ENCODERS, encoder, "vision encoder")
+  return encoder, sources.parse_source(text, f"{field} {entry!r}:", plain_npz=True)
 
 
 # ------------------------------------------------------------------------------------------------- metadata
@@ -581,6 +628,39 @@ def _init_from_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {"init_from": {"hf": hf_import.content_sha256(directory)}}
 
 
+def _source_identity(source: Any) -> dict[str, Any]:
+  """A vision weights source as a key sees it: {kind: content hash}, or its path when it is not on this machine
+  (which `finalize(strict=True)` refuses to run)."""
+  from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import hf_import  # pylint: disable=import-outside-toplevel
+  if source.problem():
+    return {source.kind: None, "missing": str(source.path)}
+  return {source.kind: sources.content_sha256(source, hf_import.memoised_sha256)}
+
+
+def _vision_init_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """vision.init_from as a key sees it: nothing when unset (keys stay as before the field existed)."""
+  source = _vision_source(config.vision.get("init_from", ""), "vision.init_from")
+  return {} if source is None else {"init_from": _source_identity(source)}
+
+
+def _eval_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The eval fields as a key sees them: eval.alignment.outlier_quantile left out at 1.0 (none), and vision
+  models given as "bv:" / "hf:" sources by their content (a plain .npz path stays the string it was)."""
+  fields = config.eval.to_dict()
+  alignment = fields["alignment"]
+  if alignment.get("outlier_quantile", 1.0) == 1.0:
+    alignment.pop("outlier_quantile", None)
+  models = []
+  for entry in alignment["vision_models"]:
+    encoder, _, text = str(entry).partition("=")
+    if entry != "self" and text.startswith(("bv:", "hf:")):
+      entry = {"encoder": encoder, **_source_identity(_vision_model_entry(entry)[1])}
+    models.append(entry)
+  alignment["vision_models"] = models
+  return fields
+
+
 def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
   """Each stage's own result-changing fields and upstream stages, in execution order."""
   pretrain = config.pretrain.to_dict()
@@ -594,7 +674,7 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
                        "mixture": canonical_mixture(config.data.mixture), **pretrain, **_init_from_identity(config)}
   data = config.adapt.data
   mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
-  vision = {"kind": config.vision.kind, "encoder": config.vision.encoder}
+  vision = {"kind": config.vision.kind, "encoder": config.vision.encoder, **_vision_init_identity(config)}
   if config.vision.kind == "checkpoint":
     vision["checkpoint"] = config.vision.checkpoint
     vision_upstream: tuple[str, ...] = ()
@@ -612,7 +692,7 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
   if config.adapt.blind:
     stages["blind"] = ({"blind": True, **sft_fields}, ("align",))
   stages["sft"] = (sft_fields, ("blind",) if config.adapt.blind else ("align",))
-  stages["eval"] = (config.eval.to_dict(), ("sft", "pretrain") if config.eval.language else ("sft",))
+  stages["eval"] = (_eval_identity(config), ("sft", "pretrain") if config.eval.language else ("sft",))
   return stages
 
 

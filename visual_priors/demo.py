@@ -7,7 +7,11 @@
    full-size corpora of `data build` are never replaced; package downloads are shared).
 2. Runs every `demo/*` experiment with `data.store` set to that store: pretrain per mixture, then the shared
    generated data and contrastive vision tower, align, sft and eval per mixture, into `<root>` (the
-   runner's stages/, runs/, results/).
+   runner's stages/, runs/, results/). The LM-vision alignment is measured against two vision models: the
+   run's own tower ("self", vit-nano) and `ALIGNMENT_TOWER`, a random-init DINOv2-layout tower in Hugging Face
+   format (config.json + model.safetensors) that `models/vision/random_hf.py` writes from a seed into
+   `<root>/data/vision/` on first use (no weights can be downloaded here, and no torch is needed). It is
+   added as an override (`eval.alignment.vision_models`), so the registered demo experiments keep their keys.
 3. Writes `<root>/report.html` from the results with notes on what a nano run can and cannot show.
 
 Every step is cached (corpora, vocabulary and store by their manifests, stages by their keys), so a second
@@ -32,6 +36,15 @@ REDUCED_MIXTURES = 1
 # The reduced data's 1000-piece vocabulary spells the chat template's (LLaVA) system prompt in more tokens, so
 # its instruction rows need more room than experiments/demo.py's 96 tokens.
 REDUCED_OVERRIDES = ("adapt.align.seq_len=128", "adapt.sft.seq_len=128")
+# The second vision model of the alignment rows: (registered encoder, seed of its random weights).
+ALIGNMENT_TOWER = ("dinov2-nano", 0)
+ALIGNMENT_NOTE = (
+    "Two vision models: the run's own vit-nano tower (trained contrastively on the generated captions) and "
+    "{encoder}, a DINOv2-layout tower in Hugging Face format (config.json + model.safetensors) with random "
+    "weights (seed {seed}), written by the framework because no pre-trained weights can be downloaded here. "
+    "Its column measures how much image-layout structure the LM's caption features share with an untrained "
+    "tower, not a learned visual prior; with real weights, list them in eval.alignment.vision_models "
+    "('dinov2-g14-224=hf:DIR').")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +106,25 @@ def build_data(size: DataSize, cache_dir: pathlib.Path, log: Callable[[str], Non
   return store.root
 
 
+def alignment_tower(data_root: pathlib.Path) -> pathlib.Path:
+  """`<data_root>/vision/<encoder>-seed<seed>`: the random-init Hugging Face tower of `ALIGNMENT_TOWER`, written
+  (atomically, in well under a second) when absent; the same bytes on every machine."""
+  from visual_priors.data import cache  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.vision import random_hf  # pylint: disable=import-outside-toplevel
+
+  encoder, seed = ALIGNMENT_TOWER
+  directory = pathlib.Path(data_root) / "vision" / f"{encoder}-seed{seed}"
+  if not (directory / "config.json").is_file():
+    with cache.atomic_directory(directory) as tmp:
+      random_hf.write_random_dinov2(tmp, seed=seed, **random_hf.DEMO_TOWER)
+  return directory
+
+
+def alignment_override(tower: pathlib.Path) -> str:
+  """The `--set` that measures alignment against the run's own tower and `tower` (an `ALIGNMENT_TOWER`)."""
+  return f"eval.alignment.vision_models={['self', f'{ALIGNMENT_TOWER[0]}=hf:{tower}']!r}"
+
+
 def experiment_names(reduced: bool) -> list[str]:
   """The registered demo experiments, or (reduced) the first REDUCED_MIXTURES of them as reduced variants."""
   from visual_priors import registry  # pylint: disable=import-outside-toplevel
@@ -122,7 +154,8 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
   seconds["data"] = time.perf_counter() - started
   log(f"demo: data ready in {seconds['data']:.1f} s: {store}")
   names = list(names) if names is not None else experiment_names(reduced)
-  overrides = [f"data.store={store}", *(REDUCED_OVERRIDES if reduced else ())]
+  overrides = [f"data.store={store}", alignment_override(alignment_tower(root / "data")),
+               *(REDUCED_OVERRIDES if reduced else ())]
   rows = grid.grid(names, root=root, overrides=overrides, devices=devices, log=log)
   run_ids = [row.run_id for row in rows if row.run_id]
   seconds["runs"] = time.perf_counter() - started - seconds["data"]
@@ -133,8 +166,10 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
     notes = NOTES.format(params=f"{example.meta.params / 1e6:.1f}M-parameter",
                          tokens=f"{int(example.pretrain.token_budget):,}")
     report_started = time.perf_counter()
+    encoder, seed = ALIGNMENT_TOWER
     report_path = report.write_report(_only_runs(frame_store, run_ids), root / "report.html",
-                                      title="visual_priors demo: nano mixture ablation", notes=notes)
+                                      title="visual_priors demo: nano mixture ablation", notes=notes,
+                                      section_notes={"alignment": ALIGNMENT_NOTE.format(encoder=encoder, seed=seed)})
     seconds["report"] = time.perf_counter() - report_started
     log(f"demo: report {report_path}")
   seconds["total"] = time.perf_counter() - started

@@ -379,3 +379,136 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   assert results["sft"]["count"] == 200 and results["sft"]["chance"] == 0.25
   assert results["sft"]["accuracy"] >= results["sft"]["chance"] + 0.12
   assert results["sft"]["accuracy"] >= results["align"]["accuracy"] + 0.1
+
+
+# --- vision towers from checkpoints others wrote ("hf:DIR", "bv:FILE.npz") --------------------------------------
+
+BIG_VISION = pathlib.Path(__file__).parents[1] / "fixtures" / "big_vision"
+# The big_vision fixtures' image tower (width 32, depth 2, 2 heads, MLP 64, 16 px in 4 x 4 patches, MAP pooling).
+FIXTURE_TOWER = "bv-fixture-d2"
+
+
+@pytest.fixture
+def fixture_encoder(monkeypatch):
+  from visual_priors.models.vision import ViTConfig, registry  # pylint: disable=import-outside-toplevel
+  monkeypatch.setitem(registry.ENCODERS, FIXTURE_TOWER, ViTConfig(
+      image_size=IMAGE, patch_size=4, width=32, depth=2, mlp_dim=64, num_heads=2, pool_type="map", dtype="float32"))
+  return FIXTURE_TOWER
+
+
+@pytest.fixture(scope="module")
+def hf_dinov2(tmp_path_factory) -> pathlib.Path:
+  """A random transformers Dinov2Model of the registered dinov2-nano shape, saved with save_pretrained."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  torch.manual_seed(0)
+  model = transformers.Dinov2Model(transformers.Dinov2Config(
+      hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, patch_size=4, image_size=IMAGE))
+  with torch.no_grad():  # no parameter left at a constant initial value, so a mis-mapped one shows
+    for parameter in model.parameters():
+      parameter.add_(0.05 * torch.randn_like(parameter))
+  out = tmp_path_factory.mktemp("hf") / "dinov2"
+  model.save_pretrained(out)
+  return out
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory) -> pathlib.Path:
+  return _pretrain(tmp_path_factory.mktemp("lm") / "lm")
+
+
+def _expected_tower(source: str, encoder: str, prefix: str = "img/") -> dict[str, np.ndarray]:
+  from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
+  parsed = sources.parse_source(source, "test")
+  config = sources.tower_config(parsed, get_encoder(encoder))
+  return {path: np.asarray(value) for path, value in sources.tower_parameters(parsed, config, prefix).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["hf", "bv"])
+def test_contrastive_starts_its_image_tower_from_a_checkpoint(kind, hf_dinov2, fixture_encoder, tmp_path):
+  source, encoder = ((f"hf:{hf_dinov2}", "dinov2-nano") if kind == "hf" else
+                     (f"bv:{BIG_VISION / 'siglip_map_prefixed.npz'}", fixture_encoder))
+  config = stages.stage_config("contrastive")
+  _train_settings(config, tmp_path / "contrastive", steps=1)
+  config.train.seq_len = 8
+  config.train.frozen = "img/(?!head/).*"  # the tower as loaded; its new head, the text tower, t and b train
+  config.vision.encoder = encoder
+  config.vision.init_from = source
+  config.vocab_size = VOCAB
+  stages.run_stage(config, train_data=_data(_caption_rows(16, 0)), num_examples=16, devices=ONE_DEVICE)
+  stored = _stored(tmp_path / "contrastive")
+  expected = _expected_tower(source, encoder)
+  assert expected and "img/head/kernel" in stored and "img/head/kernel" not in expected
+  for path, value in expected.items():
+    np.testing.assert_array_equal(stored[path], value, err_msg=path)
+  manifest = cache.read_json(tmp_path / "contrastive" / "manifest.json")
+  [record] = manifest["upstream"]
+  assert record["role"] == "vision" and record["encoder"] == encoder
+  assert (record["format"], len(record["content_sha256"])) == ("hf", 64) if kind == "hf" else "sha256" in record
+  assert manifest["model"]["vision"]["class_token"] is (kind == "hf")  # the tower as the checkpoint built it
+
+
+@pytest.mark.slow
+def test_align_reads_a_hugging_face_tower_frozen_or_trained_by_the_regex(lm_run, hf_dinov2, tmp_path):
+  source = f"hf:{hf_dinov2}"
+  expected = _expected_tower(source, "dinov2-nano")
+  runs = {}
+  for name, trainable in (("frozen", "proj/.*"), ("trained", "(proj|img)/.*")):
+    config = stages.stage_config("align")
+    _train_settings(config, tmp_path / name, steps=1)
+    config.train.seq_len = SEQ
+    config.train.trainable = trainable
+    config.train.optimizer.peak_lr = 0.1
+    config.train.optimizer.warmup_steps = 0
+    config.mllm.num_visual_tokens = VISUAL
+    config.vision.encoder = "dinov2-nano"
+    config.upstream.lm, config.upstream.vision = str(lm_run), source
+    assert stages.data_spec(config).image_size == IMAGE
+    stages.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
+    runs[name] = _stored(tmp_path / name)
+  for path, value in expected.items():
+    np.testing.assert_array_equal(runs["frozen"][path], value, err_msg=path)
+  assert any(not np.array_equal(runs["trained"][path], value) for path, value in expected.items())
+  manifest = cache.read_json(tmp_path / "frozen" / "manifest.json")
+  assert manifest["upstream"][1]["format"] == "hf" and manifest["upstream"][1]["path"] == str(hf_dinov2)
+  assert manifest["model"]["mllm"]["vision"]["class_token"] is True
+  model, _ = stages.load_mllm(tmp_path / "frozen")
+  row = _instruct_rows(1, 5)[0]
+  logits = model(row["images"][None], row["decoder_input_tokens"][None], image_mask_bt=row["decoder_image_mask"][None])
+  assert np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.slow
+def test_align_reads_a_big_vision_file_named_as_a_source(lm_run, fixture_encoder, tmp_path):
+  npz = BIG_VISION / "siglip_map_scan.npz"
+  config = stages.stage_config("align")
+  _train_settings(config, tmp_path / "align", steps=1)
+  config.train.seq_len = SEQ
+  config.mllm.num_visual_tokens = VISUAL
+  config.vision.encoder = fixture_encoder
+  config.upstream.lm, config.upstream.vision = str(lm_run), f"bv:{npz}"
+  stages.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
+  stored = _stored(tmp_path / "align")
+  expected = _expected_tower(f"bv:{npz}", fixture_encoder)
+  assert not any(path.startswith("img/map_head/") for path in stored)  # the MLLM reads patch tokens
+  for path, value in stored.items():
+    if path.startswith("img/"):
+      np.testing.assert_array_equal(value, expected[path], err_msg=path)
+  record = cache.read_json(tmp_path / "align" / "manifest.json")["upstream"][1]
+  assert record == {"role": "vision", "path": str(npz), "sha256": cache.sha256_file(npz), "encoder": fixture_encoder}
+
+
+def test_vision_sources_are_checked_before_a_stage_runs(hf_dinov2):
+  config = stages.stage_config("align")
+  config.upstream.lm, config.upstream.vision = "/somewhere", "bv:/somewhere/weights.pt"
+  with pytest.raises(ValueError, match=r"upstream.vision .* a .npz file"):
+    stages.validate(config)
+  contrastive = stages.stage_config("contrastive")
+  contrastive.vision.init_from = "dinov2"
+  with pytest.raises(ValueError, match=r"vision.init_from 'dinov2' must be 'hf:DIR'"):
+    stages.validate(contrastive)
+  contrastive.vision.init_from, contrastive.vision.encoder = f"hf:{hf_dinov2}", "vit-nano"
+  contrastive.vocab_size = VOCAB
+  with pytest.raises(ValueError, match="not this encoder's architecture: depth: checkpoint 2, encoder 1"):
+    stages.run_stage(contrastive, train_data=_data(_caption_rows(8, 0)), num_examples=8)

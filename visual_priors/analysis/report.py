@@ -12,7 +12,7 @@ import html
 import json
 import pathlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -326,8 +326,14 @@ img { max-width: 100%; display: block; margin: 1em 0; }
 """
 
 
-def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pathlib.Path) -> str:
-  """The report's HTML text; the plots are drawn into `plot_dir` and embedded."""
+def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pathlib.Path,
+               section_notes: Mapping[str, str] | None = None) -> str:
+  """The report's HTML text; the plots are drawn into `plot_dir` and embedded. `section_notes` adds a paragraph
+  at the top of a section, by key (so far "alignment")."""
+  section_notes = dict(section_notes or {})
+  unknown = sorted(set(section_notes) - {"alignment"})
+  if unknown:
+    raise ValueError(f"No report section {unknown}; section notes go to: 'alignment'.")
   sections = []
   if notes:
     paragraphs = "".join(f"<p>{html.escape(p.strip())}</p>" for p in notes.split("\n\n") if p.strip())
@@ -364,7 +370,8 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
                    + _html_table(paper.findings_table(results))))
   sections.append(("MLE-Bench accuracy (%) by object size", _html_table(mle_bench_table(results))))
   sections.append(("Language", _html_table(language_table(results))))
-  sections.append(("Representation alignment (mutual k-NN)", _html_table(alignment_table(results))))
+  alignment_note = (f"<p>{html.escape(section_notes['alignment'])}</p>" if section_notes.get("alignment") else "")
+  sections.append(("Representation alignment (mutual k-NN)", alignment_note + _html_table(alignment_table(results))))
   sections.append(("Reasoning-trace probe", _html_table(probe_table(results))))
   others = other_table(results)
   if not others.empty:
@@ -419,13 +426,13 @@ def write_lm_eval_json(results: Results, out_dir: str | pathlib.Path) -> list[pa
 
 
 def write_report(stores_or_frames: ResultsInput, out_path: str | pathlib.Path, *, title: str,
-                 notes: str | None = None) -> pathlib.Path:
-  """Writes the self-contained HTML report (atomically) and returns its path."""
+                 notes: str | None = None, section_notes: Mapping[str, str] | None = None) -> pathlib.Path:
+  """Writes the self-contained HTML report (atomically) and returns its path (`build_html`'s section notes)."""
   results = as_results(stores_or_frames)
   if results.frame.empty and results.runs.empty:
     raise ValueError("No runs to report: the results are empty.")
   out_path = pathlib.Path(out_path)
   with tempfile.TemporaryDirectory(prefix="vp-report-plots-") as plot_dir:
-    text = build_html(results, title=title, notes=notes, plot_dir=pathlib.Path(plot_dir))
+    text = build_html(results, title=title, notes=notes, plot_dir=pathlib.Path(plot_dir), section_notes=section_notes)
   write_text_atomic(out_path, text)
   return out_path

@@ -4,7 +4,7 @@
 
 `stages` maps stage names to what the runner finished (`visual_priors.run.stages.stage_locations`): the
 trainer run directories of "pretrain" and "sft" (or "blind"/"align"), the generated data directory
-"mmdata" and the "vision" run (a contrastive run directory or a big_vision .npz).
+"mmdata" and the "vision" run (a contrastive run directory, a big_vision .npz or a Hugging Face directory).
 
   evaluated stage  evaluator                       turned on by              files under out_dir
   sft              VQA (generate -> score -> table,  eval.benchmarks           vqa/
@@ -24,8 +24,11 @@ Where the paper is silent:
   * MLE-Bench: the generated set ("gen_mle_bench") whenever the run has generated data, plus the released
     one ("mle_bench") when its files are present.
   * Alignment pairs are the run's caption data (at most `ALIGNMENT_PAIRS`), LM features from the pre-trained
-    LM (the model whose prior is measured); vision models: "self" = this run's vision tower, or
-    "<encoder>=<path.npz>" entries.
+    LM (the model whose prior is measured); vision models (`eval.alignment.vision_models`, one row
+    `alignment/<name>` each and `alignment` their mean): "self" = this run's vision tower, named by its
+    encoder (`vision.encoder`), and "<encoder>=<path.npz | bv:FILE.npz | hf:DIR>" entries, named by the
+    encoder (a name taken twice gets "-2", "-3", ...). A vision model's features: its pooled output where it
+    has one, else the mean of its patch tokens; with layer "best" every layer's class token (or patch mean).
   * Probe items are the generated Knowledge and Vision-Centric questions (the probe's groups).
 Each evaluator resumes from its own files, so a crashed evaluation picks up where it stopped.
 """
@@ -43,6 +46,9 @@ from visual_priors.data import cache, segments
 from visual_priors.data.multimodal import chat, loaders
 from visual_priors.eval import alignment, benchmarks, checkpoints, judge, language, mle_bench, multiple_choice, probe
 from visual_priors.eval import vqa
+from visual_priors.models.vision import ViTConfig, get_encoder
+from visual_priors.models.vision import sources as vision_sources
+from visual_priors.train import upstream as upstream_lib
 
 Rows = list[dict[str, Any]]
 ALIGNMENT_PAIRS = 1024  # caption-image pairs for mutual k-NN (the PRH protocol uses ~1k)
@@ -123,24 +129,60 @@ def _likelihood_rows(model, template: chat.ChatTemplate, names: list[str], data_
   return rows
 
 
+def _vision_pooling(tower: ViTConfig, best: bool) -> str:
+  """How a tower's features are taken (see the module docstring)."""
+  if best:
+    return "cls" if tower.class_token or tower.pool_type == "tok" else "mean"
+  return "mean" if tower.pool_type == "none" else "head"
+
+
+def vision_model_specs(config: ml_collections.ConfigDict, vision_location: pathlib.Path | None) -> dict[str, dict]:
+  """`alignment.build_vision_models` specs of eval.alignment.vision_models, by row name (see the module
+  docstring); `vision_location` is the vision stage's (needed for "self")."""
+  best = config.eval.alignment.layer == "best"
+  specs: dict[str, dict[str, Any]] = {}
+  for entry in config.eval.alignment.vision_models:
+    if entry == "self":
+      if vision_location is None:
+        raise ValueError("eval.alignment.vision_models names 'self', but the run has no vision stage output.")
+      encoder, location = config.vision.encoder, pathlib.Path(vision_location)
+      if location.suffix == ".npz":
+        spec = {"kind": "npz", "path": str(location), "encoder": encoder}
+      elif (location / upstream_lib.MANIFEST).is_file():
+        tower = ViTConfig(**upstream_lib.read_run(location, "vision", ("contrastive",)).manifest["model"]["vision"])
+        spec = {"kind": "contrastive", "run": str(location), "pooling": _vision_pooling(tower, best)}
+      else:
+        spec = {"kind": "hf", "path": str(location), "encoder": encoder}
+    else:
+      encoder, text = str(entry).split("=", 1)
+      source = vision_sources.parse_source(text, f"eval.alignment.vision_models entry {entry!r}:", plain_npz=True)
+      spec = {"kind": "hf" if source.kind == "hf" else "npz", "path": str(source.path), "encoder": encoder}
+    if spec["kind"] != "contrastive":
+      tower = get_encoder(encoder)
+      if spec["kind"] == "hf":
+        tower = vision_sources.tower_config(vision_sources.VisionSource("hf", pathlib.Path(spec["path"])), tower)
+      spec["pooling"] = _vision_pooling(tower, best)
+    if best:
+      spec["all_layers"] = True
+    name, count = encoder, 1
+    while name in specs:
+      count += 1
+      name = f"{encoder}-{count}"
+    specs[name] = spec
+  return specs
+
+
 def _alignment_rows(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], decoder, vocab_path,
                     image_size: int, out_dir: pathlib.Path) -> Rows:
   settings = config.eval.alignment
-  specs: dict[str, dict[str, Any]] = {}
-  for entry in settings.vision_models:
-    if entry == "self":
-      vision = pathlib.Path(stages["vision"])
-      specs[config.vision.encoder] = ({"kind": "npz", "path": str(vision), "encoder": config.vision.encoder}
-                                      if vision.suffix == ".npz" else {"kind": "contrastive", "run": str(vision)})
-    else:
-      encoder, path = entry.split("=", 1)
-      specs[encoder] = {"kind": "npz", "path": path, "encoder": encoder}
+  specs = vision_model_specs(config, stages.get("vision"))
   pairs = loaders.load_captions(pathlib.Path(stages["mmdata"]) / "captions.jsonl")[:ALIGNMENT_PAIRS]
-  layer = settings.layer if settings.layer == "last" else int(settings.layer)
+  layer = settings.layer if settings.layer in ("last", "best") else int(settings.layer)
+  quantile = float(settings.get("outlier_quantile", 1.0))
   return list(alignment.evaluate_alignment(
       decoder, vocab_path, pairs, alignment.build_vision_models(specs), k=settings.k, layer=layer,
       pooling=settings.pooling, image_size=image_size, batch_size=config.runtime.eval_batch_size,
-      out_dir=out_dir))
+      outlier_quantile=None if quantile == 1.0 else quantile, out_dir=out_dir))
 
 
 def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], out_dir: pathlib.Path,

@@ -11,8 +11,10 @@ manifest and hands to later stages.
             pretrain.init_from "hf:DIR" starts from HF weights
   mmdata    generate.generate(adapt.data.generated) | llava files     captions, instruct, images, eval_dir,
                                                                      files (sha256)
-  vision    contrastive: SigLIP towers on the captions (with a        kind, run | path + sha256
-            caption vocabulary trained on them); checkpoint: the .npz
+  vision    contrastive: SigLIP towers on the captions (with a        kind, run | path + sha256, or
+            caption vocabulary trained on them; the image tower       format + path + content_sha256
+            from vision.init_from when set); checkpoint: the .npz,    (vision.init_from)
+            or vision.init_from ("hf:DIR" / "bv:FILE.npz")
   align     train.stages align: projector on captions as chats       run
   blind     text-only instruction data (adapt.sft_data applied)      run, sft_variant, items
   sft       instruction data, adapt.sft_data removal applied          run, sft_variant, items
@@ -218,7 +220,17 @@ def caption_vocab(texts: Sequence[str], prefix: pathlib.Path, vocab_size: int = 
 
 
 def run_vision(ctx: StageContext) -> Outputs:
+  from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
+
   vision = ctx.config.vision
+  source = sources.parse_source(_get(vision, "init_from", ""), "vision.init_from")
+  if source is not None and source.problem():
+    raise FileNotFoundError(f"vision.init_from {vision.init_from!r}: {source.problem()}.")
+  if vision.kind == "checkpoint" and source is not None:
+    ctx.log(f"  {vision.encoder} from {source}")
+    # Fails here, not in align, when the checkpoint is not the encoder's architecture.
+    sources.tower_config(source, _encoder(vision.encoder))
+    return {"kind": "checkpoint", "encoder": vision.encoder, **sources.describe(source)}
   if vision.kind == "checkpoint":
     return {"kind": "checkpoint", "encoder": vision.encoder, **_file_record(vision.checkpoint, "vision.checkpoint")}
   lookup({"contrastive": None}, vision.kind, "vision.kind")
@@ -230,6 +242,9 @@ def run_vision(ctx: StageContext) -> Outputs:
                         int(_get(settings, "vocab_size", CAPTION_VOCAB_SIZE)))
   config = stages.stage_config("contrastive")
   config.vision.encoder = vision.encoder
+  if source is not None:
+    config.vision.init_from = str(source)
+    ctx.log(f"  image tower starts from {source}")
   _runtime(config.train, ctx.config, ctx.out_dir)
   config.train.batch_size = int(settings.batch_size)
   config.train.num_steps = int(settings.steps)
@@ -257,6 +272,19 @@ def _adapt_settings(config: ml_collections.ConfigDict, settings: ml_collections.
   config.warmup_fraction = float(settings.warmup_fraction)
 
 
+def _encoder(name: str):
+  from visual_priors.models.vision import get_encoder  # pylint: disable=import-outside-toplevel
+  return get_encoder(name)
+
+
+def vision_upstream(vision: Outputs) -> str:
+  """What the align stage reads as `upstream.vision` from the vision stage's outputs: the contrastive run
+  directory, the .npz path, or "hf:DIR" / "bv:FILE.npz" of a vision.init_from checkpoint."""
+  if vision["kind"] == "contrastive":
+    return vision["run"]
+  return f"{vision['format']}:{vision['path']}" if "format" in vision else vision["path"]
+
+
 def run_align(ctx: StageContext) -> Outputs:
   from visual_priors.train import stage_commands, stage_data, stages  # pylint: disable=import-outside-toplevel
 
@@ -270,7 +298,7 @@ def run_align(ctx: StageContext) -> Outputs:
   vision = ctx.outputs["vision"]
   config.vision.encoder = ctx.config.vision.encoder
   config.upstream.lm = ctx.outputs["pretrain"]["run"]
-  config.upstream.vision = vision["run"] if vision["kind"] == "contrastive" else vision["path"]
+  config.upstream.vision = vision_upstream(vision)
   captions, captions_path = _captions(ctx)
   records = stage_data.caption_conversations(captions)
   ctx.log(f"  align ({settings.projector}, {settings.num_visual_tokens} visual tokens) on {len(records)} captions")
@@ -325,7 +353,7 @@ RESULTS_FILE = "results.json"
 def stage_locations(outputs: Mapping[str, Outputs]) -> dict[str, pathlib.Path]:
   """What the eval suite reads of each stage: the trainer run directory (pretrain, vision when contrastive,
   align, blind, sft), the data directory (mmdata; generated data keeps its benchmarks in `eval/`), or the
-  vision .npz file."""
+  vision .npz file or Hugging Face directory."""
   locations = {}
   for stage, out in outputs.items():
     value = out.get("run") or out.get("path")

@@ -170,26 +170,25 @@ def hashed_files(directory: pathlib.Path) -> list[pathlib.Path]:
   return [directory / CONFIG_FILE, *weights, *tokenizer]
 
 
+def memoised_sha256(path: pathlib.Path) -> str:
+  """sha256 of a file, memoised in the data cache under its path, size and mtime, so a large file is read once."""
+  stat = path.stat()
+  memo_key = hashlib.sha256(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()
+  memo = cache.cache_root() / "hf_digests" / f"{memo_key[:32]}.json"
+  if memo.is_file():
+    try:
+      return json.loads(memo.read_text())["sha256"]
+    except (ValueError, KeyError):
+      pass
+  digest = cache.sha256_file(path)
+  cache.write_json_atomic(memo, {"path": str(path), "sha256": digest})
+  return digest
+
+
 def content_sha256(directory: str | os.PathLike[str]) -> str:
-  """sha256 over (name, sha256) of `hashed_files`; each file's digest is memoised in the data cache under its
-  path, size and mtime, so a large checkpoint is read once."""
+  """sha256 over (name, sha256) of `hashed_files`; each file's digest is memoised (`memoised_sha256`)."""
   directory = pathlib.Path(directory).expanduser().absolute()
-  memo_dir = cache.cache_root() / "hf_digests"
-  entries = []
-  for path in hashed_files(directory):
-    stat = path.stat()
-    memo_key = hashlib.sha256(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()
-    memo = memo_dir / f"{memo_key[:32]}.json"
-    digest = None
-    if memo.is_file():
-      try:
-        digest = json.loads(memo.read_text())["sha256"]
-      except (ValueError, KeyError):
-        digest = None
-    if digest is None:
-      digest = cache.sha256_file(path)
-      cache.write_json_atomic(memo, {"path": str(path), "sha256": digest})
-    entries.append([path.name, digest])
+  entries = [[path.name, memoised_sha256(path)] for path in hashed_files(directory)]
   return hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()
 
 

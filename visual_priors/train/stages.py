@@ -1,9 +1,12 @@
 """The adaptation stages as configs of the one trainer: contrastive, align, sft, blind; their manifests.
 
   stage        model     trains          starts from (config.upstream)                  defaults
-  contrastive  TwoTower  everything      nothing: both towers from scratch              LR 1e-3, 5% warm-up, wd 1e-4
-  align        MLLM      proj/.*         lm: a pretrain run; vision: a contrastive run  LR 1e-3, 6% warm-up
-                                         or a big_vision .npz (config.vision.encoder)
+  contrastive  TwoTower  everything      nothing: both towers from scratch, or the      LR 1e-3, 5% warm-up, wd 1e-4
+                                         image tower from vision.init_from
+  align        MLLM      proj/.*         lm: a pretrain run; vision: a contrastive run, LR 1e-3, 6% warm-up
+                                         a big_vision .npz ("FILE.npz" or "bv:FILE.npz")
+                                         or a Hugging Face directory ("hf:DIR"), the
+                                         latter two of config.vision.encoder's shape
   sft          MLLM      (proj|llm)/.*   init: an align run (or a blind run)            LR 4e-5, 3% warm-up
   blind        MLLM      llm/.*          init: an align run; text-only batches          LR 4e-5, 3% warm-up
 All stages: AdamW, cosine decay, 1 epoch (`config.epochs`), global batch 512 (docs/paper.md, section 4).
@@ -16,7 +19,10 @@ own config (`visual_priors.train.config`, without `scale`: the model comes from 
 length is `epochs` over the data's `num_examples` (unless `train.num_steps` is set), with
 `warmup_fraction` of those steps warming up. The MLLM's vision tower drops the pooling head (pool
 "map"/"gap" become "none"; the patch tokens are what the MLLM reads). `train.compute_dtype` sets the
-compute dtype of every tower; `train.remat` and `train.model` apply to the LM.
+compute dtype of every tower; `train.remat` and `train.model` apply to the LM. A tower read from a checkpoint
+(`models/vision/sources.py`: "hf:DIR", "bv:FILE.npz") is the registered encoder `vision.encoder` checked
+against it; the contrastive stage's `vision.init_from` fills its image tower (not the image head, which
+starts random), and whether a stage trains the tower is its `train.trainable` / `train.frozen` regex as ever.
 
 Each finished stage writes `<work_dir>/manifest.json`: the config, the model, and every upstream it
 started from (directory, manifest path and its sha256, checkpoint step; or a weights file and its
@@ -43,7 +49,7 @@ from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
 from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
 from visual_priors.models.vision import flops as vision_flops
-from visual_priors.models.vision.checkpoint import load_vit_npz
+from visual_priors.models.vision import sources
 from visual_priors.names import lookup, unknown_keys
 from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
 from visual_priors.train import trainer
@@ -102,6 +108,8 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
   if stage in ("contrastive", "align"):
     # contrastive: the image tower to train; align: the architecture of an upstream .npz.
     config.vision = ml_collections.ConfigDict({"encoder": "siglip-b16-224", "overrides": {}})
+  if stage == "contrastive":  # "" | "hf:DIR" | "bv:FILE.npz": the image tower's starting weights
+    config.vision.init_from = ""
   if stage == "contrastive":
     config.text = ml_collections.ConfigDict()  # TextConfig overrides; by default the image tower's shape
     config.embed_dim = 0  # 0: the image tower's width
@@ -126,6 +134,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"epochs must be > 0 (or set train.num_steps), got {config.epochs}.")
   if not 0 <= config.warmup_fraction < 1:
     raise ValueError(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction}.")
+  if stage == "contrastive":
+    sources.parse_source(config.vision.get("init_from", ""), "vision.init_from")
+  if stage == "align" and config.upstream.vision:
+    vision_upstream(config.upstream.vision)
 
 
 def trainer_config(config: ml_collections.ConfigDict, num_examples: int) -> ml_collections.ConfigDict:
@@ -164,8 +176,26 @@ def _llm_config(config: ml_collections.ConfigDict, fields: Mapping[str, Any]) ->
   return DecoderConfig(**{**fields, **overrides, **config.train.model})
 
 
+def vision_upstream(value: str) -> sources.VisionSource | None:
+  """The align stage's `upstream.vision` as a weights source ("hf:DIR", "bv:FILE.npz" or a path ending in .npz),
+  or None for a contrastive run directory."""
+  if value.startswith(tuple(f"{kind}:" for kind in sources.KINDS)) or pathlib.Path(value).suffix == ".npz":
+    return sources.parse_source(value, "upstream.vision", plain_npz=True)
+  return None
+
+
+def _source_record(source: sources.VisionSource, role: str, encoder: str) -> dict[str, Any]:
+  """The manifest record of a vision weights source: a .npz as `upstream.file_record`, a directory by content."""
+  if source.kind == "bv":
+    return {**upstream_lib.file_record(source.path, role), "encoder": encoder}
+  return {"role": role, **sources.describe(source), "encoder": encoder}
+
+
 def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
   vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+  source = sources.parse_source(config.vision.get("init_from", ""), "vision.init_from")
+  if source is not None:
+    vision = sources.tower_config(source, vision)
   vision = dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype))
   if config.vocab_size <= 0:
     raise ValueError("Set config.vocab_size to the caption vocabulary's size (the text tower's embedding rows).")
@@ -181,18 +211,18 @@ def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
   image_tower, text_tower = towers.img.config, towers.txt.config
   pair_flops = (vision_flops.forward_flops_per_image(image_tower)
                 + flops.text_tower_forward_flops(text_tower, config.train.seq_len))
+  initialize, upstream = None, []
+  if source is not None:
+    def initialize(state: TrainState) -> dict[str, Any]:
+      del state  # the image tower's parameters but its head (the TwoTower's own, random)
+      return sources.tower_parameters(source, dataclasses.replace(image_tower, num_classes=0), "img/")
+
+    upstream = [_source_record(source, "vision", config.vision.encoder)]
   return StagePlan(
       model_factory=model_factory, loss_fn=contrastive_loss, features=multimodal_step.CAPTION_FEATURES,
-      initialize=None,
+      initialize=initialize,
       model={"vision": dataclasses.asdict(image_tower), "text": dataclasses.asdict(text_tower), "embed_dim": embed_dim},
-      upstream=[], lineage=[], flops_per_step=3 * config.train.batch_size * pair_flops)
-
-
-def _npz_vision_values(path: str, vision: ViTConfig) -> dict[str, Any]:
-  """The MLLM's `img/...` parameters read from a big_vision .npz (host arrays)."""
-  tower = load_vit_npz(path, vision)
-  return {"img/" + "/".join(map(str, key)): variable[...]
-          for key, variable in nnx.to_flat_state(nnx.state(tower, nnx.Param))}
+      upstream=upstream, lineage=[], flops_per_step=3 * config.train.batch_size * pair_flops)
 
 
 def trained_parts(mllm: MLLMConfig, trainable: str, frozen: str = "") -> set[str]:
@@ -228,14 +258,13 @@ def _mllm_plan(config: ml_collections.ConfigDict, mllm: MLLMConfig,
 def _align_plan(config: ml_collections.ConfigDict) -> StagePlan:
   lm_run = upstream_lib.read_run(config.upstream.lm, "lm", ("pretrain",))
   llm = _llm_config(config, lm_run.manifest["model"])
-  source = pathlib.Path(config.upstream.vision)
+  source = vision_upstream(config.upstream.vision)
   vision_run = None
-  if source.suffix == ".npz":
-    vision = get_encoder(config.vision.encoder, **config.vision.overrides)
-    vision_record = upstream_lib.file_record(source, "vision")
-    vision_record["encoder"] = config.vision.encoder
+  if source is not None:
+    vision = sources.tower_config(source, get_encoder(config.vision.encoder, **config.vision.overrides))
+    vision_record = _source_record(source, "vision", config.vision.encoder)
   else:
-    vision_run = upstream_lib.read_run(source, "vision", ("contrastive",))
+    vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
     vision = ViTConfig(**vision_run.manifest["model"]["vision"])
     vision_record = vision_run.record
   vision = feature_extractor(dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype)))
@@ -247,7 +276,7 @@ def _align_plan(config: ml_collections.ConfigDict) -> StagePlan:
       values.update(upstream_lib.restore_parameters(vision_run, upstream_lib.targets_under(state, ["img/"]),
                                                     {"img/": "img/"}))
     else:
-      values.update(_npz_vision_values(str(source), vision))
+      values.update(sources.tower_parameters(source, vision, "img/"))
     return values
 
   lineage = [record for run in (lm_run, vision_run) if run is not None
@@ -305,8 +334,9 @@ def data_spec(config: ml_collections.ConfigDict) -> DataSpec:
     return DataSpec(vision.image_size, 0, None, None, None)
   if config.stage == "align":
     lm = upstream_lib.read_run(config.upstream.lm, "lm", ("pretrain",))
-    if pathlib.Path(config.upstream.vision).suffix == ".npz":
-      vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+    source = vision_upstream(config.upstream.vision)
+    if source is not None:
+      vision = sources.tower_config(source, get_encoder(config.vision.encoder, **config.vision.overrides))
     else:
       vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
       vision = ViTConfig(**vision_run.manifest["model"]["vision"])

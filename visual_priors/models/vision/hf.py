@@ -25,8 +25,9 @@ tower's and are skipped; every vision key must be used and every parameter found
 names the first keys that differ.
 
 `load_hf_vision(directory, config=None)` -> ViT; `config` defaults to `vit_config_from_hf(directory)`
-(give one to pick the image size, the feature layer, the dtype). Outputs match transformers' forward
-(`last_hidden_state` patch tokens, `pooler_output`) within 1e-4 in float32
+(give one to pick the image size, the feature layer, the dtype); `with_hf_weights(get_encoder(name),
+directory)` is that config for a registered encoder, checked against the checkpoint. Outputs match
+transformers' forward (`last_hidden_state` patch tokens, `pooler_output`) within 1e-4 in float32
 (tests/models/test_vision_hf.py).
 """
 
@@ -156,6 +157,32 @@ def vit_config_from_hf(source: str | os.PathLike | Mapping[str, Any], *, image_s
   else:
     fields.update(pool_type="tok", class_token=True)
   return ViTConfig(**fields)
+
+
+# Fields the checkpoint decides that a registered encoder must agree with (the rest are how it is used).
+ARCHITECTURE_FIELDS = ("width", "depth", "mlp_dim", "num_heads", "patch_size", "channels", "class_token", "pre_norm",
+                       "norm_tokens", "activation", "layer_scale", "patch_bias")
+
+
+def with_hf_weights(config: ViTConfig, directory: str | os.PathLike) -> ViTConfig:
+  """`config` (a registered encoder, `get_encoder(name)`) as it loads the checkpoint in `directory`.
+
+  The architecture (`ARCHITECTURE_FIELDS`) must be the checkpoint's, else a ValueError lists each difference;
+  the image size, feature layer, dtypes, attention and remat settings are `config`'s; the pooling is the
+  checkpoint's unless `config` has none (a feature extractor); the norm epsilon and the pixel mean / std are
+  the checkpoint's (its preprocessor_config.json where present).
+  """
+  native = vit_config_from_hf(directory, image_size=config.image_size, feature_layer=config.feature_layer,
+                              dtype=config.dtype)
+  differ = [f"{name}: checkpoint {getattr(native, name)!r}, encoder {getattr(config, name)!r}"
+            for name in ARCHITECTURE_FIELDS if getattr(native, name) != getattr(config, name)]
+  if differ:
+    raise ValueError(f"The Hugging Face checkpoint {os.fspath(directory)!r} is not this encoder's architecture: "
+                     + "; ".join(differ) + ". Name the registered encoder of the checkpoint's size (or register "
+                     "one: registry.register_encoder(name, hf.vit_config_from_hf(directory))).")
+  return dataclasses.replace(native, pool_type="none" if config.pool_type == "none" else native.pool_type,
+                             param_dtype=config.param_dtype, attention_impl=config.attention_impl,
+                             remat=config.remat)
 
 
 # ------------------------------------------------------------------------------------------------ weights

@@ -30,6 +30,8 @@ load the released weights with `hf.load_hf_vision(directory, get_encoder(name))`
                     giant: SwiGLU, layer scale; 518 px positions resampled to 16 x 16)
   mae-h14-224       ViTMAEModel (facebook/vit-mae-    224    14     1280   32     last, normed         ImageNet
                     huge)
+  dinov2-nano       Dinov2Model (random-init, written 16     4      32     2      last, normed         ImageNet
+                    by random_hf.py: the demo's)
 "Feeds the projector" is the config's `feature_layer`: LLaVA's choice for CLIP (the penultimate
 block, the class token dropped), the final normed patch tokens for the self-supervised towers.
 
@@ -100,6 +102,10 @@ ENCODERS: dict[str, ViTConfig] = {
                           pool_type="map", dtype="float32"),
     "vit-nano": ViTConfig(image_size=16, patch_size=4, width=32, depth=1, mlp_dim=64, num_heads=2,
                           pool_type="map", dtype="float32"),
+    # DINOv2's layout at vit-nano's size: the demo's random-init Hugging Face tower (random_hf.DEMO_TOWER).
+    "dinov2-nano": vit_config_from_hf(
+        {"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "mlp_ratio": 2, "patch_size": 4, "image_size": 16}),
 }
 
 _B_TEXT = _siglip_text(768, 12, 3072, 12, 64)
