@@ -10,6 +10,9 @@ share the vision tower and the generated data (same stage keys) and differ only 
   demo/untrained     the control: the same LM untrained (0 pre-training tokens, the scale sweep's 0B run),
                      adapted and evaluated like the others; the report compares every run with it
 Every source named is one the local corpora build (visual_priors/data/corpora/README.md).
+The configs list one alignment vision model ("self"); `python -m visual_priors demo` adds a second, a random-init
+DINOv2-layout tower in Hugging Face format written from a seed (visual_priors/demo.py, `ALIGNMENT_TOWER`), as an
+override, so these experiments keep their stage keys.
 
 Launch:   python -m visual_priors demo      (builds the local data first; or: python -m visual_priors
           grid --filter '^demo/' once a segment store exists)

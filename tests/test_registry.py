@@ -105,7 +105,7 @@ def test_demo_configs_are_runnable_and_share_vision_and_data(configs):
     assert set(config.eval.benchmarks) == set(config_lib.GENERATED_BENCHMARKS)
   stage_keys = [keys(c) for c in demos.values()]
   assert len({k["vision"] for k in stage_keys}) == 1 and len({k["mmdata"] for k in stage_keys}) == 1
-  assert len({k["pretrain"] for k in stage_keys}) == 4
+  assert len({k["pretrain"] for k in stage_keys}) == 5  # four mixtures and the untrained control
   assert configs["demo/code-heavy"].meta.reasoning_share > 0.8 > configs["demo/mix0"].meta.reasoning_share
 
 
