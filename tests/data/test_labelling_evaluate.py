@@ -1,11 +1,12 @@
 """Tests for visual_priors.data.labelling.evaluate and the hand-labelled asset."""
 
+import argparse
 import collections
 import json
 
 import pytest
 
-from visual_priors.data import categories
+from visual_priors.data import categories, commands, labelling
 from visual_priors.data.labelling import evaluate
 
 
@@ -58,16 +59,77 @@ def test_score_predictions_needs_pairs():
 
 def test_the_asset_has_both_splits_and_enough_positives():
   every = evaluate.load_handlabelled()
-  assert 120 <= len(every) <= 160
   for split in evaluate.SPLITS:
     rows = evaluate.load_handlabelled(split)
     assert len(rows) >= 0.4 * len(every) and all(r.split == split for r in rows)
     counts = collections.Counter(label for r in rows for label in r.labels)
     assert all(counts[label] >= 7 for label in categories.LABELS), counts
   totals = collections.Counter(label for r in every for label in r.labels)
-  assert all(totals[label] >= 15 for label in categories.LABELS), totals
+  assert all(totals[label] >= 25 for label in categories.LABELS), totals
   assert all(80 <= len(r.text.split()) <= 250 and ":" in r.origin for r in every)
   assert len({r.text for r in every}) == len(every)
+
+
+def test_every_source_has_at_least_50_segments_and_half_of_them_in_test():
+  every = evaluate.load_handlabelled()
+  per_source = collections.Counter(r.source for r in every)
+  test = collections.Counter(r.source for r in every if r.split == "test")
+  assert set(per_source) == set(evaluate.KNOWN_SOURCES), per_source
+  for source in evaluate.KNOWN_SOURCES:
+    assert per_source[source] >= 50, (source, per_source[source])
+    assert 2 * test[source] >= per_source[source], (source, test[source], per_source[source])
+
+
+def _recomputed_rows(labeller):
+  """Per-label (precision, recall, F1, support) on the test split, counted here straight from the asset file."""
+  rows = [json.loads(line) for line in evaluate.HANDLABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+  rows = [r for r in rows if r["split"] == "test"]
+  predicted = labeller.label([r["text"] for r in rows])
+  table = {}
+  for label in categories.LABELS:
+    tp = sum(label in p and label in r["labels"] for p, r in zip(predicted, rows))
+    fp = sum(label in p and label not in r["labels"] for p, r in zip(predicted, rows))
+    fn = sum(label not in p and label in r["labels"] for p, r in zip(predicted, rows))
+    precision, recall = tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    table[label] = f"| {label} | {precision:.3f} | {recall:.3f} | {f1:.3f} | {tp + fn} |"
+  return table, len(rows)
+
+
+def test_the_data_labels_table_is_computed_from_the_asset():
+  lexicon_labeller = labelling.make_labeller({"kind": "lexicon"})
+  printed = commands._labeller_quality(lexicon_labeller.name, argparse.Namespace(llm_url=None, llm_model=None,
+                                                                                 cache_dir=None))
+  expected, count = _recomputed_rows(lexicon_labeller)
+  assert f"({count} segments)" in printed and lexicon_labeller.name in printed
+  for row in expected.values():
+    assert row in printed, (row, printed)
+  assert "targets: precision >= 0.8, recall >= 0.7" in printed
+  assert "the store was labelled by" not in printed and "LLM" not in printed
+
+
+def test_the_data_labels_table_scores_the_llm_labeller_when_its_endpoint_is_given(monkeypatch, tmp_path):
+  gold = {r.text: r.labels for r in evaluate.load_handlabelled()}
+  configs = []
+  real = labelling.make_labeller
+
+  def fake_make_labeller(config):
+    configs.append(dict(config))
+    if config["kind"] != "llm":
+      return real(config)
+    labeller = FixedLabeller(gold)
+    labeller.name = "llm-v1:fake-model"
+    return labeller
+
+  monkeypatch.setattr(labelling, "make_labeller", fake_make_labeller)
+  without = commands._labeller_quality("llm-v1:fake-model", argparse.Namespace(llm_url=None, llm_model=None,
+                                                                               cache_dir=str(tmp_path)))
+  assert "pass --llm-url and --llm-model" in without and "the store was labelled by llm-v1:fake-model" in without
+  printed = commands._labeller_quality("llm-v1:fake-model", argparse.Namespace(
+      llm_url="http://localhost:1/v1", llm_model="fake-model", cache_dir=str(tmp_path)))
+  assert "LLM labeller on the hand-labelled test split (llm-v1:fake-model)" in printed
+  assert "| code | 1.000 | 1.000 | 1.000 |" in printed and printed.endswith("all met")
+  assert configs[-1]["base_url"] == "http://localhost:1/v1" and configs[-1]["model"] == "fake-model"
 
 
 def test_bad_asset_rows_and_splits_fail_clearly(tmp_path):

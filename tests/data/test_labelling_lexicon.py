@@ -91,8 +91,24 @@ def test_plurals_and_phrases_match(labeller):
   many = labeller.lexicons.hits("the dogs")[0][categories.LABELS.index("visual-concept")]
   assert one == many == 1
   relationship = categories.LABELS.index("visual-relationship")
-  assert labeller.lexicons.hits("it was next to it")[0][relationship] == 1
+  assert labeller.lexicons.hits("the cup stood next to it")[0][relationship] == 1
   assert labeller.lexicons.hits("he sat on the small bench")[0][relationship] == 1
+
+
+def test_relationship_words_count_only_near_a_visual_concept(labeller):
+  relationship = categories.LABELS.index("visual-relationship")
+  assert labeller.lexicons.hits("the base of the lamp")[0][relationship] == 1
+  assert labeller.lexicons.hits("the customer base grew")[0][relationship] == 0
+  assert labeller.lexicons.hits("it was next to it")[0][relationship] == 0
+
+
+def test_math_notation_is_no_code_and_code_structure_is(labeller):
+  word_problem = "Problem: Solve for x: 2x + 19 = 15.\nSolution:\nx = -2, since lcm(4, 6) = 12 and gcd(4, 6) = 2.\n"
+  assert labeller.scores(word_problem)["code"] == 0.0 and labeller.scores(word_problem)["math"] > 0
+  go = "// IsSpace reports whether r is a space.\nfunc IsSpace(r rune) bool {\n\treturn r == 0x20\n}\n"
+  assert labeller.scores(go)["code"] >= lexicon.TECHNICAL_SCORE
+  bullets = "Features:\n    * A single interface for package selection\n    * Enhanced security.\n"
+  assert lexicon.STRUCTURE_PATTERNS["code"][-3].search(bullets) is None  # indented bullets are no code lines
 
 
 def test_technical_text_gets_no_visual_labels(labeller):
@@ -132,11 +148,44 @@ def test_stored_thresholds_match_the_lexicons():
   assert stored["lexicon_digest"] == lexicon.Lexicons().digest
 
 
-# Measured when the thresholds were last tuned: test-split micro F1 0.846 (P 0.828, R 0.865). The floor
+# Measured when the thresholds were last tuned: test-split micro F1 0.836 (P 0.860, R 0.814). The floor
 # leaves room for small lexicon edits but catches a broken lexicon, pattern or threshold file.
 TEST_SPLIT_MICRO_F1_FLOOR = 0.80
+# Per-label (precision, recall) on the test split when the thresholds were last tuned (on dev only). A label
+# may not fall more than FLOOR_SLACK below them.
+MEASURED_ON_TEST = {
+    "code": (0.931, 0.900), "math": (0.786, 0.943), "science": (0.571, 0.615),
+    "visual-concept": (0.940, 0.904), "visual-attribute": (0.795, 0.838), "visual-relationship": (1.000, 0.379),
+}
+FLOOR_SLACK = 0.03
+# Labels with enough test positives that still miss evaluate.TARGET_PRECISION / TARGET_RECALL. Their target
+# tests are strict xfails: reaching the targets fails them, so that this set is shrunk when it happens.
+MISSING_TARGETS = {"math", "visual-attribute", "visual-relationship"}
 
 
-def test_micro_f1_on_the_test_split_stays_above_the_floor(labeller):
-  result = evaluate.evaluate(labeller, evaluate.load_handlabelled("test"))
-  assert result.micro.f1 >= TEST_SPLIT_MICRO_F1_FLOOR, evaluate.format_evaluation(result, "test split")
+@pytest.fixture(scope="module")
+def on_test(labeller):
+  return evaluate.evaluate(labeller, evaluate.load_handlabelled("test"))
+
+
+def test_micro_f1_on_the_test_split_stays_above_the_floor(on_test):
+  assert on_test.micro.f1 >= TEST_SPLIT_MICRO_F1_FLOOR, evaluate.format_evaluation(on_test, "test split")
+
+
+@pytest.mark.parametrize("label", categories.LABELS)
+def test_no_label_falls_below_its_measured_precision_and_recall(on_test, label):
+  scores, (precision, recall) = on_test.per_label[label], MEASURED_ON_TEST[label]
+  assert scores.precision >= precision - FLOOR_SLACK and scores.recall >= recall - FLOOR_SLACK, (
+      evaluate.format_evaluation(on_test, "test split"))
+
+
+@pytest.mark.parametrize("label", [
+    pytest.param(label, marks=pytest.mark.xfail(strict=True, reason="misses the targets")) if label in MISSING_TARGETS
+    else label for label in categories.LABELS])
+def test_labels_with_enough_support_reach_the_targets(on_test, label):
+  scores = on_test.per_label[label]
+  if scores.support < evaluate.TARGET_MIN_SUPPORT:
+    assert label not in MISSING_TARGETS
+    pytest.skip(f"{label} has {scores.support} test positives, fewer than {evaluate.TARGET_MIN_SUPPORT}")
+  assert scores.precision >= evaluate.TARGET_PRECISION and scores.recall >= evaluate.TARGET_RECALL, (
+      evaluate.format_evaluation(on_test, "test split"))

@@ -39,6 +39,9 @@ def add_parser(subparsers) -> None:
   labels = sub.add_parser("labels", help="Print each source's label rates (docs/paper.md, section 2 layout).")
   labels.add_argument("--store", default=None, help="Segment store directory (default: the latest build).")
   labels.add_argument("--split", default="train")
+  labels.add_argument("--llm-url", default=None,
+                      help="With --llm-model: also score the store's LLM labeller on the hand-labelled test split.")
+  labels.add_argument("--llm-model", default=None, help="Model name served at --llm-url.")
   _add_cache(labels)
   labels.set_defaults(func=_labels)
 
@@ -129,7 +132,27 @@ def _labels(args) -> int:
   print(format_rate_table(measured))
   print("\nPublished rates (docs/paper.md, section 2):")
   print(format_rate_table(categories.PUBLISHED_RATES_PERCENT))
+  print()
+  print(_labeller_quality(store.manifest["labeller"], args))
   return 0
+
+
+def _labeller_quality(store_labeller: str, args) -> str:
+  """Per-label precision/recall/F1/support on the hand-labelled test split: the lexicon labeller's, and the
+  store's LLM labeller's when it labelled the store and its endpoint is given."""
+  from visual_priors.data.labelling import evaluate, make_labeller  # pylint: disable=import-outside-toplevel
+  lexicon = make_labeller({"kind": "lexicon"})
+  note = "" if store_labeller == lexicon.name else f"; the store was labelled by {store_labeller}"
+  parts = [evaluate.report_on_test_split(lexicon, f"Labeller quality on the hand-labelled test split ({lexicon.name}"
+                                         f"{note})")]
+  if store_labeller.startswith("llm-"):
+    if args.llm_url and args.llm_model:
+      llm = make_labeller({"kind": "llm", "base_url": args.llm_url, "model": args.llm_model,
+                           "cache_path": str(cache.cache_root(args.cache_dir) / "labels" / "llm_cache.sqlite")})
+      parts.append(evaluate.report_on_test_split(llm, f"LLM labeller on the hand-labelled test split ({llm.name})"))
+    else:
+      parts.append(f"(pass --llm-url and --llm-model to score the store's labeller, {store_labeller}, the same way)")
+  return "\n\n".join(parts)
 
 
 def _mixtures(args) -> int:

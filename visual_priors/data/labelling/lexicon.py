@@ -3,9 +3,11 @@
 How a segment is scored, per label:
   hits  = occurrences of the label's lexicon words and phrases (lexicons/<label>.txt, matched on lowercase
           [a-z]+ tokens, simple plurals included)
-        + matches of the label's structure patterns (below: code lines, operators and identifiers; LaTeX,
-          math symbols and digit-operator-digit; numbers with physical units and p-values)
-        + for visual-relationship, each spatial preposition followed by a visual-concept word
+        + matches of the label's structure patterns (below: code lines, comments, operators, hex literals and
+          multi-letter identifiers; LaTeX, math symbols, digit-operator-digit and worked-exercise headings;
+          numbers with physical units and p-values; hyphenated appearance words such as "funnel-shaped")
+        + for visual-relationship, each spatial preposition followed by a visual-concept word; its lexicon
+          words and phrases count only within RELATIONSHIP_WINDOW tokens of a visual-concept word
   score = 100 * hits / number of word tokens, and 0 for the visual labels on technical text
           (code or math score >= TECHNICAL_SCORE)
 A segment carries the label when score >= the label's threshold. Thresholds live in
@@ -16,6 +18,7 @@ about a millisecond per 1024-token segment on one core.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import hashlib
 import logging
@@ -34,6 +37,10 @@ THRESHOLDS_FILE = "thresholds.json"
 _TOKEN = re.compile(r"[a-z]+")
 _M = re.MULTILINE
 
+# Mathematical function names: a call of one of them ("gcd(15, 13)", "sin(x)") is no code hit.
+_MATH_FUNCTIONS = ("sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sinh|cosh|tanh|log|ln|lg|exp|sqrt|gcd|lcm|max|min|"
+                   "det|dim|deg|mod|sup|inf|lim|arg|var|cov|pdf|cdf|ppf|sgn|sign|abs")
+
 # Structure patterns, counted on the original text (case kept; code patterns skip _MATH_SPAN). Each match
 # is one hit.
 STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
@@ -45,12 +52,15 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
                    r"let\s|var\s|func\s|function\s|package\s|using\s)", _M),
         re.compile(r"[;{}][ \t]*$", _M),
         re.compile(r"^[ \t]*(?:>>>|\.\.\.\s|\$\s)", _M),
-        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]*\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
-        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]*\([^()\n]*\)"),
+        # Assignments and calls need a name of two or more characters: "x = 1" and "lcm(8, 9)" are math.
+        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]+\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
+        re.compile(r"(?<![\\\w])(?!(?:" + _MATH_FUNCTIONS + r")\()[A-Za-z_][\w.]+\([^()\n]*\)"),
         re.compile(r"(?<=[a-z])_[a-z0-9]"),  # snake_case joints
-        re.compile(r"(?<=[a-z])[A-Z](?=[a-z])"),  # camelCase joints
+        re.compile(r"\b[a-z][a-z0-9]*(?:[A-Z][a-z0-9]+)+\b"),  # lowerCamelCase ("getName"), not "WhiteheadRussell"
         re.compile(r"==|!=|&&|\|\||\+=|-=|::|=>"),
-        re.compile(r"^(?: {4}|\t)+\S", _M),
+        re.compile(r"^(?: {4}|\t)+[^\s*>-][^\n]*[(){}\[\]:;]\s*$", _M),  # indented code lines, not bullets or prose
+        re.compile(r"^[ \t]*(?://|/\*|\*/)", _M),  # C-family comment lines
+        re.compile(r"\b0x[0-9A-Fa-f]+\b|'\\u[0-9A-Fa-f]{4}'"),  # hex literals, escaped code points
     ),
     "math": (
         re.compile(r"\\(?:frac|d?sum|int|prod|sqrt|lim|infty|alpha|beta|gamma|delta|epsilon|varepsilon|"
@@ -65,12 +75,18 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
         re.compile(r"\d ?[+*^=<>] ?\d|\d [-/] \d"),  # "3+4", "2 - 1"; not dates such as 2002-08-22
         re.compile(r"(?<=[A-Za-z]) ?\^ ?[\d{(]"),
         re.compile(r"` [^`\n]{1,120} `"),  # Metamath's `( A e. B )` formula notation.
+        re.compile(r"^(?:Problem|Solution|Answer)\s*:", _M),  # worked exercises
     ),
     "science": (
         re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:%|percent\b|°\s?[CF]?|(?:kg|mg|g|km|cm|mm|nm|µm|m|Hz|kHz|MHz|"
                    r"GHz|eV|keV|MeV|GeV|kJ|J|kW|W|mV|V|mol|mM|ml|mL|L|ppm)\b)"),
         re.compile(r"p(?<!\wp) ?[<=>] ?0?\.\d"),  # p-values
         re.compile(r"(?<=\d)(?: ?[×x] ?10\^?[-−]?\d+|e[-+]\d+\b)"),  # scientific notation
+    ),
+    "visual-attribute": (
+        # Hyphenated appearance compounds: "snake-like", "funnel-shaped", "long-haired", "black-capped".
+        re.compile(r"\b[A-Za-z]+-(?:like|shaped|colou?red|sized|haired|legged|necked|tailed|striped|spotted|"
+                   r"eyed|capped|winged|headed|faced|bodied)\b"),
     ),
 }
 
@@ -84,6 +100,8 @@ _DETERMINERS = frozenset("the a an its his her their my your our this that these
 # Visual labels are not given to technical text: at this code or math score (hits per 100 words) the
 # lexicon's concrete nouns are mostly identifiers or symbol names ("key", "table", "sign").
 TECHNICAL_SCORE = 10.0
+# How many tokens away a visual-concept word may be for a relationship word or phrase to count.
+RELATIONSHIP_WINDOW = 4
 _LABEL_INDEX = {label: index for index, label in enumerate(categories.LABELS)}
 # Inline and display math, removed before the code patterns run ("$k = n(n+1)$" is no assignment or call).
 _MATH_SPAN = re.compile(r"\$[^$\n]{1,200}\$|\\\(.{1,200}?\\\)|\\\[.{1,400}?\\\]|"
@@ -112,7 +130,8 @@ class Lexicons:
           else:
             phrases[tokens[0]].append((tokens[1:], index))
     rules = [p.pattern for patterns in STRUCTURE_PATTERNS.values() for p in patterns]
-    rules += [_MATH_SPAN.pattern, sorted(_SPATIAL_PREPOSITIONS), sorted(_DETERMINERS), TECHNICAL_SCORE]
+    rules += [_MATH_SPAN.pattern, sorted(_SPATIAL_PREPOSITIONS), sorted(_DETERMINERS), TECHNICAL_SCORE,
+              RELATIONSHIP_WINDOW]
     digest.update(repr(rules).encode())  # The thresholds were tuned for these rules as well.
     self.words = {word: tuple(sorted(set(labels))) for word, labels in words.items()}
     self.phrases = {first: tuple(sorted(set(rests))) for first, rests in phrases.items()}
@@ -124,18 +143,32 @@ class Lexicons:
     tokens = _TOKEN.findall(text.lower())
     hits = [0] * len(categories.LABELS)
     words, phrases = self.words, self.phrases
+    concept, attribute = _LABEL_INDEX["visual-concept"], _LABEL_INDEX["visual-attribute"]
+    relationship = _LABEL_INDEX["visual-relationship"]
     for token, count in collections.Counter(tokens).items():
       for index in words.get(token, ()):
-        hits[index] += count
-    concept, attribute = _LABEL_INDEX["visual-concept"], _LABEL_INDEX["visual-attribute"]
+        if index != relationship:
+          hits[index] += count
+    # A relationship word or phrase counts only near a visual-concept word ("the base of the lamp", not
+    # "the customer base"): within RELATIONSHIP_WINDOW tokens on either side.
+    concepts = [i for i, token in enumerate(tokens) if concept in words.get(token, ())]
+
+    def near_concept(position: int) -> bool:
+      at = bisect.bisect_left(concepts, position - RELATIONSHIP_WINDOW)
+      return at < len(concepts) and concepts[at] <= position + RELATIONSHIP_WINDOW
+
     starters = self._starters
-    for position in [i for i, token in enumerate(tokens) if token in starters]:
-      token = tokens[position]
+    for position, token in enumerate(tokens):
+      if relationship in words.get(token, ()) and near_concept(position):
+        hits[relationship] += 1
+      if token not in starters:
+        continue
       starts = phrases.get(token)
       if starts:
         for rest, index in starts:
           if tuple(tokens[position + 1:position + 1 + len(rest)]) == rest:
-            hits[index] += 1
+            if index != relationship or near_concept(position):
+              hits[index] += 1
       if token in _SPATIAL_PREPOSITIONS:  # "on the (small) table": a located visual concept.
         after = position + 1
         if after < len(tokens) and tokens[after] in _DETERMINERS:
