@@ -121,3 +121,18 @@ def test_a_user_corpus_can_stand_for_a_paper_source_without_builder(tmp_path):
   config = {"name": "arts", "kind": "jsonl", "paths": [str(tmp_path / "a.jsonl")], "category": "arts"}
   manifests, _ = _build(tmp_path, config)
   assert manifests["arts"]["documents"] == 3
+
+
+def test_non_utf8_text_is_an_error_naming_the_file_unless_its_encoding_is_declared(tmp_path):
+  """Bytes the encoding cannot read are never silently replaced by U+FFFD."""
+  (tmp_path / "docs").mkdir()
+  latin = _text(1).replace("barn", "grange à blé") + " Café crème."
+  (tmp_path / "docs" / "0.txt").write_bytes(latin.encode("latin-1"))
+  config = {"name": "latin", "kind": "text", "paths": [str(tmp_path / "docs" / "*")], "category": "literature"}
+  with pytest.raises(RuntimeError, match=r"0\.txt: not valid utf-8 at byte \d+ .*set .encoding."):
+    _build(tmp_path, config)
+  _build(tmp_path, {**config, "encoding": "latin-1"})
+  [text] = _texts(tmp_path, "latin")
+  assert "grange à blé" in text and "\ufffd" not in text
+  with pytest.raises(RuntimeError, match="Unknown encoding .klingon."):
+    _build(tmp_path, {**config, "name": "latin2", "encoding": "klingon"})

@@ -39,6 +39,8 @@ def test_messy_replies(text, expected):
     '{"answer": "unsure"}',
     '{"labels": [3]}',
     '```json\n{"labels": ["code"\n```',
+    '{"labels": ""}',  # an empty field is a malformed reply (asked again, never cached), not "no labels"
+    '{"labels": "  "}',
 ])
 def test_unreadable_replies_raise_instead_of_meaning_none(text):
   with pytest.raises(reply.UnparseableReplyError):

@@ -55,6 +55,21 @@ def test_a_run_killed_after_step_k_resumes_to_bit_identical_losses(run_config, s
   assert resumed == uninterrupted  # exact float equality, steps 1..6 (5 and 6 after the resume)
 
 
+def test_steps_rerun_after_a_resume_are_logged_once(run_config, synthetic, tmp_path):
+  """Killed after step 5 with the newest checkpoint at 4: step 5 runs twice, its metrics row is kept once."""
+  run_config.work_dir = str(tmp_path / "killed_late")
+
+  def kill_after_step_5(step):
+    if step == 5:
+      raise Killed()
+
+  with pytest.raises(Killed):
+    _train(run_config, synthetic, on_step=kill_after_step_5)
+  assert [row["step"] for row in _rows(run_config.work_dir) if "loss" in row] == [1, 2, 3, 4, 5]
+  _train(run_config, synthetic)
+  assert [row["step"] for row in _rows(run_config.work_dir) if "loss" in row] == [1, 2, 3, 4, 5, 6]
+
+
 def test_metrics_reach_tensorboard_and_jsonl_with_eval_and_unknown_mfu(run_config, synthetic):
   run_config.num_steps, run_config.log_every_steps = 4, 2
   _train(run_config, synthetic, eval_sets={"val": synthetic.eval_set(8, run_config.seq_len, 64)},

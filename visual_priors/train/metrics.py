@@ -40,6 +40,12 @@ class TensorBoardWriter:
       self._write(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
       self._records.flush()
 
+  def resume_from(self, step: int) -> None:
+    """Marks a restart at `step`: TensorBoard then drops what earlier files logged after it (SessionLog START)."""
+    self._write(event_pb2.Event(wall_time=time.time(), step=step,
+                                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+    self._records.flush()
+
   def close(self) -> None:
     self._records.close()
 
@@ -60,6 +66,22 @@ class JsonlWriter:
     self._file.write(json.dumps(row) + "\n")
     self._file.flush()
 
+  def resume_from(self, step: int) -> None:
+    """Drops the rows of steps after `step` (a resumed run logs them again), so every step appears once."""
+    self._file.close()
+    kept = []
+    with open(self.path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          if json.loads(line)["step"] <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+        except (ValueError, KeyError, TypeError):
+          continue  # a line torn by a crash mid-write
+    tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, self.path)
+    self._file = open(self.path, "a", encoding="utf-8")
+
   def close(self) -> None:
     self._file.close()
 
@@ -75,6 +97,10 @@ class MetricWriter:
   def write_scalars(self, step: int, scalars: Mapping[str, Scalar]) -> None:
     self.tensorboard.write_scalars(step, scalars)
     self.jsonl.write_scalars(step, scalars)
+
+  def resume_from(self, step: int) -> None:
+    self.tensorboard.resume_from(step)
+    self.jsonl.resume_from(step)
 
   def close(self) -> None:
     self.tensorboard.close()

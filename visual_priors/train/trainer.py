@@ -175,6 +175,8 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
     if start:
       state, data_state = checkpointer.restore(start, spec.abstract)
       iterator.set_state(data_state)
+      if writer:
+        writer.resume_from(start)  # steps after the checkpoint are logged again: each step once in the files
     else:
       state = spec.create(initialize(spec.abstract) if initialize else None)
     trainable_count, frozen_count = state_lib.parameter_count(state)

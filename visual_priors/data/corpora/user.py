@@ -21,7 +21,9 @@ Kinds: "text" (one document per file), "jsonl" (one per line), "array_record" (o
 record is UTF-8 text, or a JSON object when it starts with "{"), "tfds" (`dataset`, optional
 `data_dir` and `split`; the dataset must already be prepared there). Paths are globs read through
 `tf.io.gfile`, so gs:// and other TensorFlow file systems work; "*.gz" files are gunzipped. Optional:
-`description`, `licence`, `prose` (False keeps indentation, for code).
+`description`, `licence`, `prose` (False keeps indentation, for code), `encoding` (default "utf-8"; text is
+decoded strictly: a byte sequence the encoding cannot read is an error naming the file and byte offset, never
+silently replaced).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from visual_priors.names import lookup
 
 KINDS = ("text", "jsonl", "array_record", "tfds")
 FIELDS = frozenset({"name", "kind", "paths", "text_field", "category", "dataset", "data_dir", "split",
-                    "description", "licence", "prose"})
+                    "description", "licence", "prose", "encoding"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ARRAY_RECORD_BATCH = 1024
 USER_FIX = "fix or replace the file, or leave it out of the corpus's paths"
@@ -94,33 +96,51 @@ def _read_bytes(path: str) -> bytes:
   return gzip.decompress(data) if path.endswith(".gz") else data
 
 
-def _field(record: Mapping[str, Any], field: str, where: str) -> str:
+def _decode(data: bytes, encoding: str, where: str) -> str:
+  """`data` decoded strictly; an undecodable byte is an error naming where it is and what to do."""
+  try:
+    return data.decode(encoding)
+  except UnicodeDecodeError as error:
+    bad = data[error.start:error.start + 8]
+    raise ValueError(f"{where}: not valid {encoding} at byte {error.start} ({bad!r}); set 'encoding' in the user "
+                     "corpus config (e.g. 'latin-1') or fix the file.") from None
+  except LookupError:
+    raise ValueError(f"Unknown encoding {encoding!r} in the user corpus config (e.g. 'utf-8', 'latin-1').") from None
+
+
+def _encoding(fields: Mapping[str, Any]) -> str:
+  return str(fields.get("encoding") or "utf-8")
+
+
+def _field(record: Mapping[str, Any], field: str, where: str, encoding: str = "utf-8") -> str:
   if field not in record:
     raise ValueError(f"{where} has no field {field!r} (fields: {', '.join(sorted(record))}); "
                      "set 'text_field' in the user corpus config.")
   value = record[field]
-  return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+  return _decode(value, encoding, where) if isinstance(value, bytes) else str(value)
 
 
 def _text_files(files: list[str], fields: Mapping[str, Any], fetched: Fetched) -> Iterator[Document]:
   del fetched
   for path in files:
-    yield Document(_read_bytes(path).decode("utf-8", errors="replace"), f"{fields['name']}:{path}")
+    yield Document(_decode(_read_bytes(path), _encoding(fields), path), f"{fields['name']}:{path}")
 
 
 def _jsonl(files: list[str], fields: Mapping[str, Any], fetched: Fetched) -> Iterator[Document]:
   del fetched
   for path in files:
-    for number, line in enumerate(_read_bytes(path).decode("utf-8").splitlines(), 1):
+    for number, line in enumerate(_decode(_read_bytes(path), _encoding(fields), path).splitlines(), 1):
       if line.strip():
         where = f"{path} line {number}"
         text = _field(parse_json(line, where, USER_FIX), fields["text_field"], where)
         yield Document(text, f"{fields['name']}:{path}#{number}")
 
 
-def _record_text(record: bytes, field: str, where: str) -> str:
-  text = record.decode("utf-8", errors="replace")
-  return _field(parse_json(text, where, USER_FIX), field, where) if text.lstrip().startswith("{") else text
+def _record_text(record: bytes, field: str, where: str, encoding: str = "utf-8") -> str:
+  text = _decode(record, encoding, where)
+  if not text.lstrip().startswith("{"):
+    return text
+  return _field(parse_json(text, where, USER_FIX), field, where, encoding)
 
 
 def _array_records(files: list[str], fields: Mapping[str, Any], fetched: Fetched) -> Iterator[Document]:
@@ -133,7 +153,7 @@ def _array_records(files: list[str], fields: Mapping[str, Any], fetched: Fetched
       for start in range(0, count, _ARRAY_RECORD_BATCH):
         for offset, record in enumerate(reader.read(start, min(start + _ARRAY_RECORD_BATCH, count))):
           where = f"{path} record {start + offset}"
-          yield Document(_record_text(record, fields["text_field"], where),
+          yield Document(_record_text(record, fields["text_field"], where, _encoding(fields)),
                          f"{fields['name']}:{path}#{start + offset}")
     finally:
       reader.close()

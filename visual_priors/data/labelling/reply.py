@@ -135,6 +135,8 @@ def _labels_from_value(value: Any) -> frozenset[str]:
   if value is None:
     return frozenset()
   if isinstance(value, str):
+    if not value.strip():  # {"labels": ""} names nothing: a malformed reply to ask again, never "no labels"
+      raise UnparseableReplyError("The labels field is an empty string; say none or [] for no label.")
     return _labels_from_names(re.split(r"[,;|\n]", value))
   if isinstance(value, (list, tuple)):
     names = []
