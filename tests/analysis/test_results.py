@@ -119,3 +119,14 @@ def test_empty_store(tmp_path):
   results = load_results(tmp_path)
   assert results.frame.empty and list(results.frame.columns) == list(ROW_COLUMNS)
   assert results.runs.empty
+
+
+def test_rows_are_validated_when_read(tmp_path):
+  """A row edited by hand or damaged on disk is an error naming the file, not a wrong number in a report."""
+  store = ResultsStore(tmp_path)
+  store.put("run-a", "eval", [{"benchmark": "gqa", "group": "General", "metric": "accuracy", "value": 50.0,
+                               "count": 10}])
+  path = tmp_path / "run-a" / "eval.jsonl"
+  path.write_text(path.read_text().replace("50.0", '"fifty"'))
+  with pytest.raises(ValueError, match=r"eval\.jsonl row 1: .*value 'fifty' is not a number"):
+    store.frame()

@@ -234,7 +234,16 @@ class ResultsStore:
 
 
 def _read_rows(path: pathlib.Path) -> list[dict[str, Any]]:
-  return read_jsonl(path, _REWRITE)
+  """The rows of `<run>/<stage>.jsonl`, each validated as `put` validates it: a hand-edited or damaged row is
+  an error naming the file and line, never a silently wrong number in a report."""
+  run, stage = path.parent.name, path.name[:-len(ROWS_SUFFIX)]
+  rows = []
+  for number, row in enumerate(read_jsonl(path, _REWRITE), 1):
+    try:
+      rows.append(validate_row(row, run=run, stage=stage))
+    except ValueError as error:
+      raise ValueError(f"{path} row {number}: {error} ({_REWRITE}).") from None
+  return rows
 
 
 def rows_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
