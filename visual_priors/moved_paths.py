@@ -2,8 +2,10 @@
 
 Manifests record absolute paths. A runs root or data cache copied elsewhere (to another machine, or from
 a bucket to disk) keeps its layout, so a reader that knows where the recording file now is, or where the
-file would sit beside it, can find what a stale path named. A recorded path that still exists is always
-kept; one that exists nowhere is returned as recorded, so the error that follows names it.
+file would sit beside it, can find what a stale path named. A moved or copied tree reads only its own files:
+a path inside the tree is always read at its place in the current tree (missing there, the error that follows
+names the current tree's file); the recorded place is used only when the recording tree is gone (moved, not
+copied), so damage in a copy is never hidden by the original and a copy survives the original's deletion.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import os
 import pathlib
 from typing import Any
 
+RUNS_LAYOUT = "stages"  # `<runs root>/stages/<stage>/<key>/...`: the tree a stage directory belongs to
 
-def relocated(recorded: str | os.PathLike[str], *moved: pathlib.Path) -> pathlib.Path:
-  """`recorded` if it exists, else the first of `moved` (where it would now be) that exists, else `recorded`."""
+
+def relocated(recorded: str | os.PathLike[str], *moved: pathlib.Path, own_first: bool = False) -> pathlib.Path:
+  """`recorded` if it exists, else the first of `moved` (where it would now be) that exists, else `recorded`;
+  with `own_first` (the `moved` candidates lie in the reader's own tree, e.g. a cache's `latest` pointer and
+  its `segments/`), the first existing candidate wins over `recorded`, so a copied tree reads its own file."""
   path = pathlib.Path(recorded)
-  if path.exists():
-    return path
-  return next((candidate for candidate in moved if candidate.exists()), path)
+  candidate = next((candidate for candidate in moved if candidate.exists()), None)
+  if candidate is not None and (own_first or not path.exists()):
+    return candidate
+  return path
 
 
 def moved_roots(recorded_dir: str | os.PathLike[str],
@@ -31,16 +38,21 @@ def moved_roots(recorded_dir: str | os.PathLike[str],
   common = 0
   while common < min(len(old), len(new)) - 1 and old[-1 - common] == new[-1 - common]:
     common += 1
+  if RUNS_LAYOUT in old[len(old) - common:]:  # a runs root ends above its innermost `stages`: /a/runs -> /b/runs
+    common = old[::-1].index(RUNS_LAYOUT) + 1
   return pathlib.Path(*old[:len(old) - common]), pathlib.Path(*new[:len(new) - common])
 
 
 def rebased(tree: Any, recorded_dir: str | os.PathLike[str], actual_dir: str | os.PathLike[str]) -> Any:
-  """A JSON-like `tree` whose absolute path strings under the moved tree's old root that no longer exist
-  are pointed at their counterparts under its new root, where those exist."""
+  """A JSON-like `tree` whose absolute path strings under the moved or copied tree's old root point at their
+  counterparts under its new root: always where the counterpart exists or the recording tree still does (a
+  copy never reads the original); the recorded path only where the counterpart is missing, the recording
+  directory is gone (the tree was moved) and the recorded path still exists."""
   roots = moved_roots(recorded_dir, actual_dir)
   if roots is None:
     return tree
   old_root, new_root = roots
+  copied = pathlib.Path(recorded_dir).exists()
 
   def visit(value: Any) -> Any:
     if isinstance(value, dict):
@@ -49,9 +61,9 @@ def rebased(tree: Any, recorded_dir: str | os.PathLike[str], actual_dir: str | o
       return [visit(item) for item in value]
     if isinstance(value, str) and os.path.isabs(value):
       path = pathlib.Path(value)
-      if path.is_relative_to(old_root) and not path.exists():
+      if path.is_relative_to(old_root):
         counterpart = new_root / path.relative_to(old_root)
-        if counterpart.exists():
+        if counterpart.exists() or copied or not path.exists():
           return str(counterpart)
     return value
 

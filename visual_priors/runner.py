@@ -14,11 +14,15 @@ on a stage (same key) share it. A stage interrupted midway resumes from its trai
 in `out/` when rerun. `force=True` redoes this run's stages from `force_from` (default: the first) onwards,
 including stages other experiments share (they are recomputed under the same key, with the same
 settings); earlier stages are reused. A fcntl lock per stage directory keeps two processes from running
-the same stage at once: the second waits and then finds it done.
+the same stage at once: the second waits and then finds it done. While a stage runs, its process also holds
+the locks of the run's earlier stages shared (taken in stage order, so no two processes wait on each other),
+so a `force` from another process waits for the readers of a stage before clearing it and readers wait for
+its rebuild. Each process's record in run.json is its own (`attempts`); see `visual_priors.run.directories`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import time
@@ -85,6 +89,16 @@ def _pin_latest_store(config: ml_collections.ConfigDict, log: Callable[[str], No
   return config
 
 
+def _still_done(directory: pathlib.Path, key: str, stage: str) -> dict[str, Any]:
+  """The outputs of an earlier stage of this run, read again under its shared lock: another process may have
+  forced it since (and rebuilt it, or failed to)."""
+  done = directories.read_done(directory, key)
+  if done is None:
+    raise RuntimeError(f"Stage {stage} in {directory} was cleared by another process (--force) whose rebuild did "
+                       "not finish; rerun this experiment to rebuild it.")
+  return done["outputs"]
+
+
 def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Path, force: bool = False,
                    force_from: str | None = None, until: str | None = None,
                    devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> RunRecord:
@@ -128,7 +142,16 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
     identity = identities[stage]
     directory = dirs[stage]
     prefix = f"[{index + 1}/{len(selected)}] {stage} {identity.key}"
-    with directories.stage_lock(directory, log):
+    with contextlib.ExitStack() as locks:
+      for earlier in selected[:index]:  # readers: a forced rebuild elsewhere waits for this stage to finish
+        locks.enter_context(directories.stage_lock(dirs[earlier], log, shared=True))
+        try:
+          outputs[earlier] = _still_done(dirs[earlier], identities[earlier].key, earlier)
+        except RuntimeError as error:
+          run_file.stage(stage, status="failed", finished=directories.now(), error=str(error))
+          run_file.run(status="failed", error=f"{stage}: {error}", finished=directories.now())
+          raise
+      locks.enter_context(directories.stage_lock(directory, log))
       if stage in forced:
         directories.clear_stage(directory)
       done = directories.read_done(directory, identity.key)
@@ -163,7 +186,8 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
       log(f"{prefix}: done in {seconds:.1f} s")
   results = None
   if "eval" in outputs:
-    results = _results_rows(outputs["eval"])
+    with directories.stage_lock(dirs["eval"], log, shared=True):
+      results = _results_rows(_still_done(dirs["eval"], identities["eval"].key, "eval"))
     store_results(root, run_id, config.meta.to_dict(), results, outputs["eval"].get("item_scores"))
     log(f"results: {sum(len(rows) for rows in results.values())} rows in {root / 'results'} as run {run_id}")
   status = "done" if selected == list(identities) else "partial"

@@ -80,7 +80,8 @@ def open_store(store: str | None, cache_dir: str | None):
                             "`python -m visual_priors data build` first or pass --store.")
   fix = "delete it and rerun `python -m visual_priors data build`, or pass --store"
   recorded = pathlib.Path(cache.read_json(pointer, fix)["store"])
-  return segments.SegmentStore(moved_paths.relocated(recorded, pointer.parent / "segments" / recorded.name))
+  return segments.SegmentStore(moved_paths.relocated(recorded, pointer.parent / "segments" / recorded.name,
+                                                     own_first=True))
 
 
 def _build(args) -> int:

@@ -75,8 +75,10 @@ def resolve_run(source: str | pathlib.Path, stage: str | None = None,
       raise ValueError(f"Run {path.name} has no finished {' or '.join(wanted)} stage (finished: "
                        f"{', '.join(finished) or 'none'}).")
     recorded = pathlib.Path(finished[chosen]["dir"])
-    # A moved runs root: the stage directory sits under it, <root>/stages/<stage>/<key>, as recorded.
-    path = recorded if recorded.is_dir() else path.parent.parent / "stages" / chosen / recorded.name
+    # The stage directory under this runs root, <root>/stages/<stage>/<key>, wins: a moved or copied root
+    # reads its own stages, never the original's; the recorded one only where this root lacks it.
+    own = path.parent.parent / "stages" / chosen / recorded.name
+    path = own if own.is_dir() or not recorded.is_dir() else recorded
   manifest_path = path / upstream_lib.MANIFEST
   if manifest_path.is_file():
     manifest = cache.read_json(manifest_path)

@@ -3,18 +3,26 @@
 A stage directory holds `out/` (what the stage function writes: a trainer work_dir with its own
 manifest.json, or the generated data) and, written last by the runner, `manifest.json` recording the
 stage's key, the fields the key hashes, its upstream keys, its outputs and the directory it was written
-in (outputs under a root since moved are read from their new place). A stage is done iff that
-manifest exists and records the same key. `.lock` (fcntl) keeps two processes from running one stage
-at once; the second waits, then finds the stage done.
+in (outputs under a root since moved or copied are read from their new place, never the original's). A stage
+is done iff that manifest exists and records the same key. `.lock` (fcntl) keeps two processes from running
+one stage at once (exclusive: the second waits, then finds the stage done) and a forced rebuild from clearing
+a stage that a later stage is reading (readers hold it shared while they run).
+
+run.json is one file per run id that several processes may write: each process (attempt) keeps its own
+record under `attempts/<attempt id>`, read-modify-written under `runs/<run_id>/.lock`, so no process
+overwrites another's; the top-level fields are the record of the attempt that wrote last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import pathlib
 import shutil
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -63,16 +71,18 @@ def clear_stage(directory: pathlib.Path) -> None:
 
 
 @contextlib.contextmanager
-def stage_lock(directory: pathlib.Path, log: Callable[[str], None] = print) -> Iterator[None]:
-  """An exclusive fcntl lock on `<directory>/.lock`; waits (saying so) while another process holds it."""
+def stage_lock(directory: pathlib.Path, log: Callable[[str], None] = print, *, shared: bool = False) -> Iterator[None]:
+  """An fcntl lock on `<directory>/.lock`, exclusive (running or clearing the stage) or `shared` (reading its
+  outputs); waits (saying so) while another process holds it in a conflicting mode."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
+  mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
   with open(directory / LOCK, "a+", encoding="utf-8") as handle:
     try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
-      log(f"  waiting: another process is running {directory}")
-      fcntl.flock(handle, fcntl.LOCK_EX)
+      log(f"  waiting: another process is {'rebuilding' if shared else 'running'} {directory}")
+      fcntl.flock(handle, mode)
     try:
       yield
     finally:
@@ -80,15 +90,31 @@ def stage_lock(directory: pathlib.Path, log: Callable[[str], None] = print) -> I
 
 
 class RunFile:
-  """`<root>/runs/<run_id>/run.json`, rewritten atomically at every transition of the run or a stage."""
+  """`<root>/runs/<run_id>/run.json`, rewritten atomically at every transition of the run or a stage; this
+  process's record also lands in `attempts[attempt]`, which no other process writes."""
 
   def __init__(self, directory: pathlib.Path, record: dict[str, Any]):
     self.path = pathlib.Path(directory) / RUN_FILE
+    self.attempt = f"{record.get('started') or now()}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     self.record = record
     self.write()
 
   def write(self) -> None:
-    cache.write_json_atomic(self.path, self.record)
+    """Read-modify-write under the run directory's lock: the others' attempts are kept as they wrote them."""
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(self.path.parent / LOCK, "a+", encoding="utf-8") as handle:
+      fcntl.flock(handle, fcntl.LOCK_EX)
+      try:
+        attempts = {}
+        if self.path.is_file():
+          try:
+            attempts = dict(cache.read_json(self.path).get("attempts") or {})
+          except ValueError:  # a damaged run.json: this process's record replaces it
+            attempts = {}
+        attempts[self.attempt] = {key: value for key, value in self.record.items() if key != "config"}
+        cache.write_json_atomic(self.path, {**self.record, "attempt": self.attempt, "attempts": attempts})
+      finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
   def stage(self, stage: str, **fields: Any) -> None:
     self.record["stages"][stage].update(fields)
