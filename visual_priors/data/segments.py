@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -124,6 +125,9 @@ def _write_split(out: pathlib.Path, split: str, segments: Iterator[tuple[str, li
   }
 
 
+VERIFIED = "verified.json"  # the store's own cache of verified content hashes (SegmentStore.verify)
+
+
 class SegmentStore:
   """Read access to a built segment store."""
 
@@ -148,13 +152,55 @@ class SegmentStore:
 
   def check_vocab(self, model_path: pathlib.Path) -> None:
     """Refuses a vocabulary other than the one the store was tokenized with."""
+    model_path = pathlib.Path(model_path)
+    if not model_path.is_file():
+      raise FileNotFoundError(f"Vocabulary {model_path} of the segment store {self.root} does not exist; rebuild "
+                              "the store with `python -m visual_priors data build`.")
     have = vocab.vocab_sha256(model_path)
     want = self.manifest["vocab"]["sha256"]
     if have != want:
       raise ValueError(
           f"Vocabulary {model_path} (sha256 {have[:12]}) does not match the segment store {self.root}, "
-          f"which was tokenized with {self.manifest['vocab']['path']} (sha256 {want[:12]}). Use that "
-          "vocabulary or rebuild the store with `python -m visual_priors data build`.")
+          f"which was tokenized with {self.manifest['vocab']['path']} (sha256 {want[:12]}, recorded in "
+          f"{self.root / 'manifest.json'}). Use that vocabulary or rebuild the store with "
+          "`python -m visual_priors data build`.")
+
+  def verify(self, log: Callable[[str], None] = print) -> None:
+    """Checks the store before a stage reads it: its vocabulary's sha256 against the manifest (always), and
+    each data file's sha256 against the manifest. Content hashes are computed on first use only and cached in
+    `VERIFIED` (size, mtime and sha256 per file); later calls compare sizes and mtimes, rehashing a changed
+    file. Raises ValueError naming the first damaged file."""
+    self.check_vocab(self.vocab_path)
+    cache_path = self.root / VERIFIED
+    try:
+      verified = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    except (OSError, ValueError):
+      verified = {}
+    checked, hashed = {}, 0
+    for source, entry in self.manifest["sources"].items():
+      for split, info in entry["splits"].items():
+        for suffix, want in (info.get("sha256") or {}).items():
+          path = self.root / source / f"{split}.{suffix}"
+          name = f"{source}/{split}.{suffix}"
+          if not path.is_file():
+            raise FileNotFoundError(f"Segment store file {path} is missing; rebuild the store (python -m "
+                                    "visual_priors data build).")
+          stat = path.stat()
+          stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": want}
+          if verified.get(name) != stamp:
+            if not hashed:
+              log(f"  verifying the segment store {self.root} (content hashes, first use only)")
+            hashed += 1
+            have = cache.sha256_file(path)
+            if have != want:
+              raise ValueError(f"Segment store file {path} is damaged: sha256 {have[:12]}, its manifest records "
+                               f"{want[:12]}. Rebuild the store (python -m visual_priors data build).")
+          checked[name] = stamp
+    if hashed:
+      try:
+        cache.write_json_atomic(cache_path, checked)
+      except OSError:  # A read-only store is verified again next time.
+        pass
 
   def _check(self, source: str, split: str) -> dict:
     from visual_priors.names import lookup  # pylint: disable=import-outside-toplevel

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -16,8 +17,32 @@ from visual_priors.data import cache
 from visual_priors.train import partition
 
 CHECKPOINTS = "checkpoints"  # the trainer's checkpoint folder inside its work_dir
+DAMAGED = "checkpoints.damaged"  # beside it: damaged steps moved aside (never deleted), one folder per step
 STATE_ITEM = "state"
 DATA_ITEM = "data"
+
+
+class DamagedCheckpointError(ValueError):
+  """A checkpoint step that cannot be read back: unreadable metadata or array files."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+  """`Type: the first line of the message`, at most `limit` characters of it (tensorstore messages run long)."""
+  return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:limit]}"
+
+
+def move_aside(step_dir: pathlib.Path) -> pathlib.Path:
+  """Moves a damaged step directory `<work_dir>/checkpoints/<step>` to `<work_dir>/checkpoints.damaged/<step>`
+  (`<step>.1`, ... when that exists), out of orbax's sight; returns where it went."""
+  step_dir = pathlib.Path(step_dir)
+  aside_root = step_dir.parent.parent / DAMAGED
+  aside_root.mkdir(parents=True, exist_ok=True)
+  aside, n = aside_root / step_dir.name, 0
+  while aside.exists():
+    n += 1
+    aside = aside_root / f"{step_dir.name}.{n}"
+  step_dir.rename(aside)
+  return aside
 
 
 def encode_data_state(state: Any) -> dict[str, Any]:
@@ -150,7 +175,7 @@ class Checkpointer:
     try:
       stored = self._manager.item_metadata(step)[STATE_ITEM]
     except Exception as error:  # orbax raises several types for unreadable metadata.
-      raise ValueError(f"Checkpoint {step_dir} is unreadable: {error}") from error
+      raise DamagedCheckpointError(f"Checkpoint {step_dir} is unreadable: {error}") from error
     problems = _shape_mismatches(getattr(stored, "tree", stored), abstract_state)
     if problems:
       shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
@@ -169,11 +194,40 @@ class Checkpointer:
     except FileNotFoundError:
       raise
     except Exception as error:  # tensorstore and orbax raise many types for damaged files.
-      raise ValueError(
+      raise DamagedCheckpointError(
           f"Checkpoint {step_dir} could not be restored ({type(error).__name__}: {error}). It may be damaged; "
           "delete that step directory to resume from an earlier one."
       ) from error
     return restored[STATE_ITEM], restored[DATA_ITEM]
+
+  def restore_latest(self, abstract_state: Any, *, min_step: int = 0,
+                     log: Callable[[str], None] = print) -> tuple[int, Any, Any] | None:
+    """(step, state, data state) of the newest intact step from `min_step` on, or None when there is none.
+
+    A damaged or incomplete step is moved aside (`move_aside`, by process 0) with a one-line notice and the
+    step before it is tried. A step that is intact but does not fit `abstract_state` raises (ValueError).
+    Raises DamagedCheckpointError when every step is damaged (they are kept aside; the next run starts afresh).
+    """
+    damaged = []
+    steps = sorted((s for s in self.all_steps() if s >= min_step), reverse=True)
+    for i, step in enumerate(steps):
+      try:
+        state, data_state = self.restore(step, abstract_state)
+      except (DamagedCheckpointError, FileNotFoundError) as error:
+        cause = error.__cause__ or error
+        aside = move_aside(self.directory / str(step)) if jax.process_index() == 0 else None
+        self._manager.reload()
+        damaged.append(step)
+        then = f"resuming from step {steps[i + 1]}" if i + 1 < len(steps) else "no earlier step is left"
+        log(f"checkpoint step {step} of {self.directory.parent} is damaged ({first_line(cause, 200)}); "
+            f"moved to {aside or 'the side by process 0'}; {then}")
+        continue
+      return step, state, data_state
+    if damaged:
+      raise DamagedCheckpointError(
+          f"Every checkpoint step of {self.directory.parent} is damaged (steps {', '.join(map(str, damaged))}, "
+          f"moved to {self.directory.parent / DAMAGED}); rerun to start afresh.")
+    return None
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -36,7 +36,11 @@ def _validation_set(store: segments.SegmentStore, component: components.Componen
 
 def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int, seq_len: int,
                  eval_batch_size: int, seed: int) -> MixtureData:
-  """`mixture` is anything `mixtures.parse_spec` reads: a paper mix, NAME=W,... or cat:CATEGORY=P."""
+  """`mixture` is anything `mixtures.parse_spec` reads: a paper mix, NAME=W,... or cat:CATEGORY=P.
+
+  The store is verified first (`SegmentStore.verify`: its vocabulary and data files against its manifest), so
+  a wrong vocabulary or a damaged file fails before any compute."""
+  store.verify()
   spec = mixtures.parse_spec(mixture, known_sources=store.sources)
   train_config = pipeline.PipelineConfig(batch_size=batch_size, seq_len=seq_len, seed=seed)
   eval_config = pipeline.PipelineConfig(batch_size=eval_batch_size, seq_len=seq_len, split="validation",
@@ -54,7 +58,7 @@ def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int,
   identity = {
       "segment_store": str(store.root),
       "segment_store_manifest_sha256": cache.sha256_file(store.root / "manifest.json"),
-      "vocab_sha256": store.manifest["vocab"]["sha256"],
+      "vocab_sha256": vocab.vocab_sha256(store.vocab_path),  # the file used (verified to be the store's)
       "mixture": mixture,
       "components": [{"name": c.name, "rate": c.rate, "example_rate": c.example_rate,
                       "sources": list(c.sources)} for c in plan],

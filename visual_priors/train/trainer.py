@@ -171,10 +171,11 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
   final_metrics: dict[str, float | None] = {}
   try:
     iterator = train_data()
-    start = checkpointer.latest_step() or 0
-    if start:
-      state, data_state = checkpointer.restore(start, spec.abstract)
-      iterator.set_state(data_state)
+    restored = checkpointer.restore_latest(spec.abstract, min_step=1, log=print if chief else lambda _: None)
+    start = restored[0] if restored else 0
+    if restored:
+      state = restored[1]
+      iterator.set_state(restored[2])
       if writer:
         writer.resume_from(start)  # steps after the checkpoint are logged again: each step once in the files
     else:

@@ -82,7 +82,7 @@ def _stored_leaves(step_dir: pathlib.Path, role: str) -> dict[str, tuple[tuple[A
   """'/'-path -> (key path in the stored state, array metadata) of the stored model variables."""
   state_dir = step_dir / checkpoint.STATE_ITEM
   if not state_dir.is_dir():
-    raise FileNotFoundError(f"Checkpoint {state_dir} does not exist; was the upstream run's checkpoint deleted?")
+    raise damaged(step_dir, FileNotFoundError(f"{state_dir} does not exist"), role)
   try:
     metadata = checkpoint.step_reader().metadata(step_dir).item_metadata[checkpoint.STATE_ITEM]
   except Exception as error:  # orbax and tensorstore raise many types for damaged files
@@ -95,15 +95,42 @@ def _stored_leaves(step_dir: pathlib.Path, role: str) -> dict[str, tuple[tuple[A
   return leaves
 
 
+DAMAGED_MANIFEST = "manifest.damaged.json"  # a runner stage's manifest.json, renamed once its checkpoint is damaged
+
+
+def _mark_not_done(work_dir: pathlib.Path, step_dir: pathlib.Path) -> pathlib.Path | None:
+  """A runner stage (`<root>/stages/<stage>/<key>/out`) whose checkpoint is damaged: renames the stage's
+  manifest.json to DAMAGED_MANIFEST (the runner then sees the stage not done and rebuilds it) and moves the
+  damaged step aside (its trainer then resumes from an intact earlier step, if any); returns the stage directory,
+  or None for a run outside a runs root (left as it is) or one already marked by another reader."""
+  stage_dir = work_dir.parent
+  done = stage_dir / MANIFEST
+  if work_dir.name != "out" or stage_dir.parent.parent.name != "stages":
+    return None
+  try:
+    done.replace(stage_dir / DAMAGED_MANIFEST)
+    if step_dir.is_dir():
+      checkpoint.move_aside(step_dir)
+  except FileNotFoundError:  # another process marked it first
+    return None
+  return stage_dir
+
+
 def damaged(step_dir: pathlib.Path, error: BaseException, role: str = "upstream") -> ValueError:
-  """One line for an unreadable checkpoint step: which stage run and step, the first line of the cause."""
+  """One line for an unreadable checkpoint step: which stage run and step, the first line of the cause.
+
+  Under a runs root the upstream stage is marked not done (`_mark_not_done`), so the next run rebuilds it."""
   cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
   work_dir = step_dir.parent.parent
   parts = work_dir.parts
   stage = parts[parts.index("stages") + 1] if "stages" in parts[:-1] else None  # <root>/stages/<stage>/<key>/out
-  fix = f"rerun with --force-from {stage}" if stage else "retrain that run"
+  if stage and jax.process_index() == 0 and _mark_not_done(work_dir, step_dir):
+    fix = (f"the {stage} stage is marked not done (its checkpoint moved to {work_dir / checkpoint.DAMAGED}), so "
+           "the next run rebuilds it")
+  else:
+    fix = f"Rebuild it: rerun with --force-from {stage}" if stage else "Rebuild it: retrain that run"
   return ValueError(f"The {role} checkpoint at step {step_dir.name} of {work_dir} is damaged or incomplete "
-                    f"({type(error).__name__}: {cause}). Rebuild it: {fix}.")
+                    f"({type(error).__name__}: {cause}); {fix}.")
 
 
 def _nested(entries: Mapping[tuple[Any, ...], Any]) -> dict[str, Any]:
