@@ -146,9 +146,11 @@ class SegmentStore:
 
   @property
   def vocab_path(self) -> pathlib.Path:
-    """The recorded vocabulary, or the one beside this store if their cache was moved (same layout)."""
+    """The vocabulary beside this store in its own cache (same layout), so a copied cache reads its own file;
+    else the recorded one."""
     recorded = pathlib.Path(self.manifest["vocab"]["path"])
-    return moved_paths.relocated(recorded, self.root.parent.parent / "vocab" / recorded.parent.name / recorded.name)
+    return moved_paths.relocated(recorded, self.root.parent.parent / "vocab" / recorded.parent.name / recorded.name,
+                                 own_first=True)
 
   def check_vocab(self, model_path: pathlib.Path) -> None:
     """Refuses a vocabulary other than the one the store was tokenized with."""
