@@ -91,3 +91,31 @@ def test_filtered_stderr_keeps_lines_that_are_not_noise():
   env = {k: v for k, v in os.environ.items() if k != console.VERBOSE_ENV}
   result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
   assert result.stderr == "a real error\n"
+
+
+def test_absent_tpus_are_left_out_of_jax_platforms(monkeypatch):
+  monkeypatch.delenv("JAX_PLATFORMS", raising=False)
+  real_find_spec = console.importlib.util.find_spec
+  monkeypatch.setattr(console.importlib.util, "find_spec",
+                      lambda name, *args: object() if name == "libtpu" else real_find_spec(name, *args))
+  monkeypatch.setattr(console.glob, "glob", lambda pattern: [])
+  console.leave_out_absent_tpus()
+  assert os.environ["JAX_PLATFORMS"] == "cpu"
+  monkeypatch.setenv("JAX_PLATFORMS", "tpu")  # a user's choice is kept
+  console.leave_out_absent_tpus()
+  assert os.environ["JAX_PLATFORMS"] == "tpu"
+  monkeypatch.delenv("JAX_PLATFORMS")
+  monkeypatch.setattr(console.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+  console.leave_out_absent_tpus()  # a TPU VM: JAX finds its chips as usual
+  assert "JAX_PLATFORMS" not in os.environ
+
+
+def test_a_command_prints_no_tpu_discovery_errors_where_libtpu_is_installed_without_tpus():
+  """With the `tpu` extra installed (the test extra holds it), a command that starts JAX on this TPU-less host
+  prints none of libtpu's discovery errors."""
+  env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", console.VERBOSE_ENV, "XLA_FLAGS")}
+  result = subprocess.run([sys.executable, "-m", "visual_priors", "compile-check", "--scale", "nano", "--seq", "32"],
+                          env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  for noise in ("TPU", "InitGoogle", "common_lib.cc"):
+    assert noise not in result.stderr

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.verbose:
     os.environ[console.VERBOSE_ENV] = "1"
   console.quiet_libraries()
+  console.leave_out_absent_tpus()
   debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
   try:
     return int(args.func(args) or 0)

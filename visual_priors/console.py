@@ -14,9 +14,13 @@ imported, and lets everything else through. absl's Python log (orbax, seqio, gra
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
+import importlib.util
 import os
+import pkgutil
 import re
 import sys
 import tempfile
@@ -175,6 +179,22 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
       spec.loader.exec_module = quiet_exec
     return spec
+
+
+def leave_out_absent_tpus() -> None:
+  """On a host without TPU chips whose environment holds libtpu (the `tpu` extra, for compile-only checks of TPU
+  slices), JAX would probe for TPUs when it starts and print libtpu's discovery errors. There, unless
+  JAX_PLATFORMS already says otherwise, JAX's platforms are the GPU plugins installed (if any) and the CPU."""
+  if os.environ.get("JAX_PLATFORMS") or importlib.util.find_spec("libtpu") is None:
+    return
+  if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):  # TPU VMs expose their chips here
+    return
+  plugins = {entry.name for entry in importlib.metadata.entry_points(group="jax_plugins")}
+  if importlib.util.find_spec("jax_plugins") is not None:
+    import jax_plugins  # pylint: disable=import-outside-toplevel
+    plugins |= {module.name for module in pkgutil.iter_modules(jax_plugins.__path__)}
+  gpus = [platform for platform in ("cuda", "rocm") if any(platform in name for name in plugins)]
+  os.environ["JAX_PLATFORMS"] = ",".join([*gpus, "cpu"])
 
 
 def quiet_libraries() -> None:
