@@ -20,7 +20,6 @@ import importlib.machinery
 import importlib.metadata
 import importlib.util
 import os
-import pkgutil
 import re
 import sys
 import tempfile
@@ -189,10 +188,7 @@ def leave_out_absent_tpus() -> None:
     return
   if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):  # TPU VMs expose their chips here
     return
-  plugins = {entry.name for entry in importlib.metadata.entry_points(group="jax_plugins")}
-  if importlib.util.find_spec("jax_plugins") is not None:
-    import jax_plugins  # pylint: disable=import-outside-toplevel
-    plugins |= {module.name for module in pkgutil.iter_modules(jax_plugins.__path__)}
+  plugins = {entry.name for entry in importlib.metadata.entry_points(group="jax_plugins")}  # e.g. xla_cuda12
   gpus = [platform for platform in ("cuda", "rocm") if any(platform in name for name in plugins)]
   os.environ["JAX_PLATFORMS"] = ",".join([*gpus, "cpu"])
 
