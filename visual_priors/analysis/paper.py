@@ -48,7 +48,8 @@ def _meta(results: Results) -> pd.DataFrame:
   return results.runs.set_index("run")
 
 
-def _group_difference(results: Results, a: str, b: str, group: str | None) -> uncertainty.Difference:
+def group_difference(results: Results, a: str, b: str, group: str | None) -> uncertainty.Difference:
+  """Run `a` minus run `b` on the questions both answered of one VQA group (None: every grouped benchmark)."""
   items = results.items[~results.items["blind"].astype(bool)]
   group_of = dict(zip(items["benchmark"], items["group"]))
   sa, sb = results.item_scores(a), results.item_scores(b)
@@ -66,7 +67,7 @@ def check_pretraining_helps(results: Results) -> Verdict:
   if not pairs:
     return Verdict(ABSENT, "needs an untrained (0-token) run and a pre-trained run of the same scale, with "
                            "per-question scores")
-  differences = [(run, _group_difference(results, run, control, None)) for run, control in pairs]
+  differences = [(run, group_difference(results, run, control, None)) for run, control in pairs]
   evidence = "; ".join(f"{meta.loc[r, 'name'] or r} {d.format()}" for r, d in differences)
   return Verdict(_sign([d.low for _, d in differences], [d.high for _, d in differences]),
                  f"overall accuracy minus the untrained control's: {evidence}")
@@ -87,7 +88,7 @@ def check_mix6_beats_mix0(results: Results) -> Verdict:
   for mix6, mix0 in pairs:
     for group in GROUPS:
       try:
-        difference = _group_difference(results, mix6, mix0, group)
+        difference = group_difference(results, mix6, mix0, group)
       except ValueError:
         continue
       lows.append(difference.low)

@@ -156,25 +156,19 @@ def paired_table(results: Results, reference: str | None = None) -> pd.DataFrame
   reference = reference or reference_run(results)
   if reference is None:
     return pd.DataFrame()
-  base = results.item_scores(reference)
   items = results.items[~results.items["blind"].astype(bool)]
-  group_of = dict(zip(items["benchmark"], items["group"]))
+  present = set(items["group"].dropna())
   table = {}
   for run in run_order(results):
-    scores = results.item_scores(run)
-    if run == reference or not scores:
+    if run == reference or not results.item_scores(run):
       continue
     cells = {}
-    for group in [*[g for g in GROUPS if g in set(group_of.values())], None]:
-      members = [b for b in scores if group_of.get(b) is not None and (group is None or group_of[b] == group)]
+    for group in [*[g for g in GROUPS if g in present], None]:
       name = OVERALL_COLUMN if group is None else group
       try:
-        difference = uncertainty.paired_difference({b: scores[b] for b in members},
-                                                   {b: base.get(b, {}) for b in members})
+        cells[name] = paper.group_difference(results, run, reference, group).format()
       except ValueError:
         cells[name] = MISSING
-        continue
-      cells[name] = difference.format()
     table[f"{run} - {reference}"] = cells
   return pd.DataFrame.from_dict(table, orient="index")
 
