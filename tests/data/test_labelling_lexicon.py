@@ -102,6 +102,34 @@ def test_relationship_words_count_only_near_a_visual_concept(labeller):
   assert labeller.lexicons.hits("it was next to it")[0][relationship] == 0
 
 
+def test_part_whole_markers_count_between_two_visual_concepts(labeller):
+  relationship = categories.LABELS.index("visual-relationship")
+  assert labeller.lexicons.hits("a duck with red feathers")[0][relationship] == 1
+  assert labeller.lexicons.hits("the dog has a thick tail")[0][relationship] == 1
+  assert labeller.lexicons.hits("he came with a smile")[0][relationship] == 0  # no visual concept before "with"
+  assert labeller.lexicons.hits("a bird sat on a small green branch")[0][relationship] == 1
+
+
+def test_units_alone_do_not_make_a_worked_exercise_science(labeller):
+  exercise = ("Problem: A train travels 100 km in 2 hours at a constant speed. How far does it travel in 8 hours?\n"
+              "Solution:\nSpeed: 100 km / 2 h = 50 km/h.\nDistance in 8 hours: 50 km/h × 8 h = 400 km.\n"
+              "Answer: 400 km\n")
+  assert "science" not in labeller.label([exercise])[0]
+  assert labeller.scores(SCIENCE_STUDY)["science"] > labeller.scores(exercise)["science"]
+
+
+def test_rules_drawn_with_operators_are_no_code(labeller):
+  banner = "=-=-=-=-=-=-=-=-=-=-=-= The conditional operator for propositions =-=-=-=-=-=-=-=-=-=-=-=\n" * 3
+  assert labeller.scores(banner + "=" * 60 + "\n")["code"] == 0.0
+  assert labeller.scores("if a == b && c != d:\n    x += 1\n")["code"] > 0
+
+
+def test_a_few_math_words_leave_visual_labels_on(labeller):
+  gloss = ("root hair: thin hairlike outgrowth of a cell just behind the tip of a root; prop root: a root that grows "
+           "from the stem above the ground; root cap: a thimble-shaped mass of cells covering the tip of a root")
+  assert labeller.scores(gloss)["visual-concept"] > 0.0
+
+
 def test_math_notation_is_no_code_and_code_structure_is(labeller):
   word_problem = "Problem: Solve for x: 2x + 19 = 15.\nSolution:\nx = -2, since lcm(4, 6) = 12 and gcd(4, 6) = 2.\n"
   assert labeller.scores(word_problem)["code"] == 0.0 and labeller.scores(word_problem)["math"] > 0
@@ -148,19 +176,21 @@ def test_stored_thresholds_match_the_lexicons():
   assert stored["lexicon_digest"] == lexicon.Lexicons().digest
 
 
-# Measured when the thresholds were last tuned: test-split micro F1 0.836 (P 0.860, R 0.814). The floor
-# leaves room for small lexicon edits but catches a broken lexicon, pattern or threshold file.
-TEST_SPLIT_MICRO_F1_FLOOR = 0.80
-# Per-label (precision, recall) on the test split when the thresholds were last tuned (on dev only). A label
-# may not fall more than FLOOR_SLACK below them.
+# Measured once on the fresh test split (batch v2-fresh-test, 350 segments; assets/README.md) after the lexicons,
+# patterns and thresholds were last changed using the dev split only: micro F1 0.811 (P 0.830, R 0.792). The
+# floor leaves room for small lexicon edits but catches a broken lexicon, pattern or threshold file.
+TEST_SPLIT_MICRO_F1_FLOOR = 0.78
+# Per-label (precision, recall) on the test split at that measurement. A label may not fall more than
+# FLOOR_SLACK below them.
 MEASURED_ON_TEST = {
-    "code": (0.931, 0.900), "math": (0.786, 0.943), "science": (0.571, 0.615),
-    "visual-concept": (0.940, 0.904), "visual-attribute": (0.795, 0.838), "visual-relationship": (1.000, 0.379),
+    "code": (0.908, 0.965), "math": (0.723, 0.734), "science": (0.667, 0.375),
+    "visual-concept": (0.823, 0.793), "visual-attribute": (0.861, 0.827), "visual-relationship": (0.773, 0.586),
 }
 FLOOR_SLACK = 0.03
-# Labels with enough test positives that still miss evaluate.TARGET_PRECISION / TARGET_RECALL. Their target
-# tests are strict xfails: reaching the targets fails them, so that this set is shrunk when it happens.
-MISSING_TARGETS = {"math", "visual-attribute", "visual-relationship"}
+# Labels with enough test positives that still miss evaluate.TARGET_PRECISION / TARGET_RECALL (math: P 0.72;
+# visual-relationship: P 0.77, R 0.59). Their target tests are strict xfails: reaching the targets fails them, so
+# that this set is shrunk when it happens. Science has 16 test positives, fewer than TARGET_MIN_SUPPORT.
+MISSING_TARGETS = {"math", "visual-relationship"}
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +210,9 @@ def test_no_label_falls_below_its_measured_precision_and_recall(on_test, label):
 
 
 @pytest.mark.parametrize("label", [
-    pytest.param(label, marks=pytest.mark.xfail(strict=True, reason="misses the targets")) if label in MISSING_TARGETS
-    else label for label in categories.LABELS])
+    pytest.param(label, marks=pytest.mark.xfail(
+        strict=True, reason="misses the targets: measured P {:.3f}, R {:.3f}".format(*MEASURED_ON_TEST[label])))
+    if label in MISSING_TARGETS else label for label in categories.LABELS])
 def test_labels_with_enough_support_reach_the_targets(on_test, label):
   scores = on_test.per_label[label]
   if scores.support < evaluate.TARGET_MIN_SUPPORT:

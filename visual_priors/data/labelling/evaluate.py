@@ -1,22 +1,31 @@
-"""Scoring a labeller against hand labels: per-label precision/recall/F1/support and micro averages."""
+"""Hand-labelled segments: cutting them from the corpora, and scoring a labeller against them (per-label P/R/F1)."""
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import pathlib
+import random
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from visual_priors.data import cache, categories
 from visual_priors.data.labelling import base
 
 HANDLABELLED = pathlib.Path(__file__).resolve().parent / "assets" / "handlabelled.jsonl"
 SPLITS = ("dev", "test")
+# The batch of the test split: fresh segments cut after the first set had become tuning data (assets/README.md).
+TEST_BATCH = "v2-fresh-test"
 # The sources the hand-labelled segments come from: the built-in corpora (visual_priors/data/corpora).
 KNOWN_SOURCES = ("code", "math", "academia", "literature", "encyclopedia", "web-crawl", "visual-description")
 # The quality the labellers are held to on the test split, for every label with at least TARGET_MIN_SUPPORT
 # positives there (fewer make the rates too noisy to hold a labeller to).
 TARGET_PRECISION, TARGET_RECALL, TARGET_MIN_SUPPORT = 0.8, 0.7, 20
+# Hand-labelled segments are excerpts of this many whitespace-separated words (short enough to read and judge).
+MIN_WORDS, MAX_WORDS = 80, 250
+_WORD = re.compile(r"\S+")
+_SHINGLE = 8  # words; a window sharing one such run of words with a text it must not overlap is skipped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +35,7 @@ class LabelledSegment:
   origin: str  # "<package>:<path inside it>[#<item>]"
   split: str  # "dev" (tuning) or "test" (reporting only)
   source: str = ""  # the corpus source the segment was cut from (corpora.BUILTIN_SOURCES)
+  batch: str = ""  # which labelling round the row comes from (assets/README.md)
 
 
 def load_handlabelled(split: str | None = None, path: str | pathlib.Path = HANDLABELLED) -> list[LabelledSegment]:
@@ -45,7 +55,8 @@ def load_handlabelled(split: str | None = None, path: str | pathlib.Path = HANDL
         raise ValueError(f"{where}: labels must come from {categories.LABELS} (unknown: {unknown}), split "
                          f"from {SPLITS} (got {row['split']!r}), source from {KNOWN_SOURCES} (got {source!r}), "
                          "and the text must not be empty.")
-      segment = LabelledSegment(row["text"], frozenset(row["labels"]), row["origin"], row["split"], source)
+      segment = LabelledSegment(row["text"], frozenset(row["labels"]), row["origin"], row["split"], source,
+                                row.get("batch", ""))
       if split is None or segment.split == split:
         segments.append(segment)
   return segments
@@ -130,6 +141,78 @@ def report_on_test_split(labeller: base.Labeller, title: str) -> str:
   """The labeller's per-label table on the hand-labelled test split (never used for tuning), then the targets."""
   evaluation = evaluate(labeller, load_handlabelled("test"))
   return f"{format_evaluation(evaluation, title)}\n{format_targets(evaluation)}"
+
+
+def sample_windows(documents: Sequence[Mapping[str, str]], count: int, seed: int,
+                   avoid: Iterable[str] = (), target_words: tuple[int, int] = (120, 200),
+                   snap_words: int = 30) -> list[dict[str, str]]:
+  """`count` excerpts for hand labelling, drawn at random from `documents` (dicts with "text" and "origin").
+
+  A document is drawn with probability proportional to its words (as a segment of the store is), a start word
+  uniformly inside it, and a length uniformly in `target_words`; start and end move to the nearest line break
+  when one is within `snap_words` words, and the excerpt stays within [MIN_WORDS, MAX_WORDS] words. Excerpts
+  sharing a run of _SHINGLE words with `avoid` or with each other are redrawn. Returns {"text", "origin"} dicts,
+  origin "<document origin>#words-<first>-<end>"; the same documents, count and seed give the same excerpts.
+  """
+  rng = random.Random(seed)
+  pool = [(doc, [(m.start(), m.end()) for m in _WORD.finditer(doc["text"])]) for doc in documents]
+  pool = [(doc, words) for doc, words in pool if len(words) >= MIN_WORDS]
+  if not pool:
+    raise ValueError(f"No document has the {MIN_WORDS} words an excerpt needs.")
+  cumulative, total = [], 0
+  for _, words in pool:
+    total += len(words)
+    cumulative.append(total)
+  seen = set().union(*(_shingles(text) for text in avoid))
+  chosen: list[dict[str, str]] = []
+  for _ in range(200 * count):
+    if len(chosen) == count:
+      break
+    doc, words = pool[bisect.bisect_right(cumulative, rng.randrange(total))]
+    text, starts = doc["text"], [start for start, _ in words]
+    first = rng.randrange(len(words) - MIN_WORDS + 1)
+    end = min(len(words), first + rng.randint(*target_words))
+    line_start = text.rfind("\n", 0, starts[first]) + 1
+    snapped = bisect.bisect_left(starts, line_start)
+    if first - snapped <= snap_words:
+      first = snapped
+    line_end = text.find("\n", words[end - 1][1])
+    snapped = bisect.bisect_left(starts, len(text) if line_end < 0 else line_end)
+    if snapped - end <= snap_words and snapped - first <= MAX_WORDS:
+      end = snapped
+    if not MIN_WORDS <= end - first <= MAX_WORDS:
+      continue
+    excerpt = text[words[first][0]:words[end - 1][1]]
+    shingles = _shingles(excerpt)
+    if shingles & seen:
+      continue
+    seen |= shingles
+    chosen.append({"text": excerpt, "origin": f"{doc['origin']}#words-{first}-{end}"})
+  if len(chosen) < count:
+    raise ValueError(f"Found only {len(chosen)} of {count} non-overlapping excerpts; pass more documents.")
+  return chosen
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+  words = text.lower().split()
+  return {tuple(words[i:i + _SHINGLE]) for i in range(max(len(words) - _SHINGLE + 1, 1))}
+
+
+def sample_from_corpora(per_source: int, seed: int, sources: Sequence[str] = KNOWN_SOURCES,
+                        cache_dir: str | pathlib.Path | None = None, split: str = "test",
+                        batch: str = TEST_BATCH) -> list[dict]:
+  """Unlabelled hand-labelling rows ("labels" empty) cut with `sample_windows` from each built corpus's train
+  split, avoiding the texts already in the hand-labelled set; source s uses seed `seed` + its index."""
+  from visual_priors.data import corpora  # pylint: disable=import-outside-toplevel
+  avoid = [segment.text for segment in load_handlabelled()]
+  rows = []
+  for index, source in enumerate(sources):
+    documents = list(corpora.read_documents(source, "train", cache_dir))
+    for window in sample_windows(documents, per_source, seed + index, avoid):
+      rows.append({"text": window["text"], "labels": [], "source": source, "origin": window["origin"],
+                   "split": split, "batch": batch})
+      avoid.append(window["text"])
+  return rows
 
 
 def throughput(labeller: base.Labeller, texts: Sequence[str], min_seconds: float = 1.0) -> dict[str, float]:

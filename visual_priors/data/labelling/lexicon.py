@@ -5,11 +5,15 @@ How a segment is scored, per label:
           [a-z]+ tokens, simple plurals included)
         + matches of the label's structure patterns (below: code lines, comments, operators, hex literals and
           multi-letter identifiers; LaTeX, math symbols, digit-operator-digit and worked-exercise headings;
-          numbers with physical units and p-values; hyphenated appearance words such as "funnel-shaped")
-        + for visual-relationship, each spatial preposition followed by a visual-concept word; its lexicon
-          words and phrases count only within RELATIONSHIP_WINDOW tokens of a visual-concept word
+          numbers with physical units and p-values; hyphenated appearance words such as "funnel-shaped");
+          science patterns count at most SCIENCE_PATTERN_CAP per science word (plus one), so units alone
+          ("350 km in 5 hours") do not make a worked exercise science
+        + for visual-relationship, each spatial preposition ("on the small table") or part-whole marker between
+          two visual-concept words ("a duck with red feathers") followed by a visual-concept word, up to
+          MAX_ATTRIBUTES visual-attribute words allowed in between; its lexicon words and phrases count only
+          within RELATIONSHIP_WINDOW tokens of a visual-concept word
   score = 100 * hits / number of word tokens, and 0 for the visual labels on technical text
-          (code or math score >= TECHNICAL_SCORE)
+          (code score, math notation score or half the math score >= TECHNICAL_SCORE)
 A segment carries the label when score >= the label's threshold. Thresholds live in
 lexicons/thresholds.json and are tuned for F1 on the dev split of the hand-labelled set
 (`python -m visual_priors.data.labelling.tune`). One regex pass per pattern plus one loop over tokens:
@@ -53,11 +57,12 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
         re.compile(r"[;{}][ \t]*$", _M),
         re.compile(r"^[ \t]*(?:>>>|\.\.\.\s|\$\s)", _M),
         # Assignments and calls need a name of two or more characters: "x = 1" and "lcm(8, 9)" are math.
-        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]+\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=)\s*\S"),
+        re.compile(r"(?<![\\\w])[A-Za-z_][\w.]+\s*(?:[-+*/%|&^]|//|\*\*)?=(?!=|-=)\s*\S"),
         re.compile(r"(?<![\\\w])(?!(?:" + _MATH_FUNCTIONS + r")\()[A-Za-z_][\w.]+\([^()\n]*\)"),
         re.compile(r"(?<=[a-z])_[a-z0-9]"),  # snake_case joints
         re.compile(r"\b[a-z][a-z0-9]*(?:[A-Z][a-z0-9]+)+\b"),  # lowerCamelCase ("getName"), not "WhiteheadRussell"
-        re.compile(r"==|!=|&&|\|\||\+=|-=|::|=>"),
+        # Operators, not rules or decorations drawn with them ("=====", "=-=-=-", "::::").
+        re.compile(r"(?<![-=:|&+!<>])(?:==|!=|&&|\|\||\+=|-=|::|=>)(?![-=:|&>])"),
         re.compile(r"^(?: {4}|\t)+[^\s*>-][^\n]*[(){}\[\]:;]\s*$", _M),  # indented code lines, not bullets or prose
         re.compile(r"^[ \t]*(?://|/\*|\*/)", _M),  # C-family comment lines
         re.compile(r"\b0x[0-9A-Fa-f]+\b|'\\u[0-9A-Fa-f]{4}'"),  # hex literals, escaped code points
@@ -96,10 +101,19 @@ STRUCTURE_PATTERNS: Mapping[str, tuple[re.Pattern[str], ...]] = {
 _SPATIAL_PREPOSITIONS = frozenset(
     "on in into onto under over through from off at across along beside behind near above below upon "
     "inside within beneath around between".split())
-_DETERMINERS = frozenset("the a an its his her their my your our this that these those each".split())
+_DETERMINERS = frozenset("the a an its his her their my your our this that these those each every both two three four "
+                         "several many some".split())
+# A part-whole marker between two visual-concept words is one visual-relationship hit ("a duck with red
+# feathers", "a shrub having white flowers", "the dog has a thick tail").
+_PART_MARKERS = frozenset("with having has have bearing".split())
+# How many visual-attribute words may stand between a preposition or part marker (and its determiner) and the
+# visual-concept word it locates ("on a small green branch").
+MAX_ATTRIBUTES = 2
 # Visual labels are not given to technical text: at this code or math score (hits per 100 words) the
 # lexicon's concrete nouns are mostly identifiers or symbol names ("key", "table", "sign").
 TECHNICAL_SCORE = 10.0
+# Science structure hits (numbers with units, p-values) counted per science lexicon word (plus one).
+SCIENCE_PATTERN_CAP = 1
 # How many tokens away a visual-concept word may be for a relationship word or phrase to count.
 RELATIONSHIP_WINDOW = 4
 _LABEL_INDEX = {label: index for index, label in enumerate(categories.LABELS)}
@@ -130,16 +144,18 @@ class Lexicons:
           else:
             phrases[tokens[0]].append((tokens[1:], index))
     rules = [p.pattern for patterns in STRUCTURE_PATTERNS.values() for p in patterns]
-    rules += [_MATH_SPAN.pattern, sorted(_SPATIAL_PREPOSITIONS), sorted(_DETERMINERS), TECHNICAL_SCORE,
-              RELATIONSHIP_WINDOW]
+    rules += [_MATH_SPAN.pattern, sorted(_SPATIAL_PREPOSITIONS), sorted(_DETERMINERS), sorted(_PART_MARKERS),
+              TECHNICAL_SCORE, RELATIONSHIP_WINDOW, MAX_ATTRIBUTES, SCIENCE_PATTERN_CAP,
+              "technical: max(code, math notation, math / 2)"]
     digest.update(repr(rules).encode())  # The thresholds were tuned for these rules as well.
     self.words = {word: tuple(sorted(set(labels))) for word, labels in words.items()}
     self.phrases = {first: tuple(sorted(set(rests))) for first, rests in phrases.items()}
     self.digest = digest.hexdigest()
-    self._starters = frozenset(self.phrases) | _SPATIAL_PREPOSITIONS
+    self._starters = frozenset(self.phrases) | _SPATIAL_PREPOSITIONS | _PART_MARKERS
 
-  def hits(self, text: str) -> tuple[list[int], int]:
-    """Hits per label (in categories.LABELS order) and the number of word tokens in `text`."""
+  def hits(self, text: str) -> tuple[list[int], int, list[int]]:
+    """Hits per label (in categories.LABELS order), the number of word tokens in `text`, and the structure-pattern
+    hits per label (already included in the first)."""
     tokens = _TOKEN.findall(text.lower())
     hits = [0] * len(categories.LABELS)
     words, phrases = self.words, self.phrases
@@ -153,9 +169,9 @@ class Lexicons:
     # "the customer base"): within RELATIONSHIP_WINDOW tokens on either side.
     concepts = [i for i, token in enumerate(tokens) if concept in words.get(token, ())]
 
-    def near_concept(position: int) -> bool:
+    def near_concept(position: int, ahead: int = RELATIONSHIP_WINDOW) -> bool:
       at = bisect.bisect_left(concepts, position - RELATIONSHIP_WINDOW)
-      return at < len(concepts) and concepts[at] <= position + RELATIONSHIP_WINDOW
+      return at < len(concepts) and concepts[at] <= position + ahead
 
     starters = self._starters
     for position, token in enumerate(tokens):
@@ -169,20 +185,28 @@ class Lexicons:
           if tuple(tokens[position + 1:position + 1 + len(rest)]) == rest:
             if index != relationship or near_concept(position):
               hits[index] += 1
-      if token in _SPATIAL_PREPOSITIONS:  # "on the (small) table": a located visual concept.
+      # "on the (small) table": a located visual concept; "a duck with (red) feathers": a part of one.
+      if token in _SPATIAL_PREPOSITIONS or (token in _PART_MARKERS and near_concept(position, ahead=-1)):
         after = position + 1
         if after < len(tokens) and tokens[after] in _DETERMINERS:
           after += 1
-        if after < len(tokens) and attribute in words.get(tokens[after], ()):
-          after += 1
+        for _ in range(MAX_ATTRIBUTES):
+          if after < len(tokens) and attribute in words.get(tokens[after], ()):
+            after += 1
         if after < len(tokens) and concept in words.get(tokens[after], ()):
-          hits[_LABEL_INDEX["visual-relationship"]] += 1
+          hits[relationship] += 1
     without_math = _MATH_SPAN.sub(" ", text)
+    structure = [0] * len(categories.LABELS)
     for label, patterns in STRUCTURE_PATTERNS.items():
       searched = without_math if label == "code" else text
       for pattern in patterns:
-        hits[_LABEL_INDEX[label]] += sum(1 for _ in pattern.finditer(searched))
-    return hits, len(tokens)
+        structure[_LABEL_INDEX[label]] += sum(1 for _ in pattern.finditer(searched))
+    # Units and percentages back science vocabulary up but do not make science on their own: a worked exercise
+    # ("350 km in 5 hours", "25% off") is math. At most SCIENCE_PATTERN_CAP structure hits per science word count.
+    science = _LABEL_INDEX["science"]
+    counted = list(structure)
+    counted[science] = min(structure[science], SCIENCE_PATTERN_CAP * (hits[science] + 1))
+    return [a + b for a, b in zip(hits, counted)], len(tokens), structure
 
 
 def _entries(text: str) -> set[str]:
@@ -244,9 +268,12 @@ class LexiconLabeller:
 
   def scores(self, text: str) -> dict[str, float]:
     """Hits per 100 word tokens, per label; visual scores are 0 on technical text (TECHNICAL_SCORE)."""
-    hits, words = self.lexicons.hits(text)
+    hits, words, structure = self.lexicons.hits(text)
     scores = {label: 100.0 * count / max(words, 1) for label, count in zip(categories.LABELS, hits)}
-    if max(scores["code"], scores["math"]) >= TECHNICAL_SCORE:
+    # A few math words ("root", "square", "set") do not make text technical: math notation does, or twice as many
+    # math words and symbols ("the polynomial matrix over a ring is a ring").
+    math_notation = 100.0 * structure[_LABEL_INDEX["math"]] / max(words, 1)
+    if max(scores["code"], math_notation, scores["math"] / 2) >= TECHNICAL_SCORE:
       scores.update({label: 0.0 for label in categories.VISUAL_LABELS})
     return scores
 
