@@ -124,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.data = _dict(
       kind="llava",
       generated=_dict(seed=0, image_size=64, n_captions=64, n_instruct=160, n_eval_per_benchmark=32,
-                      objects="auto"),
+                      objects="auto", tasks=""),
       llava=_dict(captions="", instruct="", images=""))
   config.adapt.align = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=1e-3, warmup_fraction=0.06,
                              projector="mlp2x_gelu", num_visual_tokens=576, seq_len=2048)
@@ -257,6 +257,20 @@ def parse_mixture(text: str) -> Any:
     raise ValueError(f"data.mixture {text!r} does not parse: {error}") from None
 
 
+def generated_tasks(config: ml_collections.ConfigDict) -> list[str] | None:
+  """adapt.data.generated.tasks as generate() takes it: the named question tasks (comma-separated text), or None
+  ("", every task the object source allows); an unknown name fails with the valid ones."""
+  from visual_priors.data.multimodal.gen_questions import TASKS  # pylint: disable=import-outside-toplevel
+
+  text = config.adapt.data.generated.get("tasks", "")
+  if not isinstance(text, str):
+    raise ValueError(f"adapt.data.generated.tasks must be comma-separated task names ('' for all), got {text!r}.")
+  names = [name.strip() for name in text.split(",") if name.strip()]
+  for name in names:
+    lookup(TASKS, name, "generated task")
+  return names or None
+
+
 def sft_variant(config: ml_collections.ConfigDict) -> str:
   """The sft_split variant name of adapt.sft_data: "full", "perception-50", "reasoning-100", ..."""
   remove, fraction = config.adapt.sft_data.remove, float(config.adapt.sft_data.fraction)
@@ -342,6 +356,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name in ("n_captions", "n_instruct", "n_eval_per_benchmark"):
     _number(config, f"adapt.data.generated.{name}", minimum=0, integer=True)
   _choice(config, "adapt.data.generated.objects", OBJECT_SOURCES)
+  generated_tasks(config)
   for stage in ("align", "sft"):
     prefix = f"adapt.{stage}"
     epochs = _number(config, f"{prefix}.epochs", minimum=0)
@@ -674,6 +689,8 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
                        "mixture": canonical_mixture(config.data.mixture), **pretrain, **_init_from_identity(config)}
   data = config.adapt.data
   mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
+  if data.kind == "generated" and not mmdata_fields["generated"].get("tasks"):
+    mmdata_fields["generated"].pop("tasks", None)  # every task: the key stays as before the field existed
   vision = {"kind": config.vision.kind, "encoder": config.vision.encoder, **_vision_init_identity(config)}
   if config.vision.kind == "checkpoint":
     vision["checkpoint"] = config.vision.checkpoint

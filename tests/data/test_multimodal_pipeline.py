@@ -124,12 +124,29 @@ def test_rows_left_without_loss_raise_unless_dropped(template, records):
   data = [long_question] + records[1:4]
   with pytest.raises(chat.NoSupervisedTokensError, match="'long'"):
     next(iter(pipeline.instruct_dataset(data, template, config(shuffle=False), 0, 1)))
-  cfg = config(shuffle=False, drop_unsupervised=True, batch_size=3, num_epochs=1)
-  batches = list(pipeline.instruct_dataset(data, template, cfg, 0, 1))
-  assert len(batches) == 1 and (batches[0]["decoder_loss_weights"].sum(axis=1) > 0).all()
-  # When no row keeps an answer token, the repeated stream would wait forever: it fails at once instead.
-  with pytest.raises(ValueError, match="All 1 instruction records lose every answer token at seq_len"):
+  # One record in 21 (under MAX_DROPPED_FRACTION) is dropped; the rest train.
+  few = [long_question] + [dict(records[1 + i % 3], id=f"r{i}") for i in range(20)]
+  cfg = config(shuffle=False, drop_unsupervised=True, batch_size=4, num_epochs=1)
+  batches = list(pipeline.instruct_dataset(few, template, cfg, 0, 1))
+  assert sum(len(b["decoder_loss_weights"]) for b in batches) == 20
+  assert all((b["decoder_loss_weights"].sum(axis=1) > 0).all() for b in batches)
+
+
+def test_dropping_many_rows_fails_before_training_naming_the_seq_len_needed(template, records):
+  """A silently shrunken data set (the answers of most image questions cut off) is refused, with the fix."""
+  long_question = dict(records[1], id="long", conversations=[
+      {"from": "human", "value": "<image>\n" + "why " * 60}, {"from": "gpt", "value": "Because."}])
+  with pytest.raises(ValueError, match=r"1 of 4 instruction records \(1 with an image\) lose every answer token at "
+                     r"seq_len=\d+.*Raise seq_len to at least \d+"):
+    pipeline.instruct_dataset([long_question] + records[1:4], template, config(drop_unsupervised=True), 0, 1)
+  # When no row keeps an answer token, the repeated stream would wait forever: it fails at once too.
+  with pytest.raises(ValueError, match="1 of 1 instruction records"):
     pipeline.instruct_dataset([long_question], template, config(drop_unsupervised=True), 0, 1)
+  needed = int(str(pytest.raises(ValueError, pipeline.instruct_dataset, [long_question] * 3, template,
+                                 config(drop_unsupervised=True), 0, 1).value).rsplit("at least ", 1)[1].split()[0])
+  batch = next(iter(pipeline.instruct_dataset([long_question] * 3, template,
+                                              config(drop_unsupervised=True, seq_len=needed, batch_size=3), 0, 1)))
+  assert (batch["decoder_loss_weights"].sum(axis=1) > 0).all()
 
 
 def test_caption_batches_hold_eos_terminated_padded_caption_ids(small_vocab, records):

@@ -223,11 +223,24 @@ def test_evaluate_vqa_end_to_end_with_missing_benchmarks(data_root, tmp_path):
   assert sum(calls) == 2 * 30 and list(again) == list(result)  # a rerun only re-scores
 
 
+def test_parse_rate_counts_replies_that_gave_a_readable_answer():
+  """parse_rate: an option letter or text, a yes/no word, or a non-empty open answer; blind replies apart."""
+  records = [{"benchmark": "gen_general", "group": "General", "blind": blind, "score": 0.0, "extracted": extracted}
+             for blind, extracted in ((False, 2), (False, None), (False, "no"), (False, ""), (True, None), (True, 0))]
+  got = _rows_by_key(vqa.tabulate(records))
+  assert got[("gen_general", "parse_rate")]["value"] == 50.0 and got[("gen_general", "parse_rate")]["count"] == 4
+  assert got[("group/General", "parse_rate")]["value"] == 50.0
+  assert got[("gen_general", "parse_rate_blind")]["value"] == 50.0
+  # Records without what was extracted (answer-likelihood scores) get no parse-rate row.
+  assert {r["metric"] for r in vqa.tabulate([{k: v for k, v in r.items() if k != "extracted"} for r in records])} == {
+      "accuracy", "accuracy_blind"}
+
+
 def test_evaluate_vqa_limit_and_no_blind(data_root, tmp_path):
   generate, calls = _oracle(data_root, ["gen_knowledge"])
   rows = vqa.evaluate_vqa(["gen_knowledge"], data_root=data_root, generate=generate, out_dir=tmp_path, limit=2,
                           blind_control=False, log=lambda _: None)
-  assert sum(calls) == 2 and {r["metric"] for r in rows} == {"accuracy"}
+  assert sum(calls) == 2 and {r["metric"] for r in rows} == {"accuracy", "parse_rate"}
 
 
 def test_evaluate_vqa_rejects_unknown_names_before_generating(data_root, tmp_path):

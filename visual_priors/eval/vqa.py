@@ -197,23 +197,34 @@ def read_scores(path: str | pathlib.Path) -> list[dict[str, Any]]:
   return list(iter_jsonl(path, "delete it; the evaluation then scores the predictions again"))
 
 
+def parsed(extracted: Any) -> bool:
+  """Whether a reply gave an answer the scorer could read: an option, yes/no, or a non-empty open answer."""
+  return extracted is not None and extracted != ""
+
+
 def _mean(values: Sequence[float]) -> float:
   return sum(values) / len(values)
 
 
 def tabulate(scores: str | pathlib.Path | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
   """Result rows: per benchmark, per group ("group/<Group>") and "overall", metric "accuracy" (0..100) and, where
-  blind replies were scored, "accuracy_blind". With all three CV-Bench splits a row "cvbench" (group None) adds
+  blind replies were scored, "accuracy_blind"; "parse_rate" (and "parse_rate_blind"): the percentage of replies
+  that gave a readable answer (`parsed`), where the records hold what was extracted. With all three CV-Bench splits a row "cvbench" (group None) adds
   Cambrian's CV-Bench number, mean(mean(COCO, ADE), Omni3D); it does not enter the group or overall means."""
   records = read_scores(scores) if isinstance(scores, (str, pathlib.Path)) else list(scores)
-  per: dict[tuple[str, bool], list[float]] = {}
+  per: dict[tuple[str, bool, str], list[float]] = {}
   groups: dict[str, str | None] = {}
   for record in records:
-    per.setdefault((record["benchmark"], bool(record["blind"])), []).append(float(record["score"]))
+    blind = bool(record["blind"])
+    per.setdefault((record["benchmark"], blind, "score"), []).append(float(record["score"]))
+    if "extracted" in record:
+      per.setdefault((record["benchmark"], blind, "parsed"), []).append(float(parsed(record["extracted"])))
     groups.setdefault(record["benchmark"], record["group"])
   rows: list[dict[str, Any]] = []
-  for blind, metric in ((False, "accuracy"), (True, "accuracy_blind")):
-    values = {b: (100 * _mean(s), len(s)) for (b, is_blind), s in per.items() if is_blind == blind}
+  for blind, value_kind, metric in ((False, "score", "accuracy"), (True, "score", "accuracy_blind"),
+                                    (False, "parsed", "parse_rate"), (True, "parsed", "parse_rate_blind")):
+    values = {b: (100 * _mean(s), len(s)) for (b, is_blind, kind), s in per.items()
+              if is_blind == blind and kind == value_kind}
     if not values:
       continue
     for benchmark, (value, count) in values.items():

@@ -184,6 +184,9 @@ def run_mmdata(ctx: StageContext) -> Outputs:
     if unknown:
       raise ValueError(f"adapt.data.generated has keys {unknown} that generate() does not take; it takes "
                        f"{sorted(accepted)}.")
+    from visual_priors import config as config_lib  # pylint: disable=import-outside-toplevel
+
+    settings["tasks"] = config_lib.generated_tasks(ctx.config)
     manifest = generate.generate(ctx.out_dir, **settings, log=ctx.log)
     out = ctx.out_dir
     return {"kind": "generated", "captions": str(out / "captions.jsonl"), "instruct": str(out / "instruct.json"),

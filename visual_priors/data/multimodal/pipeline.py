@@ -58,6 +58,11 @@ class MultimodalConfig:
       raise ValueError("read_threads, prefetch_buffer and prefetch_batches must be >= 0.")
 
 
+# instruct_dataset(drop_unsupervised=True) fails when more than this fraction of the records has no answer token
+# left at seq_len (checked on an even sample of at most DROP_CHECK_SAMPLE records).
+MAX_DROPPED_FRACTION, DROP_CHECK_SAMPLE = 0.05, 2000
+
+
 def load_image(image: Any, image_size: int) -> np.ndarray:
   """float32 (image_size, image_size, 3) in [-1, 1] from a path, encoded bytes or a uint8 (H, W[, C]) array."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
@@ -157,6 +162,29 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
   return process_index, process_count
 
 
+def check_few_dropped(records: Sequence[Mapping[str, Any]], template: chat.ChatTemplate, config: MultimodalConfig,
+                      sample: int = DROP_CHECK_SAMPLE) -> None:
+  """Fails before training when more than MAX_DROPPED_FRACTION of (an even sample of) the records would be dropped
+  for want of an answer token at config.seq_len: a silently shrunken data set (say, only the text-only items of
+  an instruction mix left) trains a different model than the one asked for."""
+  step = max(1, len(records) // sample)
+  checked = records[::step]
+  ends = []  # per checked record: the token count its first answer needs
+  for record in checked:
+    encoded = template.encode(record["conversations"], sample_id=str(record.get("id", "")),
+                              with_image=record.get("image") is not None and not config.text_only)
+    ends.append(encoded.assistant_spans[0][1] if encoded.assistant_spans else 0)
+  dropped = sum(end > config.seq_len or end == 0 for end in ends)
+  if dropped and (dropped == len(checked) or dropped > MAX_DROPPED_FRACTION * len(checked)):
+    answered = np.array([end for end in ends if end], np.float64)
+    needed = int(np.ceil(np.quantile(answered, 1 - MAX_DROPPED_FRACTION))) if answered.size else 0
+    with_images = sum(end > config.seq_len and record.get("image") is not None for end, record in zip(ends, checked))
+    raise ValueError(f"{dropped} of {len(checked)} instruction records{' checked' if step > 1 else ''} "
+                     f"({with_images} with an image) lose every answer token at seq_len={config.seq_len}: the prompt "
+                     f"and image slots fill the row, and they would be dropped. Raise seq_len to at least {needed} "
+                     f"(to keep {1 - MAX_DROPPED_FRACTION:.0%} of them), or shorten the prompts.")
+
+
 def instruct_dataset(records: Sequence[Mapping[str, Any]], template: chat.ChatTemplate, config: MultimodalConfig,
                      process_index: int | None = None, process_count: int | None = None):
   """A grain IterDataset of this host's instruction batches (see the module docstring)."""
@@ -164,10 +192,7 @@ def instruct_dataset(records: Sequence[Mapping[str, Any]], template: chat.ChatTe
   local_batch = text_pipeline.host_batch_size(config, process_count)
   row_fn = _InstructRow(template, config)
   if config.drop_unsupervised:
-    # Dropping every row would make the repeated, filtered stream wait forever for a first row.
-    if all(row_fn.text_features(record) is None for record in records):
-      raise ValueError(f"All {len(records)} instruction records lose every answer token at seq_len="
-                       f"{config.seq_len} (prompt and image slots fill the row); raise seq_len.")
+    check_few_dropped(records, template, config)
   rows = _host_rows(records, row_fn, config, process_index, process_count)
   if config.drop_unsupervised:
     rows = rows.filter(lambda row: row is not None)
