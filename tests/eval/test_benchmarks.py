@@ -336,7 +336,7 @@ def _cvbench_rows():
           for i, (source, kind, task) in enumerate(sources)]
 
 
-@pytest.mark.parametrize("layout", ["parquet", "jsonl"])
+@pytest.mark.parametrize("layout", ["parquet", "jsonl", "jsonl_2d_3d"])
 def test_cvbench_splits_by_source(tmp_path, layout):
   root = tmp_path / "cvbench"
   rows = _cvbench_rows()
@@ -345,8 +345,11 @@ def test_cvbench_splits_by_source(tmp_path, layout):
                                         if r["type"] == "2D"])
     _parquet(root / "test_3d.parquet", [{**r, "image": {"bytes": _png(), "path": r["filename"]}} for r in rows
                                         if r["type"] == "3D"])
-  else:
-    _write(root / "test.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+  else:  # the release's test_2d.jsonl + test_3d.jsonl (its README, "Files"), or an earlier release's test.jsonl
+    files = ({"test_2d.jsonl": ["2D"], "test_3d.jsonl": ["3D"]} if layout == "jsonl_2d_3d"
+             else {"test.jsonl": ["2D", "3D"]})
+    for file, kinds in files.items():
+      _write(root / file, "".join(json.dumps(r) + "\n" for r in rows if r["type"] in kinds))
     for r in rows:
       _write(root / r["filename"], _png())
   counts = {}

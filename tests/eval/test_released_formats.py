@@ -13,6 +13,7 @@ from PIL import Image
 
 from visual_priors.data.multimodal.gen_questions import format_prompt
 from visual_priors.eval import benchmarks as bm
+from visual_priors.eval import zero_shot
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 
@@ -156,10 +157,10 @@ def test_mme_nested_release_folder_and_missing_images(tmp_path):
   assert not isinstance(error.value, bm.BenchmarkMissing)
 
 
-def test_mmbench_dev_tsv_row_with_quoted_multiline_hint(tmp_path):
+def test_mmbench_dev_tsv_rows_with_quoted_multiline_hints(tmp_path):
   _copy(tmp_path, "mmbench")
   items = bm.load_benchmark("mmbench", tmp_path)
-  assert len(items) == 1 and items[0]["id"] == "241" and items[0]["benchmark"] == "mmbench"
+  assert [item["id"] for item in items] == ["241", "252", "253"] and {i["benchmark"] for i in items} == {"mmbench"}
   item = items[0]
   assert item["choices"] == [
       "Does Madelyn's snowboard slide down a hill in less time when it has a thin layer of wax or a thick layer of "
@@ -172,3 +173,76 @@ def test_mmbench_dev_tsv_row_with_quoted_multiline_hint(tmp_path):
       "Figure: snowboarding down a hill.\nIdentify the question that Madelyn and Tucker's experiment can best answer.")
   assert item["meta"] == {"category": "identity_reasoning", "l2_category": "attribute_reasoning"}
   assert Image.open(io.BytesIO(item["image"])).size == (8, 6)  # the placeholder in the image cell
+  concrete, soda = items[1], items[2]
+  assert concrete["question"].endswith("Figure: preparing a concrete slump test.\n"
+                                       "Which of the following could Laura and Isabella's test show?")
+  assert concrete["answer"] == "if a new batch of concrete was firm enough to use"  # B
+  assert soda["choices"] == ["the temperature of the soda", "the size of the ice pieces"]
+  assert soda["answer"] == "the temperature of the soda"  # A
+  assert soda["meta"] == {"category": "physical_property_reasoning", "l2_category": "attribute_reasoning"}
+  for row in items:
+    assert row["answer"] in row["choices"]
+
+
+def test_gqa_release_format_sample(tmp_path):
+  root = _copy(tmp_path, "gqa")
+  # A verbatim sample of the release's val_balanced_questions.json; testdev_balanced_questions.json (the file the
+  # loader reads) comes in the same zip in the same format, so the sample is placed under that name.
+  (root / "SAMPLE-val_balanced_questions.json").rename(root / "testdev_balanced_questions.json")
+  questions = json.loads((root / "testdev_balanced_questions.json").read_text(encoding="utf-8"))
+  _placeholders(root / "images", [f"{q['imageId']}.jpg" for q in questions.values()])
+  items = _check(bm.load_benchmark("gqa", tmp_path), "gqa", 5)
+  assert list(items) == ["00126851", "00137872", "00137901", "00148535", "00155957"]
+  carts = items["00126851"]
+  assert carts["question"] == "Are there carts near the pond?" and carts["answer"] == "yes"
+  assert carts["type"] == "open" and carts["image"].endswith("images/1159529.jpg")
+  assert carts["meta"] == {"types": {"detailed": "existRelS", "semantic": "rel", "structural": "verify"},
+                           "metric": "exact"}
+  assert items["00137872"]["answer"] == "camera" and items["00148535"]["answer"] == "man"
+  assert items["00137872"]["image"] == items["00137901"]["image"]  # two questions about one image
+
+
+def test_piqa_release_labels_beside_the_rows(tmp_path):
+  root = _copy(tmp_path, "piqa")
+  path = zero_shot.find_file(tmp_path, "piqa")
+  assert path == root / "valid.jsonl"
+  rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+  assert all(set(row) == {"goal", "sol1", "sol2"} for row in rows)  # no label in the rows themselves
+  labels = (root / "valid-labels.lst").read_text(encoding="utf-8").split()
+  items = zero_shot.read_items(path, "piqa")
+  assert len(items) == len(rows) == len(labels) == 30
+  assert [item.label for item in items] == [int(label) for label in labels]
+  cage = items[0]
+  assert cage.contexts[0] == "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:"
+  assert cage.label == 0 and cage.continuations[0] == " " + rows[0]["sol1"]
+  assert cage.continuations[1].endswith("bedding made of ripped jeans material, you will also need to supply it with a "
+                                        "water bottle and a food dish.")
+  dresser = items[1]
+  assert dresser.contexts[0] == "Question: dresser\nAnswer:" and dresser.label == 1
+  assert dresser.continuations[dresser.label] == " finish, woodgrain with  bobby pin "
+  (root / "valid-labels.lst").write_text("0\n1\n", encoding="utf-8")  # fewer labels than rows: an error
+  with pytest.raises(ValueError, match="line 3: valid-labels.lst has only 2 labels"):
+    zero_shot.read_items(path, "piqa")
+
+
+def test_seed_bench_documented_rows_keep_image_questions(tmp_path):
+  root = _copy(tmp_path, "seed_bench")
+  data = json.loads((root / "SEED-Bench.json").read_text(encoding="utf-8"))
+  assert [q["data_type"] for q in data["questions"]] == ["image", "video", "video", "video"]
+  # The official eval.py opens os.path.join(cc3m_dir, data_id): data_id is the image's file name as it stands.
+  _placeholders(root / "SEED-Bench-image", [q["data_id"] for q in data["questions"] if q["data_type"] == "image"])
+  items = _check(bm.load_benchmark("seed", tmp_path), "seed", 1)
+  towels = items["101669"]
+  assert towels["question"] == "How many towels are in the image?"
+  assert towels["choices"] == ["One", "Two", "Three", "Four"] and towels["answer"] == "One"  # answer "A"
+  assert towels["meta"] == {"question_type_id": 5}
+  assert towels["image"] == str((root / "SEED-Bench-image" / "1454426_2591111986").resolve())
+
+
+def test_boolq_readme_row(tmp_path):
+  root = _copy(tmp_path, "boolq")
+  (item,) = zero_shot.read_items(root / "readme_example.jsonl", "boolq")
+  assert item.contexts[0].startswith("At the Liberation of France in the summer of 1944, Metropolitan France kept")
+  assert item.contexts[0].endswith("remained the official time of Metropolitan France.\n"
+                                   "Question: is france the same timezone as the uk?\nAnswer:")
+  assert item.continuations == (" no", " yes") and item.label == 0  # "answer": false

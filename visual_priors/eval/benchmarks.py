@@ -32,7 +32,8 @@ Benchmarks live under one `data_root`, each at a default sub-path (override per 
   realworldqa  realworldqa/    *.parquet or *.jsonl (+ images); lettered options in the question are parsed out
   blink        blink/          <Task>/val-*.parquet (val split; several images are joined side by side)
   cvbench_coco, cvbench_ade, cvbench_omni3d
-               cvbench/        test*.parquet or test.jsonl + img/ (one benchmark per source data set)
+               cvbench/        test*.parquet (test_2d + test_3d), or test_2d.jsonl + test_3d.jsonl (earlier releases:
+                               test.jsonl) + img/ (one benchmark per source data set)
   gen_general, gen_knowledge, gen_ocr_chart, gen_vision_centric
                generated/eval/<name>.jsonl   (the generator's held-out rows, asked with their own prompts)
   gen_mle_bench  generated/eval/mle_bench.jsonl;   mle_bench  mle_bench/ (*.parquet or *.jsonl, the release)
@@ -545,7 +546,9 @@ def _load_blink(root: pathlib.Path) -> list[dict]:
 def _cvbench_loader(name: str, source: str) -> Callable[[pathlib.Path], list[dict]]:
   def load(root: pathlib.Path) -> list[dict]:
     items = []
-    for row in _read_table(_need_glob(root, ["**/test*.parquet", "test.jsonl"], "CV-Bench")):
+    # The release splits its annotations into test_2d/test_3d (.parquet and .jsonl); earlier ones had test.jsonl.
+    files = _need_glob(root, ["**/test*.parquet", "test_[23]d.jsonl", "test.jsonl"], "CV-Bench")
+    for row in _read_table(files):
       if row["source"] != source:
         continue
       what = f"CV-Bench {row['idx']}"
@@ -619,7 +622,7 @@ def _registry() -> dict[str, Benchmark]:
   ]
   for name, source in (("cvbench_coco", "COCO"), ("cvbench_ade", "ADE20K"), ("cvbench_omni3d", "Omni3D")):
     entries.append(Benchmark(name, "Vision-Centric", ("mc",), "cvbench", _cvbench_loader(name, source), "exact",
-                             f"test*.parquet or test.jsonl, rows with source {source}"))
+                             f"test*.parquet or test_2d/test_3d.jsonl, rows with source {source}"))
   for name, group in GENERATED_GROUPS.items():
     entries.append(Benchmark(name, group, ("mc", "yes_no", "open"), f"generated/eval/{name}.jsonl",
                              _generated_loader(name), "exact", "the generator's eval JSONL"))

@@ -11,6 +11,7 @@ Accuracies are percentages (0..100), as the VQA results are.
 
 JSONL formats read (one object a line; prompts as lm-eval-harness writes them):
   piqa        {goal, sol1, sol2, label}                 "Question: {goal}\\nAnswer:" + " {sol}"
+              (the release keeps the labels in <split>-labels.lst beside <split>.jsonl, one 0/1 a line)
   hellaswag   {ctx (or ctx_a + ctx_b), endings, label, activity_label?}  "{activity}: {ctx}" + " {ending}"
               (lm-eval's cleanup: " [title]" -> ". ", other [brackets] removed, double spaces collapsed)
   winogrande  {sentence with one "_", option1, option2, answer "1"/"2"}: partial scoring, the context is
@@ -195,11 +196,19 @@ def find_file(data_root: str | pathlib.Path, task: str) -> pathlib.Path | None:
   return next((path for path in candidates if path.is_file()), None)
 
 
+def _release_labels(path: pathlib.Path) -> list[str] | None:
+  """The labels of `<split>-labels.lst` beside `<split>.jsonl` (PIQA's release: one label a line, rows aligned)."""
+  labels = path.with_name(f"{path.stem}-labels.lst")
+  return labels.read_text(encoding="utf-8").split() if labels.is_file() else None
+
+
 def read_items(path: str | pathlib.Path, task: str, limit: int | None = None) -> list[Item]:
-  """The first `limit` (default all) items of a task's JSONL file; errors name the file and line."""
+  """The first `limit` (default all) items of a task's JSONL file; errors name the file and line. Rows without a
+  "label" take theirs from a `<split>-labels.lst` file beside it (PIQA's release)."""
   parse = lookup(FORMATS, task, "zero-shot task").parse
   path = pathlib.Path(path)
-  items = []
+  labels = _release_labels(path)
+  items, rows = [], 0
   with open(path, encoding="utf-8") as f:
     for number, line in enumerate(f, 1):
       if limit is not None and len(items) >= limit:
@@ -207,6 +216,11 @@ def read_items(path: str | pathlib.Path, task: str, limit: int | None = None) ->
       if not line.strip():
         continue
       row = cache.parse_json(line, f"{path} line {number}", "replace it with an intact copy")
+      if labels is not None and isinstance(row, dict) and "label" not in row:
+        if rows >= len(labels):
+          raise ValueError(f"{path} line {number}: {path.stem}-labels.lst has only {len(labels)} labels.")
+        row = {**row, "label": labels[rows]}
+      rows += 1
       try:
         items.append(parse(row))
       except (KeyError, ValueError, TypeError, IndexError) as error:
