@@ -130,6 +130,9 @@ def base_config() -> ml_collections.ConfigDict:
                              projector="mlp2x_gelu", num_visual_tokens=576, seq_len=2048)
   config.adapt.sft = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=4e-5, warmup_fraction=0.03, seq_len=2048)
   config.adapt.blind = False
+  # The chat template's system prompt (data/multimodal/chat.py SYSTEM_PROMPTS), set by align and kept by the
+  # stages after it; "llava-v1" is left out of the align key (keys stay as before the field existed).
+  config.adapt.system_prompt = "llava-v1"
   config.adapt.sft_data = _dict(remove="none", fraction=0.0)
   config.eval = ml_collections.ConfigDict()
   config.eval.benchmarks = list(PAPER_BENCHMARKS)
@@ -267,7 +270,7 @@ def generated_tasks(config: ml_collections.ConfigDict) -> list[str] | None:
     raise ValueError(f"adapt.data.generated.tasks must be comma-separated task names ('' for all), got {text!r}.")
   names = [name.strip() for name in text.split(",") if name.strip()]
   for name in names:
-    lookup(TASKS, name, "generated task")
+    _named("adapt.data.generated.tasks", TASKS, name, "generated task")
   return names or None
 
 
@@ -372,6 +375,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "adapt.align.projector", PROJECTOR_TYPES)
   _number(config, "adapt.align.num_visual_tokens", minimum=0, exclusive=True, integer=True)
   grid_side(config.adapt.align.num_visual_tokens, "adapt.align.num_visual_tokens")
+  from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS  # pylint: disable=import-outside-toplevel
+  _choice(config, "adapt.system_prompt", SYSTEM_PROMPTS)
   if not isinstance(config.adapt.blind, bool):
     raise ValueError(f"adapt.blind must be True or False, got {config.adapt.blind!r}.")
   _choice(config, "adapt.sft_data.remove", SFT_REMOVALS)
@@ -704,7 +709,9 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
       "pretrain": (pretrain_fields, ()),
       "mmdata": (mmdata_fields, ()),
       "vision": (vision, vision_upstream),
-      "align": ({"align": config.adapt.align.to_dict(), "seed": config.seed}, ("pretrain", "vision", "mmdata")),
+      "align": ({"align": config.adapt.align.to_dict(), "seed": config.seed,
+                 **({} if config.adapt.system_prompt == "llava-v1" else {"system_prompt": config.adapt.system_prompt})},
+                ("pretrain", "vision", "mmdata")),
   }
   if config.adapt.blind:
     stages["blind"] = ({"blind": True, **sft_fields}, ("align",))

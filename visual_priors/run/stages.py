@@ -305,8 +305,11 @@ def run_align(ctx: StageContext) -> Outputs:
   captions, captions_path = _captions(ctx)
   records = stage_data.caption_conversations(captions)
   ctx.log(f"  align ({settings.projector}, {settings.num_visual_tokens} visual tokens) on {len(records)} captions")
+  from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS  # pylint: disable=import-outside-toplevel
+
+  system_prompt = SYSTEM_PROMPTS[ctx.config.adapt.system_prompt]
   result = stage_commands.run_stage_on_records(config, records, [captions_path], drop_unsupervised=True,
-                                               devices=ctx.devices)
+                                               system_prompt=system_prompt, devices=ctx.devices)
   return {"run": str(ctx.out_dir), "steps": result.step, "final_metrics": result.final_metrics}
 
 

@@ -31,6 +31,8 @@ from visual_priors.data import vocab
 IMAGE_TOKEN = "<image>"
 DEFAULT_SYSTEM_PROMPT = ("A chat between a curious user and an artificial intelligence assistant. "
                          "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+# The system prompts an experiment names (adapt.system_prompt): LLaVA-v1's, or none (shorter rows, for CPU demos).
+SYSTEM_PROMPTS = {"llava-v1": DEFAULT_SYSTEM_PROMPT, "none": ""}
 _USER_ROLES = ("human", "user")
 _ASSISTANT_ROLES = ("gpt", "assistant")
 
