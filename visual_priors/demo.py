@@ -33,8 +33,8 @@ from visual_priors.run import grid
 from visual_priors.run.grid import GridRow
 
 REDUCED_MIXTURES = 1
-# The reduced data's 1000-piece vocabulary spells the chat template's (LLaVA) system prompt in more tokens, so
-# its instruction rows need more room than experiments/demo.py's 96 tokens.
+# The reduced data's 1000-piece vocabulary spells captions and questions in more tokens, so its rows need more room
+# than the local recipe's 80 (align) and 128 (sft) tokens.
 REDUCED_OVERRIDES = ("adapt.align.seq_len=128", "adapt.sft.seq_len=128")
 # The second vision model of the alignment rows: (registered encoder, seed of its random weights).
 ALIGNMENT_TOWER = ("dinov2-nano", 0)
