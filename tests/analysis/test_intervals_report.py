@@ -16,7 +16,8 @@ def _scores(run_seed: int, accuracy: dict[str, float], n: int = 80) -> list[dict
   rng = np.random.default_rng(run_seed)
   groups = {"gen_general": "General", "gen_knowledge": "Knowledge"}
   return [{"benchmark": b, "id": f"{b}_{i:03d}", "blind": blind, "group": groups[b], "type": "mc",
-           "score": float(rng.random() < accuracy[b] * (0.5 if blind else 1)), "extracted": None, "output": "x"}
+           "score": float(rng.random() < accuracy[b] * (0.5 if blind else 1)), "extracted": 0 if i % 4 else None,
+           "output": "x"}
           for b in groups for i in range(n) for blind in (False, True)]
 
 
@@ -57,6 +58,7 @@ def test_interval_table_bootstraps_questions_and_shows_chance_and_blind(tmp_path
   members = {b: list(v.values()) for b, v in results.item_scores("a").items()}
   assert row[report.OVERALL_COLUMN] == uncertainty.format_interval(overall, uncertainty.bootstrap_interval(members))
   assert row["n"] == "160" and row["chance"] == "25.0" and float(row["blind"]) < overall
+  assert row["parsed %"] == "75.0"  # one reply in four gave no readable answer
   assert not row["General (mean)"].startswith("~")
   # Without per-question scores: the Wilson interval of the stored count, marked.
   no_items = type(results)(results.frame, results.runs)

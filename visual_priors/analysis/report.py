@@ -21,7 +21,7 @@ from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, loa
 from visual_priors.data.cache import write_text_atomic
 
 GROUPS = correlations.VQA_GROUPS
-VQA_METRICS = ("accuracy", "accuracy_blind", "accuracy_likelihood", "accuracy_chance")
+VQA_METRICS = ("accuracy", "accuracy_blind", "accuracy_likelihood", "accuracy_chance", "parse_rate")
 # VQA rows without a group: the overall mean, and the eval suite's Cambrian-style CV-Bench number
 # (mean of the 2D and 3D split means), which enters no group mean.
 VQA_UNGROUPED = ("overall", "cvbench")
@@ -106,7 +106,7 @@ def vqa_interval_table(results: Results) -> pd.DataFrame:
       cells[column] = ("" if bootstrapped else "~") + uncertainty.format_interval(accuracy, interval)
     overall_n = value.get(("overall", "accuracy"), (None, None))[1]
     cells["n"] = MISSING if overall_n is None or pd.isna(overall_n) else str(int(overall_n))
-    for metric, column in (("accuracy_chance", "chance"), ("accuracy_blind", "blind")):
+    for metric, column in (("accuracy_chance", "chance"), ("accuracy_blind", "blind"), ("parse_rate", "parsed %")):
       stored = value.get(("overall", metric))
       cells[column] = MISSING if stored is None else f"{stored[0]:.1f}"
     table[run] = cells
