@@ -8,8 +8,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-# respond(path, body, number) -> (status, extra headers, payload: a dict sent as JSON, or raw text)
-Respond = Callable[[str, dict, int], tuple[int, dict[str, str], Any]]
+# respond(path, body, number) -> (status, extra headers, payload: a dict sent as JSON, or raw text); a status of
+# DROP closes the connection without a reply, and a `Cut` payload is cut short mid-body.
+Respond = Callable[[str, dict, int], tuple[int | None, dict[str, str], Any]]
+DROP = None
+
+
+class Cut(str):
+  """A payload whose headers announce all of it but of which only the first half is sent before the connection
+  closes (the client reads an incomplete body)."""
 
 
 class ChatServer:
@@ -31,6 +38,9 @@ class ChatServer:
           server.headers.append(dict(self.headers))
           number = len(server.requests)
         status, headers, payload = server.respond(self.path, body, number)
+        if status is DROP:
+          self.close_connection = True
+          return
         data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         try:
           self.send_response(status)
@@ -38,7 +48,11 @@ class ChatServer:
             self.send_header(key, value)
           self.send_header("Content-Length", str(len(data)))
           self.end_headers()
-          self.wfile.write(data)
+          if isinstance(payload, Cut):
+            self.wfile.write(data[:len(data) // 2])
+            self.close_connection = True
+          else:
+            self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
           pass
 

@@ -111,6 +111,7 @@ def _reduced(store, tmp_path) -> dict[str, list[list[str]]]:
                "--set", "pretrain.token_budget=0", "--set", f"data.store={store}"]],
       "grid": [["grid", "--filter", "^demo/mix6$", "--root", f"{work}/runs", "--until", "pretrain",
                 "--set", "pretrain.token_budget=0", "--set", f"data.store={store}"]],
+      "runs": [["runs", "--root", f"{work}/runs"], ["runs", "--root", f"{work}/runs", "--json"]],
       "--help": [],  # parsed above; argparse prints and exits
   }
 

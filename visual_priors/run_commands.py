@@ -1,8 +1,10 @@
-"""`python -m visual_priors {run, grid, demo}`: run one experiment, a filtered grid of them, or the demo.
+"""`python -m visual_priors {run, grid, demo, runs}`: run one experiment, a filtered grid of them, or the demo;
+list the runs of a root with their status.
 
     python -m visual_priors run mix/mix6 --root runs --set pretrain.token_budget=5e9 --until sft
     python -m visual_priors grid --filter '^demo/' --root runs
     python -m visual_priors demo [--root runs/demo] [--reduced]
+    python -m visual_priors runs --root runs
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ def add_parser(subparsers) -> None:
   demo.add_argument("--root", default="runs/demo", help="Where stages, runs, results, data and the report go.")
   demo.add_argument("--reduced", action="store_true", help="The CI-sized variant (about a minute).")
   demo.set_defaults(func=_demo)
+
+  runs = subparsers.add_parser("runs", help="List the runs of a root: status (a killed run shows as interrupted), "
+                                            "times, the stage at fault.")
+  runs.add_argument("--root", default="runs", help="Runs root (default: runs).")
+  runs.add_argument("--json", action="store_true", help="Print each run's record (run.json as it stands) as JSON.")
+  runs.set_defaults(func=_runs)
 
 
 def _add_common(parser) -> None:
@@ -72,3 +80,31 @@ def _demo(args) -> int:
   result = demo.run_demo(pathlib.Path(args.root), reduced=args.reduced)
   print(f"report: {result.report}")
   return 1 if result.failed else 0
+
+
+def _runs(args) -> int:
+  from visual_priors.run import directories  # pylint: disable=import-outside-toplevel
+
+  runs_dir = pathlib.Path(args.root) / "runs"
+  if not runs_dir.is_dir():
+    raise FileNotFoundError(f"No runs under {pathlib.Path(args.root).absolute()} (no runs/ folder); pass --root.")
+  records = {}
+  for directory in sorted(runs_dir.iterdir()):
+    if (directory / directories.RUN_FILE).is_file():
+      try:
+        records[directory.name] = directories.read_run(directory)
+      except ValueError as error:
+        records[directory.name] = {"status": "unreadable", "error": str(error)}
+  if args.json:
+    print(json.dumps(records, indent=2))
+    return 0
+  print("| run | status | started | finished | stage | error |")
+  print("|---|---|---|---|---|---|")
+  for run_id, record in records.items():
+    stages = record.get("stages") or {}
+    at = next((name for name, stage in stages.items() if stage.get("status") in ("running", "interrupted", "failed")),
+              "")
+    error = (record.get("error") or "").splitlines()[0][:120] if record.get("error") else ""
+    print(f"| {run_id} | {record.get('status')} | {record.get('started') or ''} | {record.get('finished') or ''} "
+          f"| {at} | {error} |")
+  return 0

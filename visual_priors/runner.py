@@ -135,6 +135,14 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
                          "seconds": None, "started": None, "finished": None, "error": None}
                  for stage in selected},
   }
+  if (run_dir / directories.RUN_FILE).is_file():
+    try:
+      previous = directories.read_run(run_dir)
+    except ValueError:
+      previous = {}
+    if previous.get("status") == "interrupted":
+      log(f"run {run_id}: its last attempt was interrupted ({previous.get('error')}); done stages are reused and an "
+          "interrupted one resumes from its checkpoint")
   run_file = directories.RunFile(run_dir, record)
   outputs: dict[str, dict[str, Any]] = {}
   log(f"run {run_id} ({config.name or 'unnamed'}): stages {', '.join(selected)} under {root}")

@@ -41,7 +41,9 @@ def main() -> int:
   parser.add_argument("--force-from")
   parser.add_argument("--fail", help="a stage this process's executor fails")
   parser.add_argument("--after", type=pathlib.Path, help="a file to wait for before running")
+  parser.add_argument("--sft-seconds", type=float, default=DELAYS["sft"], help="how long the sft stage takes")
   args = parser.parse_args()
+  DELAYS["sft"] = args.sft_seconds
   events = args.root.parent / "events.jsonl"
 
   def event(stage: str, what: str) -> None:

@@ -31,6 +31,14 @@ def add_parser(subparsers) -> None:
   build.add_argument("--labeller", default="lexicon", choices=("lexicon", "llm"))
   build.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL, e.g. http://host:8000/v1.")
   build.add_argument("--llm-model", default=None, help="Model name served at --llm-url.")
+  # The LLM labeller's request policy (visual_priors/data/labelling/llm.py, LlmConfig); None keeps its default.
+  build.add_argument("--llm-timeout", type=float, default=None, metavar="SECONDS",
+                     help="Seconds to wait for one reply before retrying it (default: 120).")
+  build.add_argument("--llm-retries", type=int, default=None, metavar="N",
+                     help="Retries of a request after a timeout, dropped connection, 429 or 5xx, with backoff; then "
+                          "the run stops naming the endpoint (default: 6).")
+  build.add_argument("--llm-concurrency", type=int, default=None, metavar="N",
+                     help="Requests in flight at once (default: 8).")
   build.add_argument("--downloads-dir", default=None,
                      help="Package download cache (default: $VISUAL_PRIORS_DOWNLOADS or <cache>/downloads).")
   _add_cache(build)
@@ -91,11 +99,16 @@ def _build(args) -> int:
 
   sources = args.sources.split(",") if args.sources else list(corpora.BUILTIN_SOURCES)
   labeller_config = ml_collections.ConfigDict({"kind": args.labeller})
+  policy = {field: value for field, value in (("timeout_s", args.llm_timeout), ("max_retries", args.llm_retries),
+                                              ("concurrency", args.llm_concurrency)) if value is not None}
   if args.labeller == "llm":
     if not (args.llm_url and args.llm_model):
       raise ValueError("--labeller llm needs --llm-url and --llm-model.")
     labeller_config.update(base_url=args.llm_url, model=args.llm_model,
-                           cache_path=str(cache.cache_root(args.cache_dir) / "labels" / "llm_cache.sqlite"))
+                           cache_path=str(cache.cache_root(args.cache_dir) / "labels" / "llm_cache.sqlite"), **policy)
+  elif policy:
+    raise ValueError("--llm-timeout, --llm-retries and --llm-concurrency set the LLM labeller's requests; they need "
+                     "--labeller llm.")
   labeller = make_labeller(labeller_config)  # validated before any download
   vocab_config = vocab.VocabConfig(vocab_size=args.vocab_size)
   segment_config = segments.SegmentConfig(segment_length=args.segment_length)

@@ -153,7 +153,11 @@ class ProportionMeter:
 
 
 class MeteredIterator:
-  """Passes batches through while a ProportionMeter counts them; keeps get_state()/set_state()."""
+  """Passes batches through while a ProportionMeter counts them; keeps get_state()/set_state().
+
+  Its state holds the meter's counts beside the inner iterator's, so a run resumed from a checkpoint counts
+  every batch of the whole run exactly once (the ones before the checkpoint restored, the rest counted anew).
+  """
 
   def __init__(self, iterator, meter: ProportionMeter):
     self._iterator, self.meter = iterator, meter
@@ -167,10 +171,18 @@ class MeteredIterator:
     return batch
 
   def get_state(self):
-    return self._iterator.get_state()
+    return {"iterator": self._iterator.get_state(), "meter_tokens": self.meter.tokens.tolist()}
 
   def set_state(self, state) -> None:
-    self._iterator.set_state(state)
+    if not (isinstance(state, dict) and set(state) == {"iterator", "meter_tokens"}):
+      self._iterator.set_state(state)  # saved before the counts were kept: only the batches from here on count
+      return
+    tokens = np.asarray(state["meter_tokens"], np.int64)
+    if tokens.shape != self.meter.tokens.shape:
+      raise ValueError(f"The saved data state counts {tokens.size} mixture components, this mixture has "
+                       f"{self.meter.tokens.size}; resume with the mixture the run was started with.")
+    self._iterator.set_state(state["iterator"])
+    self.meter.tokens = tokens
 
 
 def format_proportions(rows: Sequence[dict]) -> str:

@@ -10,7 +10,9 @@ a stage that a later stage is reading (readers hold it shared while they run).
 
 run.json is one file per run id that several processes may write: each process (attempt) keeps its own
 record under `attempts/<attempt id>`, read-modify-written under `runs/<run_id>/.lock`, so no process
-overwrites another's; the top-level fields are the record of the attempt that wrote last.
+overwrites another's; the top-level fields are the record of the attempt that wrote last. Each record names
+its process (`process`: pid, host, start time), so a reader (`read_run`) shows a record still "running" whose
+process is gone from this host (killed, the machine rebooted) as "interrupted".
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class RunFile:
   def __init__(self, directory: pathlib.Path, record: dict[str, Any]):
     self.path = pathlib.Path(directory) / RUN_FILE
     self.attempt = f"{record.get('started') or now()}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    record["process"] = process_record()
     self.record = record
     self.write()
 
@@ -127,3 +130,54 @@ class RunFile:
 
 def now() -> str:
   return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+  """The fields of /proc/<pid>/stat after the command name (state first), or None where there is none."""
+  try:
+    text = pathlib.Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+  except OSError:
+    return None
+  return text.rsplit(")", 1)[1].split()
+
+
+def process_record() -> dict[str, Any]:
+  """This process as a run record names it: pid, host and (Linux) its start time in clock ticks since boot, which
+  tells it from a later process given the same pid."""
+  stat = _proc_stat(os.getpid())
+  return {"pid": os.getpid(), "host": socket.gethostname(), "start_ticks": int(stat[19]) if stat else None}
+
+
+def process_gone(process: Mapping[str, Any] | None) -> bool:
+  """Whether the process a record names has ended: True only where that can be told, on its own host."""
+  if not process or process.get("host") != socket.gethostname() or not process.get("pid"):
+    return False
+  pid = int(process["pid"])
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:  # another user's process with that pid: compare start times below
+    pass
+  stat = _proc_stat(pid)
+  if stat is None:
+    return False  # no /proc: the pid exists, so the process may well be running
+  return stat[0] in ("Z", "X") or (process.get("start_ticks") is not None and int(stat[19]) != process["start_ticks"])
+
+
+def _resolved(record: dict[str, Any]) -> dict[str, Any]:
+  if record.get("status") != "running" or not process_gone(record.get("process")):
+    return record
+  process = record["process"]
+  stages = {name: ({**stage, "status": "interrupted"} if stage.get("status") == "running" else stage)
+            for name, stage in (record.get("stages") or {}).items()}
+  return {**record, "status": "interrupted", "stages": stages,
+          "error": record.get("error") or f"process {process['pid']} on {process['host']} ended while running"}
+
+
+def read_run(directory: pathlib.Path) -> dict[str, Any]:
+  """run.json of a run directory as it stands: a record (the top level or an attempt) that says "running" but
+  whose process is gone from this host says "interrupted", and so do its running stages."""
+  record = cache.read_json(pathlib.Path(directory) / RUN_FILE)
+  record["attempts"] = {name: _resolved(attempt) for name, attempt in (record.get("attempts") or {}).items()}
+  return _resolved(record)

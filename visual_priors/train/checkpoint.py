@@ -1,10 +1,12 @@
-"""orbax checkpoints of the train state plus the data iterator state: periodic, keep-last-K, atomic."""
+"""orbax checkpoints of the train state plus the data iterator state: periodic, keep-last-K, atomic, each step
+with its health (the train loss that led to it) so a diverged step is never resumed from."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+import math
 import os
 import pathlib
 from collections.abc import Callable
@@ -24,6 +26,26 @@ DATA_ITEM = "data"
 
 class DamagedCheckpointError(ValueError):
   """A checkpoint step that cannot be read back: unreadable metadata or array files."""
+
+
+class DivergedCheckpointError(RuntimeError):
+  """The checkpoint a run would resume from is diverged (`divergence`): the run refuses to resume from it."""
+
+
+def divergence(health: dict[str, Any] | None, factor: float) -> str | None:
+  """Why a checkpoint with this health record is not good, or None when it is (or its health is unknown: a
+  checkpoint written before health was recorded). Health: `loss`, the mean train loss of the steps since the
+  previous checkpoint, and `initial_loss`, the run's loss at step 1. Not good: a non-finite loss, or (`factor`
+  > 0) a loss above `factor` x a positive initial loss."""
+  if not health or health.get("loss") is None:
+    return None
+  loss, initial = float(health["loss"]), health.get("initial_loss")
+  if not math.isfinite(loss):
+    return f"the mean train loss since the previous checkpoint is {loss}"
+  if factor and initial is not None and math.isfinite(initial) and initial > 0 and loss > factor * initial:
+    return (f"the mean train loss since the previous checkpoint, {loss:.6g}, diverged: it is above divergence_factor "
+            f"{factor:g} x the initial loss {initial:.6g}")
+  return None
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
@@ -66,7 +88,10 @@ class DataStateHandler(ocp.CheckpointHandler):
   """Each host's data iterator state as `process_<i>-of-<n>.json` (grain's file convention)."""
 
   def save(self, directory: Any, args: DataStateSave) -> None:
-    _process_file(directory).write_text(json.dumps(encode_data_state(args.state)))
+    record = encode_data_state(args.state)
+    if args.health is not None:
+      record["health"] = args.health
+    _process_file(directory).write_text(json.dumps(record))
 
   def restore(self, directory: Any, args: DataStateRestore | None = None) -> Any:
     path = _process_file(directory)
@@ -92,6 +117,7 @@ class DataStateHandler(ocp.CheckpointHandler):
 @dataclasses.dataclass
 class DataStateSave(ocp.args.CheckpointArgs):
   state: Any
+  health: dict[str, Any] | None = None  # the trainer's record of the loss that led to this step (`divergence`)
 
 
 @ocp.args.register_with_handler(DataStateHandler, for_restore=True)
@@ -150,15 +176,31 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, data_state: Any) -> None:
+  def save(self, step: int, state: Any, data_state: Any, health: dict[str, Any] | None = None) -> None:
+    """Saves the step; `health` (JSON: the train loss that led to it, see `divergence`) is kept beside the data
+    iterator state and read back by `health`."""
     self._manager.save(
         step,
         args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.StandardSave(state),
-            DATA_ITEM: DataStateSave(data_state),
+            DATA_ITEM: DataStateSave(data_state, health),
         }),
         force=True,
     )
+
+  def health(self, step: int) -> dict[str, Any] | None:
+    """The health record saved with a step; None when it has none or its data item is unreadable (the restore
+    then says what is wrong)."""
+    try:
+      record = json.loads(_process_file(self.directory / str(step) / DATA_ITEM).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+      return None
+    return record.get("health") if isinstance(record, dict) else None
+
+  def last_good_step(self, factor: float, below: int | None = None) -> int | None:
+    """The newest step (below `below`, if given) whose health is good by `divergence`."""
+    steps = sorted((s for s in self.all_steps() if below is None or s < below), reverse=True)
+    return next((s for s in steps if divergence(self.health(s), factor) is None), None)
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
     """Restores into the shapes, dtypes and shardings of `abstract_state` (a tree of ShapeDtypeStructs).
@@ -200,17 +242,22 @@ class Checkpointer:
       ) from error
     return restored[STATE_ITEM], restored[DATA_ITEM]
 
-  def restore_latest(self, abstract_state: Any, *, min_step: int = 0,
-                     log: Callable[[str], None] = print) -> tuple[int, Any, Any] | None:
+  def restore_latest(self, abstract_state: Any, *, min_step: int = 0, log: Callable[[str], None] = print,
+                     refuse: Callable[[int], str | None] | None = None) -> tuple[int, Any, Any] | None:
     """(step, state, data state) of the newest intact step from `min_step` on, or None when there is none.
 
     A damaged or incomplete step is moved aside (`move_aside`, by process 0) with a one-line notice and the
     step before it is tried. A step that is intact but does not fit `abstract_state` raises (ValueError).
-    Raises DamagedCheckpointError when every step is damaged (they are kept aside; the next run starts afresh).
+    Raises DamagedCheckpointError when every step is damaged (they are kept aside; the next run starts afresh),
+    and DivergedCheckpointError with the message `refuse(step)` when that says why the step to resume from is
+    not good (checked before its arrays are read).
     """
     damaged = []
     steps = sorted((s for s in self.all_steps() if s >= min_step), reverse=True)
     for i, step in enumerate(steps):
+      reason = refuse(step) if refuse else None
+      if reason:
+        raise DivergedCheckpointError(reason)
       try:
         state, data_state = self.restore(step, abstract_state)
       except (DamagedCheckpointError, FileNotFoundError) as error:

@@ -45,6 +45,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.eval_every_steps = 1000
   config.eval_max_batches = 0  # per eval set; 0 = the whole set
+  # The NaN guard's divergence test: a checkpoint is diverged when the mean train loss of the steps since the
+  # previous checkpoint is above divergence_factor x the run's initial loss (the loss of its step 1). A diverged
+  # state is never saved (the run stops, as on a NaN, keeping the last good checkpoint) and a run refuses to
+  # resume from a checkpoint that is diverged by this test. 0 turns the test off (a NaN still stops the run).
+  config.divergence_factor = 3.0
   config.seed = 42  # the paper's seed
   config.work_dir = ""
   return config
@@ -98,6 +103,8 @@ def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | 
     raise ValueError(f"Unknown model override(s) {bad_model}; DecoderConfig fields: {sorted(model_fields)}.")
   _require_positive(config, ("batch_size", "seq_len", "grad_accum_steps", "checkpoint.every_steps",
                              "checkpoint.keep", "log_every_steps", "eval_every_steps"))
+  if config.divergence_factor != 0 and not config.divergence_factor > 1:
+    raise ValueError(f"Config divergence_factor must be 0 (off) or above 1, got {config.divergence_factor}.")
   if config.eval_max_batches < 0:
     raise ValueError(f"Config eval_max_batches must be >= 0 (0 = all), got {config.eval_max_batches}.")
   if (config.num_steps > 0) == (config.token_budget > 0) or min(config.num_steps, config.token_budget) < 0:

@@ -41,8 +41,9 @@ class TensorBoardWriter:
       self._records.flush()
 
   def resume_from(self, step: int) -> None:
-    """Marks a restart at `step`: TensorBoard then drops what earlier files logged after it (SessionLog START)."""
-    self._write(event_pb2.Event(wall_time=time.time(), step=step,
+    """Marks a restart after `step`: TensorBoard then drops what earlier files logged after it (a SessionLog START at
+    step + 1: it keeps the events of smaller steps)."""
+    self._write(event_pb2.Event(wall_time=time.time(), step=step + 1,
                                 session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
     self._records.flush()
 
@@ -82,6 +83,18 @@ class JsonlWriter:
     os.replace(tmp, self.path)
     self._file = open(self.path, "a", encoding="utf-8")
 
+  def last_values(self) -> dict[str, Scalar]:
+    """Each tag's last logged value (rows in file order): what a run that logged these rows would report last."""
+    values: dict[str, Scalar] = {}
+    with open(self.path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          row = json.loads(line)
+        except ValueError:
+          continue
+        values.update({tag: value for tag, value in row.items() if tag != "step"})
+    return values
+
   def close(self) -> None:
     self._file.close()
 
@@ -99,8 +112,13 @@ class MetricWriter:
     self.jsonl.write_scalars(step, scalars)
 
   def resume_from(self, step: int) -> None:
+    """Drops what an earlier attempt logged after `step` (-1: everything), which this one logs again."""
     self.tensorboard.resume_from(step)
     self.jsonl.resume_from(step)
+
+  def logged_before(self) -> bool:
+    """Whether metrics.jsonl holds rows from an earlier attempt (or this one)."""
+    return self.jsonl.path.stat().st_size > 0
 
   def close(self) -> None:
     self.tensorboard.close()

@@ -112,7 +112,7 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
       config, model_factory=model_factory, loss_fn=step_lib.lm_loss, train_data=train_data,
       features=step_lib.LM_FEATURES, eval_sets=eval_sets,
       flops_per_token=flops.train_flops_per_token(model_config, config.seq_len), on_step=on_step,
-      devices=devices, initialize=initialize,
+      devices=devices, initialize=initialize, stage="pretrain",
   )
   if jax.process_index() == 0:
     manifest = {

@@ -390,7 +390,7 @@ def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], tra
       train, model_factory=plan.model_factory, loss_fn=plan.loss_fn, train_data=make_data,
       features=plan.features, eval_sets=eval_sets,
       flops_per_token=plan.flops_per_step / (train.batch_size * train.seq_len), on_step=on_step,
-      devices=devices, initialize=plan.initialize)
+      devices=devices, initialize=plan.initialize, stage=config.stage)
   if jax.process_index() == 0:
     manifest = {
         "stage": config.stage,

@@ -1,10 +1,15 @@
-"""The one training loop every stage runs: resume, step, log, evaluate, checkpoint, stop on NaN.
+"""The one training loop every stage runs: resume, step, log, evaluate, checkpoint, stop on NaN or divergence.
 
 A stage supplies a model factory, a loss function, a data factory and optional eval sets; which parameters
 train, the optimizer, the mesh and the schedule come from the run config (`visual_priors.train.config`).
 
 Host syncs happen only at log, eval and checkpoint steps (and once after the first step, to time the
 compile): per-step metrics stay on the device until then, so the host keeps dispatching ahead.
+
+The NaN guard keeps only good checkpoints: a non-finite loss or gradient norm stops the run before the state
+is saved, and so does a diverged loss (`config.divergence_factor`: the mean train loss since the previous
+checkpoint above that factor x the run's initial loss). Each checkpoint records that health (`loss`,
+`initial_loss`), and a run refuses to resume from a checkpoint that is diverged by the same test.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class NonFiniteLossError(RuntimeError):
   """A train metric became NaN or inf; no checkpoint of that state was written."""
 
 
+class DivergedLossError(NonFiniteLossError):
+  """The train loss diverged (`config.divergence_factor`); no checkpoint of that state was written."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
   work_dir: pathlib.Path
@@ -59,9 +68,11 @@ class TrainResult:
 class _Window:
   """Per-step device metrics since the last sync, and host-side sums since the last log."""
 
-  def __init__(self):
+  def __init__(self, initial_loss: float | None):
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
     self.since_log: list[dict[str, float]] = []
+    self.since_save: list[float] = []  # train losses of the steps since the last checkpoint
+    self.initial_loss = initial_loss  # the loss of step 1 (restored from a checkpoint's health on resume)
     self.timed_steps = 0
     self.timed_seconds = 0.0
 
@@ -73,7 +84,15 @@ class _Window:
         if not math.isfinite(float(values[name])):
           raise NonFiniteLossError(f"Training stopped: {name} is {float(values[name])} at step {step}.")
       self.since_log.append({name: float(value) for name, value in values.items()})
+      self.since_save.append(float(values["loss"]))
+      if self.initial_loss is None:  # step 1 (or the first step after resuming a checkpoint without health)
+        self.initial_loss = float(values["loss"])
     self.pending = []
+
+  def health(self) -> dict[str, float | None]:
+    """The checkpoint's health record: the mean train loss since the last checkpoint and the initial loss."""
+    loss = sum(self.since_save) / len(self.since_save) if self.since_save else None
+    return {"loss": loss, "initial_loss": self.initial_loss}
 
   def summary(self) -> dict[str, float]:
     """Mean loss and gradient norm over the window; the learning rate of its last step."""
@@ -135,7 +154,8 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
           eval_sets: EvalSets | None = None, flops_per_token: float | None = None,
           on_step: Callable[[int], None] | None = None,
           devices: Sequence[jax.Device] | None = None,
-          initialize: Callable[[state_lib.TrainState], Mapping[str, Any]] | None = None) -> TrainResult:
+          initialize: Callable[[state_lib.TrainState], Mapping[str, Any]] | None = None,
+          stage: str = "train") -> TrainResult:
   """Trains to `total_steps(config)`, resuming from the newest checkpoint in `<work_dir>/checkpoints`.
 
   `train_data()` returns this host's iterator of batches holding `features` ((B / hosts, T) int arrays);
@@ -143,7 +163,11 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
   token) enables MFU. `on_step(step)` runs after each step's logging and checkpointing. On a fresh start
   (no checkpoint to resume) `initialize(abstract_state)` returns model variables by '/'-path (e.g. upstream
   weights) that the state is created with instead of their random initialisation; a resumed run restores
-  its own checkpoint instead.
+  its own checkpoint instead. `stage` names the run in its errors (e.g. "pretrain").
+
+  Raises NonFiniteLossError (a NaN) or DivergedLossError before saving a bad state, and
+  checkpoint.DivergedCheckpointError (one line naming the stage and step) instead of resuming from a
+  diverged checkpoint.
   """
   config_lib.validate(config, devices)
   eval_sets = dict(eval_sets or {})
@@ -169,17 +193,34 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
   writer = MetricWriter(work_dir) if chief else None
   progress = console.Progress(total, "  step", enabled=chief)
   final_metrics: dict[str, float | None] = {}
+  factor = float(config.divergence_factor)
+
+  def refuse(step: int) -> str | None:
+    problem = checkpoint.divergence(checkpointer.health(step), factor)
+    if problem is None:
+      return None
+    good = checkpointer.last_good_step(factor, below=step)
+    then = (f"the last good step is {good}: move {checkpointer.directory / str(step)} aside to resume from it"
+            if good else "no earlier good step is kept: start afresh in a new work_dir")
+    return (f"{stage}: refusing to resume from checkpoint step {step} of {work_dir}: {problem}; {then}, lower "
+            "optimizer.peak_lr, or set divergence_factor=0 to resume from it anyway.")
+
   try:
     iterator = train_data()
-    restored = checkpointer.restore_latest(spec.abstract, min_step=1, log=print if chief else lambda _: None)
+    restored = checkpointer.restore_latest(spec.abstract, min_step=1, log=print if chief else lambda _: None,
+                                           refuse=refuse)
     start = restored[0] if restored else 0
+    initial_loss = (checkpointer.health(start) or {}).get("initial_loss") if restored else None
     if restored:
       state = restored[1]
       iterator.set_state(restored[2])
       if writer:
         writer.resume_from(start)  # steps after the checkpoint are logged again: each step once in the files
+        final_metrics.update(writer.jsonl.last_values())  # what the steps up to the checkpoint logged last
     else:
       state = spec.create(initialize(spec.abstract) if initialize else None)
+      if writer and writer.logged_before():  # an earlier attempt logged steps but committed no checkpoint (or
+        writer.resume_from(-1)               # only damaged ones): this fresh start logs every step again, once
     trainable_count, frozen_count = state_lib.parameter_count(state)
 
     def write(step: int, scalars: Mapping[str, float | None]) -> None:
@@ -189,7 +230,7 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
 
     if eval_sets and (start == 0 or start >= total):
       write(start, _evaluate(eval_step, state, eval_sets, mesh, features, config.eval_max_batches))
-    window = _Window()
+    window = _Window(initial_loss)
     last_sync = time.perf_counter()
     for step in range(start + 1, total + 1):
       state, metrics = train_step(state, step_lib.global_batch(_next_batch(iterator, step, total), mesh, features))
@@ -224,7 +265,12 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
         if do_eval:
           write(step, _evaluate(eval_step, state, eval_sets, mesh, features, config.eval_max_batches))
         if do_save:
-          checkpointer.save(step, state, iterator.get_state())
+          health = window.health()
+          problem = checkpoint.divergence(health, factor)
+          if problem:
+            raise DivergedLossError(f"Training stopped at step {step}: {problem}.")
+          checkpointer.save(step, state, iterator.get_state(), health)
+          window.since_save = []
         last_sync = time.perf_counter()
       if on_step:
         on_step(step)
@@ -235,11 +281,11 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
     )
   except NonFiniteLossError as error:
     checkpointer.wait()
-    last_good = checkpointer.latest_step()
+    last_good = checkpointer.last_good_step(factor)
     kept = (f"the last good checkpoint is step {last_good} in {checkpointer.directory}" if last_good
             else "no checkpoint was written yet")
-    raise NonFiniteLossError(
-        f"{error} No checkpoint of that state was written; {kept}. Lower optimizer.peak_lr or check the "
+    raise type(error)(
+        f"{stage}: {error} No checkpoint of that state was written; {kept}. Lower optimizer.peak_lr or check the "
         "data, then rerun to resume from the last good checkpoint."
     ) from None
   finally:

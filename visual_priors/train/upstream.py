@@ -48,10 +48,16 @@ def read_run(directory: str | pathlib.Path, role: str, stages: Sequence[str]) ->
   directory = pathlib.Path(directory).absolute()
   manifest_path = directory / MANIFEST
   if not manifest_path.is_file():
+    if _stage_of(directory) and (directory.parent / MANIFEST).is_file():  # a done runner stage lost its manifest
+      raise _damaged_manifest(directory, role, "is missing")
     raise FileNotFoundError(
         f"The {role} upstream {directory} has no {MANIFEST}: it is not a run directory or its run has not "
         f"finished. Point it at a finished {' or '.join(stages)} run.")
-  manifest = cache.read_json(manifest_path)
+  try:
+    manifest = cache.read_json(manifest_path)
+  except ValueError as error:
+    where = str(error).split("; the file is")[0].replace(str(manifest_path), "").lstrip(" :")  # "line 1 ...: why"
+    raise _damaged_manifest(directory, role, f"is damaged ({where})") from None
   if manifest.get("checkpoint_dir"):  # A run moved with its tree finds its checkpoints and data there.
     recorded_dir = pathlib.Path(manifest["checkpoint_dir"]).parent
     manifest = moved_paths.rebased(manifest, recorded_dir, directory)
@@ -98,18 +104,35 @@ def _stored_leaves(step_dir: pathlib.Path, role: str) -> dict[str, tuple[tuple[A
 DAMAGED_MANIFEST = "manifest.damaged.json"  # a runner stage's manifest.json, renamed once its checkpoint is damaged
 
 
-def _mark_not_done(work_dir: pathlib.Path, step_dir: pathlib.Path) -> pathlib.Path | None:
-  """A runner stage (`<root>/stages/<stage>/<key>/out`) whose checkpoint is damaged: renames the stage's
-  manifest.json to DAMAGED_MANIFEST (the runner then sees the stage not done and rebuilds it) and moves the
-  damaged step aside (its trainer then resumes from an intact earlier step, if any); returns the stage directory,
-  or None for a run outside a runs root (left as it is) or one already marked by another reader."""
+def _stage_of(work_dir: pathlib.Path) -> str | None:
+  """The stage name of a runner stage's output directory `<root>/stages/<stage>/<key>/out`, else None."""
+  parts = work_dir.parts
+  return parts[-3] if len(parts) >= 4 and parts[-1] == "out" and parts[-4] == "stages" else None
+
+
+def _damaged_manifest(work_dir: pathlib.Path, role: str, problem: str) -> ValueError:
+  """One line for an upstream run whose manifest.json is missing or unreadable; under a runs root its stage is
+  marked not done (`_mark_not_done`), so the next run rebuilds it (its trainer resumes from its checkpoints)."""
+  stage = _stage_of(work_dir)
+  if stage and jax.process_index() == 0 and _mark_not_done(work_dir, None):
+    fix = f"the {stage} stage is marked not done, so the next run rebuilds it from its checkpoints"
+  else:
+    fix = f"Rebuild it: rerun with --force-from {stage}" if stage else "Rebuild it: retrain that run"
+  return ValueError(f"The {role} upstream {work_dir / MANIFEST} {problem}; {fix}.")
+
+
+def _mark_not_done(work_dir: pathlib.Path, step_dir: pathlib.Path | None) -> pathlib.Path | None:
+  """A runner stage (`<root>/stages/<stage>/<key>/out`) whose checkpoint or manifest is damaged: renames the
+  stage's manifest.json to DAMAGED_MANIFEST (the runner then sees the stage not done and rebuilds it) and moves
+  the damaged step, if any, aside (its trainer then resumes from an intact earlier step, if any); returns the
+  stage directory, or None for a run outside a runs root (left as it is) or one already marked by another reader."""
   stage_dir = work_dir.parent
   done = stage_dir / MANIFEST
   if work_dir.name != "out" or stage_dir.parent.parent.name != "stages":
     return None
   try:
     done.replace(stage_dir / DAMAGED_MANIFEST)
-    if step_dir.is_dir():
+    if step_dir is not None and step_dir.is_dir():
       checkpoint.move_aside(step_dir)
   except FileNotFoundError:  # another process marked it first
     return None
