@@ -328,15 +328,16 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
            + [q.prompt for q in questions] + [c for q in questions for c in q.candidates])
   vocab = _text_vocab(texts, tmp_path / "spm")
   vocab_size = vocab_lib.load_processor(vocab).get_piece_size()
-  visual, seq_len, batch = 16, 64, 32
+  # Captions asked as conversations need more room than the short-answer rows: every caption fits in 80 tokens.
+  visual, seq_len, align_seq_len, batch = 16, 64, 80, 32
 
   def data(stage: str, records: list, seq: int = seq_len, rows: int = batch) -> stage_data.StageData:
     return stage_data.stage_data(stage, records, vocab_path=vocab, batch_size=rows, seq_len=seq, image_size=32,
                                  num_visual_tokens=visual, system_prompt="", drop_unsupervised=True)
 
-  def settings(config, name: str, steps: int, lr: float, rows: int = batch) -> None:
+  def settings(config, name: str, steps: int, lr: float, rows: int = batch, seq: int = seq_len) -> None:
     _train_settings(config, tmp_path / name, steps)
-    config.train.batch_size, config.train.seq_len = rows, seq_len
+    config.train.batch_size, config.train.seq_len = rows, seq
     config.train.optimizer.peak_lr = lr
     config.train.log_every_steps = 50  # each log is a host sync
 
@@ -356,11 +357,12 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   stages.run_stage(contrastive, train_data=caption_data.train_data, num_examples=len(captions), devices=ONE_DEVICE)
 
   align = stages.stage_config("align")
-  settings(align, "align", 15, 2e-3)
+  settings(align, "align", 15, 2e-3, seq=align_seq_len)
   align.mllm.num_visual_tokens, align.mllm.resample = visual, "area"
   align.upstream.lm, align.upstream.vision = str(tmp_path / "lm"), str(tmp_path / "contrastive")
   align_records = stage_data.caption_conversations(captions)
-  stages.run_stage(align, train_data=data("align", align_records).train_data, num_examples=len(align_records),
+  stages.run_stage(align, train_data=data("align", align_records, seq=align_seq_len).train_data,
+                   num_examples=len(align_records),
                    devices=ONE_DEVICE)
 
   # Half batches, more steps: on a 2-core CPU a 16-row step takes under half the time of a 32-row one.
