@@ -72,6 +72,7 @@ def test_run_id_is_slug_and_eval_key():
     ("adapt.data.generated.seed", 1, "mmdata"),
     ("adapt.data.generated.n_instruct", 64, "mmdata"),
     ("adapt.data.generated.tasks", "colour,count", "mmdata"),
+    ("adapt.data.generated.mc_answer", "text", "mmdata"),
     ("adapt.system_prompt", "llava-v1", "align"),  # the local recipe has none
     ("vision.contrastive.steps", 3, "vision"),
     ("adapt.align.peak_lr", 1e-2, "align"),
@@ -201,6 +202,7 @@ def test_stage_fields_are_recorded():
     ("meta.family=mixes", r"meta.family.*'mix'"),
     ("adapt.data.generated.tasks=colour,colr", r"generated task 'colr'.*'colour'"),
     ("adapt.system_prompt=llava", r"adapt.system_prompt.*'llava-v1'"),
+    ("adapt.data.generated.mc_answer=option", r"adapt.data.generated.mc_answer.*'text'"),
     ("runtime.mesh.data=0", r"runtime.mesh.data"),
     ("pretrain.overrides.optimizer.peak_lr=0.1", r"set by pretrain.peak_lr"),
     ("pretrain.overrides.optimizer.weight_decy=0.1", r"weight_decay"),

@@ -124,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.data = _dict(
       kind="llava",
       generated=_dict(seed=0, image_size=64, n_captions=64, n_instruct=160, n_eval_per_benchmark=32,
-                      objects="auto", tasks=""),
+                      objects="auto", tasks="", mc_answer="letter"),
       llava=_dict(captions="", instruct="", images=""))
   config.adapt.align = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=1e-3, warmup_fraction=0.06,
                              projector="mlp2x_gelu", num_visual_tokens=576, seq_len=2048)
@@ -360,6 +360,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, f"adapt.data.generated.{name}", minimum=0, integer=True)
   _choice(config, "adapt.data.generated.objects", OBJECT_SOURCES)
   generated_tasks(config)
+  from visual_priors.data.multimodal.gen_questions import MC_ANSWERS  # pylint: disable=import-outside-toplevel
+  _choice(config, "adapt.data.generated.mc_answer", MC_ANSWERS)
   for stage in ("align", "sft"):
     prefix = f"adapt.{stage}"
     epochs = _number(config, f"{prefix}.epochs", minimum=0)
@@ -694,8 +696,12 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
                        "mixture": canonical_mixture(config.data.mixture), **pretrain, **_init_from_identity(config)}
   data = config.adapt.data
   mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
-  if data.kind == "generated" and not mmdata_fields["generated"].get("tasks"):
-    mmdata_fields["generated"].pop("tasks", None)  # every task: the key stays as before the field existed
+  if data.kind == "generated":  # fields at their defaults leave the key as it was before they existed
+    generated = mmdata_fields["generated"]
+    if not generated.get("tasks"):
+      generated.pop("tasks", None)
+    if generated.get("mc_answer") == "letter":
+      generated.pop("mc_answer")
   vision = {"kind": config.vision.kind, "encoder": config.vision.encoder, **_vision_init_identity(config)}
   if config.vision.kind == "checkpoint":
     vision["checkpoint"] = config.vision.checkpoint

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visual_priors.data.multimodal import gen_assets, generate
+from visual_priors.data.multimodal import gen_assets, gen_questions, generate
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, by_name
 from visual_priors.data.multimodal.gen_questions import GROUP_NOUNS, GROUPS, KINDS, LETTERS, TYPES
 from visual_priors.data.multimodal.scene import RELATIONS, SIZE_LEVELS, quadrant, relation
@@ -376,6 +376,42 @@ def test_emoji_fetch_failure_falls_back_to_shapes_named_in_the_manifest(monkeypa
   assert "legs_total" not in manifest["tasks"]
   with pytest.raises(RuntimeError, match="unreachable"):
     generate.generate(tmp_path / "emoji", objects="emoji", **tiny)
+
+
+def test_text_answers_ask_for_and_teach_the_option_text_with_the_same_scenes(shapes_set, tmp_path):
+  """mc_answer="text": every multiple-choice prompt ends with the text instruction and is answered with the correct
+  option's text; the questions, options, answers and images are those of the letter format."""
+  text = tmp_path / "text"
+  manifest = generate.generate(text, seed=3, objects="shapes", mc_answer="text", **SMALL)
+  assert manifest["mc_answer"] == "text"
+  letter_items = json.loads((shapes_set / "instruct.json").read_text())
+  text_items = json.loads((text / "instruct.json").read_text())
+  multiple_choice = 0
+  for letter_item, text_item in zip(letter_items, text_items, strict=True):
+    assert letter_item.get("image") == text_item.get("image")
+    assert len(letter_item["conversations"]) == len(text_item["conversations"])
+    for (q_letter, a_letter), (q_text, a_text) in zip(
+        zip(letter_item["conversations"][::2], letter_item["conversations"][1::2]),
+        zip(text_item["conversations"][::2], text_item["conversations"][1::2])):
+      if q_letter["value"].endswith(gen_questions.MC_INSTRUCTION):
+        multiple_choice += 1
+        assert q_text["value"] == (q_letter["value"][:-len(gen_questions.MC_INSTRUCTION)]
+                                   + gen_questions.MC_TEXT_INSTRUCTION)
+        options = dict(line.split(". ", 1) for line in q_letter["value"].split("\n") if line[1:3] == ". ")
+        assert a_text["value"] == options[a_letter["value"]]
+      else:
+        assert (q_text, a_text) == (q_letter, a_letter)
+  assert multiple_choice > 20
+  for benchmark in ("gen_general", "gen_vision_centric"):
+    letter_rows = _read_jsonl(shapes_set / "eval" / f"{benchmark}.jsonl")
+    text_rows = _read_jsonl(text / "eval" / f"{benchmark}.jsonl")
+    for letter_row, text_row in zip(letter_rows, text_rows, strict=True):
+      assert {k: v for k, v in letter_row.items() if k != "prompt"} == {k: v for k, v in text_row.items()
+                                                                       if k != "prompt"}
+      if letter_row["choices"]:
+        assert text_row["prompt"].endswith(gen_questions.MC_TEXT_INSTRUCTION)
+  with pytest.raises(ValueError, match="mc_answer"):
+    generate.generate(tmp_path / "x", objects="shapes", mc_answer="word", log=lambda _: None)
 
 
 def test_bad_arguments_are_rejected(tmp_path):

@@ -14,6 +14,10 @@ from visual_priors.data.multimodal.gen_objects import (COLOURS, SHAPES, WORDS, O
 
 LETTERS = "ABCDEFGH"
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+# How multiple-choice questions ask to be answered: with the option's letter (LLaVA's and the paper's format) or
+# with the option's text (small models learn it far sooner: no letter has to be looked up among the options).
+MC_ANSWERS = ("letter", "text")
+MC_TEXT_INSTRUCTION = "Answer with the option's text from the given choices directly."
 SHORT_INSTRUCTION = "Answer the question using a single word or phrase."
 GROUPS = ("General", "Knowledge", "OCR & Chart", "Vision-Centric")
 KINDS = ("perception", "reasoning", "other")
@@ -56,12 +60,22 @@ class QA:
     """The question as the model sees it (without the image placeholder)."""
     return format_prompt(self.question, self.choices, self.short)
 
+  def reply(self, mc_answer: str = "letter") -> str:
+    """The reply taught for `mc_answer` (MC_ANSWERS): `answer`, or the correct option's text."""
+    return self.answer_text if mc_answer == "text" else self.answer
 
-def format_prompt(question: str, choices: Sequence[str] | None, short: bool = True) -> str:
-  """Question, lettered options ("A. dog") and the LLaVA answer-format instruction."""
+  def prompt_for(self, mc_answer: str = "letter") -> str:
+    return format_prompt(self.question, self.choices, self.short, mc_answer)
+
+
+def format_prompt(question: str, choices: Sequence[str] | None, short: bool = True, mc_answer: str = "letter") -> str:
+  """Question, lettered options ("A. dog") and the LLaVA answer-format instruction (for the letter, or for the
+  option's text when mc_answer is "text")."""
+  if mc_answer not in MC_ANSWERS:
+    raise ValueError(f"mc_answer={mc_answer!r} is not one of {MC_ANSWERS}.")
   if choices is not None:
     options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-    return f"{question}\n{options}\n{MC_INSTRUCTION}"
+    return f"{question}\n{options}\n{MC_TEXT_INSTRUCTION if mc_answer == 'text' else MC_INSTRUCTION}"
   return f"{question}\n{SHORT_INSTRUCTION}" if short else question
 
 

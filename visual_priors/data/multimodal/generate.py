@@ -69,7 +69,8 @@ with anything the background photo shows (e.g. the cat in "chelsea").
 
 Multiple-choice options are in random order; instruct.json asks them as in `format_prompt`:
 options "A. ..." and "Answer with the option's letter from the given choices directly.", answered
-with the letter; short open and yes/no questions end with "Answer the question using a single word or
+with the letter (or, with mc_answer="text", "Answer with the option's text from the given choices
+directly.", answered with the option's text, and the benchmarks' prompts ask the same way); short open and yes/no questions end with "Answer the question using a single word or
 phrase." Each instruction item has one to three questions of one task about one image.
 
 Held-out evaluation: evaluation scenes crop their backgrounds only from the right 40% of each photo
@@ -102,7 +103,7 @@ from visual_priors.data.multimodal import gen_assets
 from visual_priors.data.multimodal import scene as sc
 from visual_priors.data.multimodal.gen_captions import caption
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, absent_classes
-from visual_priors.data.multimodal.gen_questions import GROUPS, TASKS, Task, available
+from visual_priors.data.multimodal.gen_questions import GROUPS, MC_ANSWERS, TASKS, Task, available
 from visual_priors.data.multimodal.gen_text_only import text_only_turns
 from visual_priors.names import lookup
 
@@ -179,7 +180,8 @@ def _captions(images: _Images, tasks: Sequence[Task], ctx: sc.Context, seed: int
   return rows
 
 
-def _instruct(images: _Images, tasks: Sequence[Task], ctx: sc.Context, seed: int, n: int) -> list[dict]:
+def _instruct(images: _Images, tasks: Sequence[Task], ctx: sc.Context, seed: int, n: int,
+              mc_answer: str) -> list[dict]:
   items = []
   for i in range(n):
     rng = _rng(seed, _STREAM_INSTRUCT, i)
@@ -192,7 +194,8 @@ def _instruct(images: _Images, tasks: Sequence[Task], ctx: sc.Context, seed: int
     scene, qas = task.build(ctx, rng)
     chosen = [qas[j] for j in rng.permutation(len(qas))[:int(rng.integers(1, 4))]]
     items.append({"id": item_id, "image": images.save(f"instruct_{i:06d}", scene, "train"),
-                  "conversations": _conversation(True, [(qa.prompt, qa.answer) for qa in chosen]),
+                  "conversations": _conversation(True, [(qa.prompt_for(mc_answer), qa.reply(mc_answer))
+                                                         for qa in chosen]),
                   "kind": task.kind, "task": task.name})
   return items
 
@@ -210,7 +213,7 @@ def _held_out(build: Callable[[np.random.Generator], Any], encode: Callable[[Any
 
 
 def _benchmark(images: _Images, name: str, tasks: Sequence[Task], ctx: sc.Context, seed: int,
-               n: int, stream: int, train_digests: set[str]) -> list[dict]:
+               n: int, stream: int, train_digests: set[str], mc_answer: str) -> list[dict]:
   rows = []
   for i in range(n):
     task = tasks[i % len(tasks)]
@@ -223,7 +226,7 @@ def _benchmark(images: _Images, name: str, tasks: Sequence[Task], ctx: sc.Contex
     rows.append({"id": f"{name}_{i:06d}", "image": images.save(f"{name}_{i:06d}", scene, "eval", data),
                  "question": qa.question, "choices": list(qa.choices) if qa.choices else None,
                  "answer": qa.answer_text,
-                 "answer_letter": qa.answer if qa.choices else None, "prompt": qa.prompt,
+                 "answer_letter": qa.answer if qa.choices else None, "prompt": qa.prompt_for(mc_answer),
                  "group": BENCHMARKS[name], "type": qa.type, "task": task.name})
   return rows
 
@@ -280,7 +283,7 @@ def _selected_tasks(names: Sequence[str] | None, emoji: bool, source: str) -> li
 def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int = 64,
              n_captions: int = 64, n_instruct: int = 160, n_eval_per_benchmark: int = 32,
              n_mle_per_level: int | None = None, objects: str = "auto",
-             tasks: Sequence[str] | None = None,
+             tasks: Sequence[str] | None = None, mc_answer: str = "letter",
              downloads_dir: str | os.PathLike[str] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """Writes the generated data set into `out_dir` (replacing it) and returns its manifest.
@@ -291,7 +294,12 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
   tasks: only these question tasks (names in `gen_questions.TASKS`) for captions, instruction data
   and benchmarks, e.g. ["colour", "existence"] for a quick learnability check; a benchmark left
   without tasks is not written. None: every task the object source allows.
+  mc_answer: how instruction data and benchmarks ask multiple-choice questions to be answered
+  (`gen_questions.MC_ANSWERS`): "letter" (LLaVA's format) or "text" (the option's text; MLE-Bench rows keep
+  their letter format either way).
   """
+  if mc_answer not in MC_ANSWERS:
+    raise ValueError(f"mc_answer={mc_answer!r} is not one of {MC_ANSWERS}.")
   if image_size < 32:
     raise ValueError(f"image_size={image_size} is too small to place objects; use 32 or more.")
   counts = {"n_captions": n_captions, "n_instruct": n_instruct,
@@ -310,7 +318,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
     images = _Images(root)
     captions = _captions(images, [t for t in image_tasks if t.group is not None] or image_tasks,
                          train, seed, n_captions)
-    instruct = _instruct(images, image_tasks, train, seed, n_instruct)
+    instruct = _instruct(images, image_tasks, train, seed, n_instruct, mc_answer)
     train_digests = set(images.digests.values())
     benchmarks = {}
     for b, (name, group) in enumerate(BENCHMARKS.items()):
@@ -318,7 +326,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
       if not group_tasks:
         continue
       benchmarks[name] = _benchmark(images, name, group_tasks, held_out, seed,
-                                    n_eval_per_benchmark, _STREAM_EVAL + b, train_digests)
+                                    n_eval_per_benchmark, _STREAM_EVAL + b, train_digests, mc_answer)
     mle = _mle_bench(images, held_out, seed, n_mle, train_digests)
     _jsonl(root / "captions.jsonl", captions)
     (root / "instruct.json").write_text(json.dumps(instruct, indent=1) + "\n", encoding="utf-8")
@@ -329,7 +337,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*.json*"))
     manifest = {
         "format": FORMAT, "seed": seed, "image_size": image_size, **counts,
-        "n_mle_per_level": n_mle, "object_source": object_source,
+        "n_mle_per_level": n_mle, "object_source": object_source, "mc_answer": mc_answer,
         "vocabulary": [c.name for c in vocabulary],
         "backgrounds": [{"name": p.name, "contains": list(p.contains), "licence": p.licence,
                          "source": "scikit-image skimage.data"} for p in gen_assets.PHOTOS],
@@ -367,10 +375,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--mle-per-level", type=int, default=None)
   parser.add_argument("--objects", choices=OBJECT_SOURCES, default="auto")
   parser.add_argument("--tasks", nargs="+", default=None, help="only these question tasks")
+  parser.add_argument("--mc-answer", choices=MC_ANSWERS, default="letter",
+                      help="multiple choice answered with the option's letter or its text")
   args = parser.parse_args(argv)
   generate(args.out, seed=args.seed, image_size=args.image_size, n_captions=args.captions,
            n_instruct=args.instruct, n_eval_per_benchmark=args.eval,
-           n_mle_per_level=args.mle_per_level, objects=args.objects, tasks=args.tasks)
+           n_mle_per_level=args.mle_per_level, objects=args.objects, tasks=args.tasks, mc_answer=args.mc_answer)
 
 
 if __name__ == "__main__":
