@@ -95,6 +95,24 @@ def test_retries_run_out_in_bounded_time_with_an_error_naming_the_endpoint(serve
   assert len(labeller.cache) == 0
 
 
+def test_a_dead_endpoint_is_given_up_after_a_few_requests_not_asked_for_every_segment(server, tmp_path):
+  """The circuit breaker: after max_unavailable_in_a_row requests exhaust their retries, the rest are not sent."""
+  server.respond = lambda path, body, number: (500, {}, {"error": "down"})
+  labeller = _labeller(server, tmp_path, concurrency=2, max_unavailable_in_a_row=3)
+  texts = [f"Segment number {i} of a long corpus." for i in range(40)]
+  with pytest.raises(llm.LabellingFailedError) as raised:
+    labeller.label(texts)
+  assert "40 of 40 segments" in str(raised.value), raised.value
+  with server.lock:
+    sent = len(server.requests)
+  # The three that tripped it and at most one per other thread in flight, each with its retries.
+  assert sent <= (3 + 2) * (RETRIES + 1), sent
+  assert len(labeller.cache) == 0
+  # A batch that succeeds resets the count: a later call asks again.
+  server.respond = lambda path, body, number: _good(body)
+  assert labeller.label([next(iter(SEGMENTS))]) == [frozenset({"math"})]
+
+
 @pytest.mark.parametrize("fault", list(MALFORMED))
 def test_a_malformed_reply_is_asked_again_and_never_cached(server, tmp_path, fault):
   text = next(iter(SEGMENTS))

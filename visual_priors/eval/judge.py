@@ -268,7 +268,7 @@ class LlmJudge(Judge):
                                                    f"traces got no verdict from {self.config.base_url}", "judged"))
     return [dict(found[key]) for key in keys]
 
-  def _ask(self, content: str, rejections: list[llm.EndpointRejectedError]) -> Verdict:
+  def _ask(self, content: str, rejections: list[Exception]) -> Verdict:
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
     return self._client.ask(messages, parse_verdict, _repair, rejections)
 

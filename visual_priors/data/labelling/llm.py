@@ -40,6 +40,10 @@ class EndpointUnavailableError(RuntimeError):
   """The endpoint kept failing (connection, timeout, 429, 5xx) through every retry."""
 
 
+class EndpointDownError(EndpointUnavailableError):
+  """Several requests in a row failed through every retry: the rest of the batch was not sent."""
+
+
 class LabellingFailedError(RuntimeError):
   """Some segments got no label set; the ones that did are cached."""
 
@@ -66,13 +70,16 @@ class LlmConfig:
   backoff_max_s: float = 60.0
   retry_after_max_s: float = 600.0  # Cap on a server's Retry-After.
   max_parse_attempts: int = 3  # Requests per segment whose replies fail to parse before giving up.
+  # After this many requests in a row fail through all their retries, the endpoint is taken as down and the
+  # batch's remaining requests are not sent (a dead server fails a build in bounded time, not per segment).
+  max_unavailable_in_a_row: int = 4
   max_tokens: int = 64
 
   def __post_init__(self):
     if not self.base_url.startswith(("http://", "https://")):
       raise ValueError(f"base_url {self.base_url!r} must start with http:// or https:// "
                        "(e.g. http://localhost:8000/v1).")
-    for field in ("concurrency", "max_parse_attempts", "max_tokens"):
+    for field in ("concurrency", "max_parse_attempts", "max_tokens", "max_unavailable_in_a_row"):
       if getattr(self, field) < 1:
         raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}.")
     for field in ("timeout_s", "backoff_base_s", "backoff_max_s", "retry_after_max_s", "max_retries"):
@@ -114,11 +121,11 @@ class LlmLabeller:
                                                  "labelled"))
     return [base.mask_to_labels(masks[key]) for key in keys]
 
-  def _ask_labels(self, text: str, rejections: list[EndpointRejectedError]) -> frozenset[str]:
+  def _ask_labels(self, text: str, rejections: list[Exception]) -> frozenset[str]:
     return self.ask(prompt.segment_messages(text), reply.parse_labels,
                     lambda _, answer: prompt.repair_messages(text, answer), rejections)
 
-  def ask_each(self, requests: Mapping[K, Callable[[list[EndpointRejectedError]], T]],
+  def ask_each(self, requests: Mapping[K, Callable[[list[Exception]], T]],
                keep: Callable[[K, T], None]) -> dict[K, Exception]:
     """Runs `requests` (each a call of `ask`, given the batch's shared rejection list) on `concurrency`
     threads, handing each result to `keep` as it arrives, so what succeeded is kept (cached) when others
@@ -127,7 +134,8 @@ class LlmLabeller:
     failures: dict[K, Exception] = {}
     if not requests:
       return failures
-    rejections: list[EndpointRejectedError] = []
+    rejections: list[Exception] = []
+    unavailable_in_a_row = 0
     pool = concurrent.futures.ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="llm")
     try:
       futures = {pool.submit(request, rejections): key for key, request in requests.items()}
@@ -136,7 +144,13 @@ class LlmLabeller:
           value = future.result()
         except (reply.UnparseableReplyError, EndpointUnavailableError) as e:
           failures[futures[future]] = e
+          unavailable_in_a_row = unavailable_in_a_row + 1 if isinstance(e, EndpointUnavailableError) else 0
+          if unavailable_in_a_row == self.config.max_unavailable_in_a_row and not rejections:
+            rejections.append(EndpointDownError(
+                f"{self._url} is down: {unavailable_in_a_row} requests in a row failed through all their retries "
+                f"(last: {e}); the batch's remaining requests were not sent"))
           continue
+        unavailable_in_a_row = 0
         keep(futures[future], value)
     finally:
       pool.shutdown(wait=True, cancel_futures=True)
@@ -144,12 +158,12 @@ class LlmLabeller:
 
   def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T],
           repair: Callable[[list[dict[str, Any]], str], list[dict[str, Any]]],
-          rejections: list[EndpointRejectedError]) -> T:
+          rejections: list[Exception]) -> T:
     """`parse` of one chat completion of `messages`, re-asking with `repair(messages, bad reply)` until a reply
     parses, at most max_parse_attempts times. `rejections`, shared by one batch's requests, records the
-    endpoint's first refusal; later requests then fail without being sent."""
-    if rejections:  # Not sent: the endpoint refused an earlier request.
-      raise EndpointRejectedError(str(rejections[0]))
+    endpoint's first refusal (or that it is down); later requests then fail without being sent."""
+    if rejections:  # Not sent: the endpoint refused an earlier request, or is down.
+      raise type(rejections[0])(str(rejections[0]))
     attempt = 1
     while True:
       try:

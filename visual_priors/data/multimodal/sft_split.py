@@ -172,7 +172,7 @@ class EndpointSftLabeller:
       content.append({"type": "image_url", "image_url": {"url": url}})
     return text, content, digest
 
-  def _ask(self, content: list[dict[str, Any]], rejections: list[llm.EndpointRejectedError]) -> str:
+  def _ask(self, content: list[dict[str, Any]], rejections: list[Exception]) -> str:
     """The kind one chat completion gives, re-asking with the bad reply shown up to max_parse_attempts times."""
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
     return self._endpoint.ask(messages, parse_kind, _repair, rejections)
