@@ -9,6 +9,7 @@ import pytest
 
 from visual_priors import config as config_lib
 from visual_priors import registry
+from visual_priors.eval import benchmarks
 
 FAMILY_COUNTS = {"scale": 40, "source": 16, "category": 40, "grid": 30, "mix": 11, "encoder": 15, "sft_data": 5,
                  "blind": 2, "scaleup": 2, "demo": 5}
@@ -102,7 +103,7 @@ def test_demo_configs_are_runnable_and_share_vision_and_data(configs):
     assert config.pretrain.scale == "nano" and config.vision.encoder == "vit-nano"
     assert config.vision.kind == "contrastive" and config.adapt.data.kind == "generated"
     assert config.adapt.data.generated.image_size == 32
-    assert set(config.eval.benchmarks) == set(config_lib.GENERATED_BENCHMARKS)
+    assert set(config.eval.benchmarks) == set(benchmarks.GENERATED_BENCHMARKS)
   stage_keys = [keys(c) for c in demos.values()]
   assert len({k["vision"] for k in stage_keys}) == 1 and len({k["mmdata"] for k in stage_keys}) == 1
   assert len({k["pretrain"] for k in stage_keys}) == 5  # four mixtures and the untrained control

@@ -43,7 +43,6 @@ import copy
 import dataclasses
 import functools
 import hashlib
-import importlib
 import json
 import math
 import pathlib
@@ -53,20 +52,12 @@ from typing import Any
 
 import ml_collections
 
+from visual_priors.eval import benchmarks as benchmark_registry
 from visual_priors.names import closest, lookup, unknown_keys
 
 # Execution order (see the module docstring). "blind" runs only when adapt.blind.
 STAGES: tuple[str, ...] = ("pretrain", "mmdata", "vision", "align", "blind", "sft", "eval")
 
-# The paper's 16 VQA benchmarks (docs/paper.md, section 5.1) as the VQA registry names them, used until
-# visual_priors/eval/benchmarks.py exists; once it does, names are checked against its registry.
-PAPER_BENCHMARKS: tuple[str, ...] = (
-    "gqa", "mme", "mmbench", "seed",
-    "scienceqa", "mmmu", "ai2d", "mathvista",
-    "textvqa", "chartqa", "ocrbench",
-    "realworldqa", "blink", "cvbench_coco", "cvbench_ade", "cvbench_omni3d",
-)
-GENERATED_BENCHMARKS: tuple[str, ...] = ("gen_general", "gen_knowledge", "gen_ocr_chart", "gen_vision_centric")
 MLE_BENCHMARKS: tuple[str, ...] = ("mle_bench", "gen_mle_bench")
 
 FAMILIES: tuple[str, ...] = ("scale", "source", "category", "grid", "mix", "encoder", "sft_data", "blind",
@@ -135,7 +126,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.system_prompt = "llava-v1"
   config.adapt.sft_data = _dict(remove="none", fraction=0.0)
   config.eval = ml_collections.ConfigDict()
-  config.eval.benchmarks = list(PAPER_BENCHMARKS)
+  config.eval.benchmarks = list(benchmark_registry.PAPER_BENCHMARKS)
   config.eval.mle_bench = True
   # Also score multiple-choice and yes/no questions by answer likelihood ("accuracy_likelihood"): graded
   # where small models' greedy replies are all wrong; the paper's protocol is the generated answer ("accuracy").
@@ -235,17 +226,8 @@ def get_field(config: Mapping[str, Any], path: str) -> Any:
 
 
 def benchmark_names() -> tuple[str, ...]:
-  """Valid eval.benchmarks names: the VQA registry's when visual_priors.eval.benchmarks exists, else the
-  paper's 16 and the generated ones (plus MLE-Bench either way)."""
-  try:
-    benchmarks = importlib.import_module("visual_priors.eval.benchmarks")
-  except ModuleNotFoundError as error:
-    if error.name != "visual_priors.eval.benchmarks":
-      raise
-    return (*PAPER_BENCHMARKS, *GENERATED_BENCHMARKS, *MLE_BENCHMARKS)
-  table = getattr(benchmarks, "BENCHMARKS", None)
-  names = tuple(table) if isinstance(table, Mapping) else tuple(benchmarks.benchmark_names())
-  return tuple(dict.fromkeys((*names, *MLE_BENCHMARKS)))
+  """Valid eval.benchmarks names: the VQA registry's (visual_priors/eval/benchmarks.py) and MLE-Bench's."""
+  return tuple(dict.fromkeys((*benchmark_registry.BENCHMARKS, *MLE_BENCHMARKS)))
 
 
 def parse_mixture(text: str) -> Any:
@@ -913,7 +895,7 @@ LOCAL_SETTINGS: dict[str, Any] = {
     "adapt.sft.batch_size": 16,
     "adapt.sft.peak_lr": 1e-3,
     "adapt.sft.seq_len": 128,
-    "eval.benchmarks": list(GENERATED_BENCHMARKS),
+    "eval.benchmarks": list(benchmark_registry.GENERATED_BENCHMARKS),
     "eval.max_new_tokens": 8,
     "eval.alignment.k": 5,
     "eval.probe.judge": "rule",

@@ -10,7 +10,7 @@ slice, packs segments first-fit into rows of `seq_len`, and batches. Iterators s
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -206,10 +206,3 @@ def to_global_batch(batch: Mapping[str, np.ndarray], mesh, data_axes: Sequence[s
     out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
   return out
 
-
-def iterate_global(iterator, mesh, meter: ProportionMeter | None = None) -> Iterator[dict]:
-  """Global device batches from a host iterator, feeding the proportion meter on the way."""
-  for batch in iterator:
-    if meter is not None:
-      meter.update(batch)
-    yield to_global_batch(batch, mesh)
