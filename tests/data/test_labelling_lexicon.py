@@ -176,7 +176,7 @@ def test_stored_thresholds_match_the_lexicons():
   assert stored["lexicon_digest"] == lexicon.Lexicons().digest
 
 
-# Measured once on the fresh test split (batch v2-fresh-test, 350 segments; assets/README.md) after the lexicons,
+# Measured once on the fresh test split (batch v2-fresh-test, 350 segments; visual_priors/data/labelling/assets/README.md) after the lexicons,
 # patterns and thresholds were last changed using the dev split only: micro F1 0.811 (P 0.830, R 0.792). The
 # floor leaves room for small lexicon edits but catches a broken lexicon, pattern or threshold file.
 TEST_SPLIT_MICRO_F1_FLOOR = 0.78
