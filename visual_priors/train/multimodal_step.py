@@ -1,7 +1,7 @@
 """Loss functions and batch features of the multimodal stages, for the one trainer's train step.
 
 Imports only jax, flax and this package's model modules (no grain, TensorFlow or ml_collections), so a
-bare accelerator image can run the SFT step (`benchmarks/gpu_sft_mfu.py`).
+bare accelerator image can run the SFT step (`benchmarks/gpu_throughput.py`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Throughput of the MLLM SFT step: step time, images/s, tokens/s, MFU and peak memory on synthetic batches.
 
 Imports only jax, flax, optax and this package's model/train-step modules (no TensorFlow, grain or
-ml_collections), so it runs on a bare accelerator image (`benchmarks/gpu_sft_mfu.py`).
+ml_collections), so it runs on a bare accelerator image (`benchmarks/gpu_throughput.py`).
 """
 
 from __future__ import annotations
