@@ -109,7 +109,7 @@ def test_seed_also_changes_a_contrastive_tower_and_sft_data_changes_blind():
 @pytest.mark.parametrize("assignment", [
     "name='other'", "description='words'", "meta.family='mix'", "runtime.log_every_steps=7",
     "runtime.mesh.fsdp=2", "runtime.eval_batch_size=2", "runtime.eval_data_root='/data'",
-    "runtime.checkpoint_every_steps=5",
+    "runtime.checkpoint_every_steps=5", "runtime.compile_cache='off'", "runtime.compile_cache='/elsewhere'",
 ])
 def test_cosmetic_edits_change_no_key(assignment):
   config = local()

@@ -17,6 +17,7 @@ from visual_priors import config as config_lib, runner
 from visual_priors.analysis.results import ResultsStore
 from visual_priors.data import cache
 from visual_priors.run import directories, stages as stage_executors
+from visual_priors.train import compile_cache
 
 ONE_DEVICE = jax.devices()[:1]
 
@@ -186,6 +187,42 @@ def test_eval_rows_and_run_meta_land_in_the_results_store(tmp_path, fake):
   assert runs["run"].tolist() == [record.run_id] and runs["mixture"].tolist() == ["mix6"]
   assert record.results == {"sft": [{"benchmark": "overall", "group": None, "metric": "accuracy", "value": 42.0,
                                      "count": 8}]}
+
+
+def _recording(monkeypatch, record) -> None:
+  """Wraps every (fake) executor so that `record(ctx)` sees its context first."""
+  executors = dict(stage_executors.EXECUTORS)
+  monkeypatch.setattr(stage_executors, "EXECUTORS", {
+      stage: (lambda ctx, run=run: record(ctx) or run(ctx)) for stage, run in executors.items()})
+
+
+def test_the_run_builds_one_mesh_from_runtime_mesh_and_hands_it_to_every_stage(tmp_path, fake, monkeypatch):
+  meshes = []
+  _recording(monkeypatch, lambda ctx: meshes.append(ctx.mesh))
+  config = config_lib.apply_overrides(_config(), ["runtime.mesh.data=2", "runtime.mesh.tensor=2"])
+  runner.run_experiment(config, root=tmp_path, log=lambda _: None)
+  assert len(meshes) == 6 and all(mesh is meshes[0] for mesh in meshes)
+  assert dict(meshes[0].shape) == {"data": 2, "fsdp": 2, "tensor": 2} and meshes[0].devices.size == 8
+  meshes.clear()
+  runner.run_experiment(_config(), root=tmp_path / "one", devices=ONE_DEVICE, log=lambda _: None)
+  assert {mesh.devices.size for mesh in meshes} == {1} and len({id(mesh) for mesh in meshes}) == 1
+
+
+def test_stages_compile_through_the_runs_compile_cache_unless_it_is_off(tmp_path, fake, monkeypatch):
+  seen = []
+  _recording(monkeypatch, lambda ctx: seen.append(compile_cache.current()))
+  before = compile_cache.current()
+  monkeypatch.delenv(compile_cache.ENV, raising=False)
+  runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
+  assert seen == [tmp_path / ".jax_cache"] * 6 and compile_cache.current() == before
+  seen.clear()
+  runner.run_experiment(config_lib.apply_overrides(_config(), ["runtime.compile_cache='off'"]), root=tmp_path / "b",
+                        log=lambda _: None)
+  assert seen == [None] * 6
+  seen.clear()
+  monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "shared"))
+  runner.run_experiment(_config(), root=tmp_path / "c", log=lambda _: None)
+  assert seen == [tmp_path / "shared"] * 6 and compile_cache.current() == before
 
 
 def test_a_stage_directory_with_another_key_is_refused(tmp_path):

@@ -145,9 +145,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.meta = ml_collections.ConfigDict({key: None for key in META_KEYS})
   config.meta.family = "custom"
   # Placement and cosmetics, never part of a key. eval_data_root: where the public benchmarks' files
-  # are ("" = the VQA registry's default location).
+  # are ("" = the VQA registry's default location). compile_cache: JAX's persistent compilation cache
+  # ("" = <runs root>/.jax_cache, "off", or a directory; $VISUAL_PRIORS_COMPILE_CACHE wins; train/compile_cache.py).
   config.runtime = _dict(mesh=_dict(data=1, fsdp=-1, tensor=1), log_every_steps=50, checkpoint_every_steps=1000,
-                         eval_batch_size=8, eval_data_root="")
+                         eval_batch_size=8, eval_data_root="", compile_cache="")
   return config
 
 

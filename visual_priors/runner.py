@@ -8,6 +8,7 @@ On disk under `root` (see `visual_priors.run.directories`):
   runs/<run_id>/run.json     the resolved config, each stage's key, directory, status, timings and error,
                              rewritten atomically at every transition
   results/                   `ResultsStore`: the eval stage's rows under the run id, and the run's meta
+  .jax_cache/                JAX's persistent compilation cache (`visual_priors.train.compile_cache`)
 
 A stage is done iff its manifest exists with the same key: a rerun skips it, and experiments that agree
 on a stage (same key) share it. A stage interrupted midway resumes from its trainer's latest checkpoint
@@ -34,8 +35,10 @@ import ml_collections
 
 from visual_priors import config as config_lib
 from visual_priors.data import cache
+from visual_priors.models import sharding
 from visual_priors.names import lookup
 from visual_priors.run import directories, stages as stage_executors
+from visual_priors.train import compile_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +108,10 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
   """Finalizes `config`, then runs (or finds done) each of its stages in order, up to `until` (inclusive).
 
   Raises what a failing stage raised, after marking it failed (with the exception text) in run.json.
-  `devices` (default: all) are the trainers' mesh devices.
+  The run's mesh, runtime.mesh over `devices` (default: all), is built once, before the first stage that
+  computes, and every stage trains or evaluates on it. Compiles go through JAX's persistent cache in
+  `<root>/.jax_cache` (`visual_priors.train.compile_cache`: runtime.compile_cache or
+  $VISUAL_PRIORS_COMPILE_CACHE choose another directory, or "off").
   """
   root = pathlib.Path(root).absolute()
   config = _pin_latest_store(config_lib.finalize(config, strict=True), log)
@@ -146,52 +152,59 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
   run_file = directories.RunFile(run_dir, record)
   outputs: dict[str, dict[str, Any]] = {}
   log(f"run {run_id} ({config.name or 'unnamed'}): stages {', '.join(selected)} under {root}")
-  for index, stage in enumerate(selected):
-    identity = identities[stage]
-    directory = dirs[stage]
-    prefix = f"[{index + 1}/{len(selected)}] {stage} {identity.key}"
-    with contextlib.ExitStack() as locks:
-      for earlier in selected[:index]:  # readers: a forced rebuild elsewhere waits for this stage to finish
-        locks.enter_context(directories.stage_lock(dirs[earlier], log, shared=True))
+  cache_dir = compile_cache.resolve(root, config.runtime.get("compile_cache", ""))
+  mesh = None  # the run's mesh, built before its first stage that computes and handed to every stage
+  with compile_cache.use(cache_dir):
+    for index, stage in enumerate(selected):
+      identity = identities[stage]
+      directory = dirs[stage]
+      prefix = f"[{index + 1}/{len(selected)}] {stage} {identity.key}"
+      with contextlib.ExitStack() as locks:
+        for earlier in selected[:index]:  # readers: a forced rebuild elsewhere waits for this stage to finish
+          locks.enter_context(directories.stage_lock(dirs[earlier], log, shared=True))
+          try:
+            outputs[earlier] = _still_done(dirs[earlier], identities[earlier].key, earlier)
+          except RuntimeError as error:
+            run_file.stage(stage, status="failed", finished=directories.now(), error=str(error))
+            run_file.run(status="failed", error=f"{stage}: {error}", finished=directories.now())
+            raise
+        locks.enter_context(directories.stage_lock(directory, log))
+        if stage in forced:
+          directories.clear_stage(directory)
+        done = directories.read_done(directory, identity.key)
+        if done is not None:
+          outputs[stage] = done["outputs"]
+          run_file.stage(stage, status="cached", seconds=0.0, finished=directories.now())
+          log(f"{prefix}: done before ({done.get('seconds', 0):.1f} s then), reused")
+          continue
+        run_file.stage(stage, status="running", started=directories.now())
+        log(f"{prefix}: running")
+        started = time.perf_counter()
+        if mesh is None:
+          mesh = sharding.make_mesh(config.runtime.mesh, devices)
+          log(f"mesh: {', '.join(f'{axis}={size}' for axis, size in mesh.shape.items())} over {mesh.devices.size} "
+              f"{mesh.devices.flat[0].platform} devices; compile cache: {cache_dir or 'off'}")
+        context = stage_executors.StageContext(
+            config=config, stage=stage, key=identity.key, out_dir=directory / directories.OUTPUT,
+            outputs=dict(outputs), devices=devices, log=log, mesh=mesh)
         try:
-          outputs[earlier] = _still_done(dirs[earlier], identities[earlier].key, earlier)
-        except RuntimeError as error:
-          run_file.stage(stage, status="failed", finished=directories.now(), error=str(error))
-          run_file.run(status="failed", error=f"{stage}: {error}", finished=directories.now())
+          stage_outputs = stage_executors.EXECUTORS[stage](context)
+        except BaseException as error:
+          seconds = time.perf_counter() - started
+          status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+          text = f"{type(error).__name__}: {error}"
+          run_file.stage(stage, status=status, seconds=seconds, finished=directories.now(), error=text)
+          run_file.run(status=status, error=f"{stage}: {text}", finished=directories.now())
+          log(f"{prefix}: {status} after {seconds:.1f} s: {text}")
           raise
-      locks.enter_context(directories.stage_lock(directory, log))
-      if stage in forced:
-        directories.clear_stage(directory)
-      done = directories.read_done(directory, identity.key)
-      if done is not None:
-        outputs[stage] = done["outputs"]
-        run_file.stage(stage, status="cached", seconds=0.0, finished=directories.now())
-        log(f"{prefix}: done before ({done.get('seconds', 0):.1f} s then), reused")
-        continue
-      run_file.stage(stage, status="running", started=directories.now())
-      log(f"{prefix}: running")
-      started = time.perf_counter()
-      context = stage_executors.StageContext(
-          config=config, stage=stage, key=identity.key, out_dir=directory / directories.OUTPUT,
-          outputs=dict(outputs), devices=devices, log=log)
-      try:
-        stage_outputs = stage_executors.EXECUTORS[stage](context)
-      except BaseException as error:
         seconds = time.perf_counter() - started
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        text = f"{type(error).__name__}: {error}"
-        run_file.stage(stage, status=status, seconds=seconds, finished=directories.now(), error=text)
-        run_file.run(status=status, error=f"{stage}: {text}", finished=directories.now())
-        log(f"{prefix}: {status} after {seconds:.1f} s: {text}")
-        raise
-      seconds = time.perf_counter() - started
-      directories.write_done(directory, {
-          "stage": stage, "key": identity.key, "fields": identity.fields,
-          "upstream": {u: identities[u].key for u in identity.upstream}, "outputs": stage_outputs,
-          "seconds": seconds, "finished": directories.now(), "first_run": run_id})
-      outputs[stage] = stage_outputs
-      run_file.stage(stage, status="done", seconds=seconds, finished=directories.now())
-      log(f"{prefix}: done in {seconds:.1f} s")
+        directories.write_done(directory, {
+            "stage": stage, "key": identity.key, "fields": identity.fields,
+            "upstream": {u: identities[u].key for u in identity.upstream}, "outputs": stage_outputs,
+            "seconds": seconds, "finished": directories.now(), "first_run": run_id})
+        outputs[stage] = stage_outputs
+        run_file.stage(stage, status="done", seconds=seconds, finished=directories.now())
+        log(f"{prefix}: done in {seconds:.1f} s")
   results = None
   if "eval" in outputs:
     with directories.stage_lock(dirs["eval"], log, shared=True):

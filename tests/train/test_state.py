@@ -79,3 +79,23 @@ def test_creation_refuses_given_variables_the_model_does_not_have():
     spec.create({"layers/9/mlp/up/kernel": np.zeros((4, 4), np.float32)})
   with pytest.raises(ValueError, match=r"layers/1/mlp/up/kernel: got shape \(4, 4\), the model has"):
     spec.create({"layers/1/mlp/up/kernel": np.zeros((4, 4), np.float32)})
+
+
+def test_the_initialiser_draws_only_each_devices_shards():
+  """No device materialises a full replica: each computes its own shards of the weights and moments."""
+  wide = scales.get_scale("nano", dtype="float32", vocab_size=4096, d_model=256, d_ff=2048)
+  tx, _ = optimizer.make_optimizer(optimizer.AdamWSettings(warmup_steps=1), 10)
+  spec = state_lib.build_state_spec(lambda rngs: Decoder(wide, rngs=rngs), tx, sharding.make_mesh({"fsdp": 8}),
+                                    sharding.DEFAULT_LOGICAL_AXIS_RULES)
+  leaves = jax.tree.leaves(spec.abstract)
+  full = sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+  shards = sum(int(np.prod(leaf.sharding.shard_shape(leaf.shape))) * leaf.dtype.itemsize for leaf in leaves)
+  memory = spec.create.compiled().memory_analysis()
+  assert memory.output_size_in_bytes == pytest.approx(shards, rel=0.01) and shards < full / 7
+  assert memory.temp_size_in_bytes < shards  # scratch for its own shards' random bits, far from a replica (8x)
+
+
+def test_cpu_initialisers_skip_optimisation_only_while_small():
+  assert state_lib.init_compiler_options("cpu", 1_000_000) == {"xla_backend_optimization_level": 0}
+  assert state_lib.init_compiler_options("cpu", 400_000_000) == {}
+  assert state_lib.init_compiler_options("gpu", 1_000) == {}

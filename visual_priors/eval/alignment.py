@@ -13,6 +13,8 @@ embeddings, n_layers (= "last" = -1) = after the last block, before the final no
 back from n_layers + 1 like Python indices over the n_layers + 1 hidden states. `pooling` "mean" averages
 the caption's tokens (BOS excluded, padding excluded), "last" takes its last token. The hidden states are
 computed here by running the decoder's embedder and blocks (the decoder's own forward only returns logits).
+Inside `sharding.activation_sharding(mesh, rules)` they are computed on the mesh, the decoder as its weights
+are placed and the captions split over the mesh's batch axes (batch_size rounded up to a multiple of them).
 
 Vision features: any callable mapping float images (B, H, W, 3) in [-1, 1] to (B, D) features.
 `vit_features` wraps a ViT (pooled by its head, "head", or the mean of its patch tokens, "mean"; images
@@ -39,6 +41,7 @@ when `out_dir` is given.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -54,6 +57,7 @@ from flax import nnx
 from visual_priors import names
 from visual_priors.data import cache, vocab as vocab_lib
 from visual_priors.data.multimodal.pipeline import load_image
+from visual_priors.models import sharding
 from visual_priors.models.decoder import Decoder
 from visual_priors.models.mllm import MLLM, feature_extractor
 from visual_priors.models.vision import ViT, ViTConfig, get_encoder
@@ -149,7 +153,6 @@ def resolve_layer(n_layers: int, layer: int | str) -> int:
   return resolved
 
 
-@functools.partial(nnx.jit, static_argnames=("blocks", "pooling"))
 def _pooled_hidden(decoder: Decoder, tokens_bt: jax.Array, pool_mask_bt: jax.Array, *, blocks: int,
                    pooling: str) -> jax.Array:
   """(B, d_model) float32: the residual stream after `blocks` blocks, pooled over `pool_mask_bt`."""
@@ -167,7 +170,6 @@ def _pooled_hidden(decoder: Decoder, tokens_bt: jax.Array, pool_mask_bt: jax.Arr
   return jnp.take_along_axis(x_btd, last[:, None, None], axis=1)[:, 0]
 
 
-@functools.partial(nnx.jit, static_argnames=("pooling",))
 def _pooled_hidden_layers(decoder: Decoder, tokens_bt: jax.Array, pool_mask_bt: jax.Array, *,
                           pooling: str) -> jax.Array:
   """(B, n_layers + 1, d_model) float32: the residual stream after 0..n_layers blocks, each pooled."""
@@ -188,6 +190,23 @@ def _pooled_hidden_layers(decoder: Decoder, tokens_bt: jax.Array, pool_mask_bt: 
     x_btd = block(x_btd, positions_bt, segment_ids_bt)
     pooled.append(pool(x_btd))
   return jnp.stack(pooled, axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_features(graphdef: nnx.GraphDef, blocks: int | None, pooling: str, mesh: Any,
+                       rules: sharding.LogicalRules):
+  """A jitted `(state, tokens_bt, pool_mask_bt) -> pooled features` (`_pooled_hidden` after `blocks` blocks, or
+  `_pooled_hidden_layers` for blocks None); on a mesh its activations are constrained like the training step's
+  and its output comes back replicated."""
+
+  def features(state, tokens_bt, pool_mask_bt):
+    decoder = nnx.merge(graphdef, state)
+    with sharding.activation_sharding(mesh, rules) if mesh is not None else contextlib.nullcontext():
+      if blocks is None:
+        return _pooled_hidden_layers(decoder, tokens_bt, pool_mask_bt, pooling=pooling)
+      return _pooled_hidden(decoder, tokens_bt, pool_mask_bt, blocks=blocks, pooling=pooling)
+
+  return jax.jit(features, out_shardings=None if mesh is None else sharding.replicated(mesh))
 
 
 def _as_decoder(model: Decoder | MLLM) -> Decoder:
@@ -230,7 +249,9 @@ def caption_features(model: Decoder | MLLM, vocab_path: str | pathlib.Path, capt
   for row, ids in enumerate(pieces):
     tokens[row, 1:1 + len(ids)] = ids  # BOS (0) at position 0
     pool_mask[row, 1:1 + len(ids)] = True
-  batch_size = min(batch_size, len(pieces))
+  batch_size = sharding.batch_multiple(min(batch_size, len(pieces)))
+  graphdef, state = nnx.split(decoder)
+  compiled = _compiled_features(graphdef, blocks, pooling, sharding.active_mesh(), sharding.active_rules())
   features = []
   for start in range(0, len(pieces), batch_size):
     count = min(batch_size, len(pieces) - start)
@@ -238,11 +259,7 @@ def caption_features(model: Decoder | MLLM, vocab_path: str | pathlib.Path, capt
     if count < batch_size:  # pad with copies of the first row, trimmed below
       batch_tokens = np.concatenate([batch_tokens, np.repeat(batch_tokens[:1], batch_size - count, 0)])
       batch_mask = np.concatenate([batch_mask, np.repeat(batch_mask[:1], batch_size - count, 0)])
-    if blocks is None:
-      pooled = _pooled_hidden_layers(decoder, jnp.asarray(batch_tokens), jnp.asarray(batch_mask), pooling=pooling)
-    else:
-      pooled = _pooled_hidden(decoder, jnp.asarray(batch_tokens), jnp.asarray(batch_mask), blocks=blocks,
-                              pooling=pooling)
+    pooled = compiled(state, sharding.put_batch(batch_tokens), sharding.put_batch(batch_mask))
     features.append(np.asarray(pooled)[:count])
   return np.concatenate(features)
 
@@ -300,8 +317,7 @@ def compute_score(x_feats: Any, y_feats: Any, k: int = 20) -> tuple[float, tuple
 # ------------------------------------------------------------------------------------------ vision models
 
 
-@functools.partial(nnx.jit, static_argnames=("pooling", "all_layers"))
-def _vit_pooled(vit: ViT, images_bhwc: jax.Array, *, pooling: str, all_layers: bool = False) -> jax.Array:
+def _vit_pooled_features(vit: ViT, images_bhwc: jax.Array, *, pooling: str, all_layers: bool = False) -> jax.Array:
   size = vit.config.image_size
   if images_bhwc.shape[1:3] != (size, size):
     images_bhwc = jax.image.resize(images_bhwc, (images_bhwc.shape[0], size, size, images_bhwc.shape[3]),
@@ -321,6 +337,21 @@ def _vit_pooled(vit: ViT, images_bhwc: jax.Array, *, pooling: str, all_layers: b
   return jnp.mean(tokens_bnd.astype(jnp.float32), axis=1)
 
 
+_vit_pooled = nnx.jit(_vit_pooled_features, static_argnames=("pooling", "all_layers"))
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_vit(graphdef: nnx.GraphDef, pooling: str, all_layers: bool, mesh: Any):
+  """`_vit_pooled` on a mesh, data-parallel: the tower replicated (vision towers are small, and their widths need
+  not divide the mesh), the images split over the batch axes, the features replicated."""
+
+  def features(state, images_bhwc):
+    with sharding.unconstrained():
+      return _vit_pooled_features(nnx.merge(graphdef, state), images_bhwc, pooling=pooling, all_layers=all_layers)
+
+  return jax.jit(features, out_shardings=sharding.replicated(mesh))
+
+
 def vit_features(vit: ViT, pooling: str = "head", *, all_layers: bool = False) -> VisionModel:
   """A vision model from a ViT: its pooled output ("head": MAP / GAP / class token, plus its head if any),
   the mean of its patch tokens at the configured feature layer ("mean"), or its class token ("cls").
@@ -334,9 +365,22 @@ def vit_features(vit: ViT, pooling: str = "head", *, all_layers: bool = False) -
   if pooling == "cls" and not vit.config.has_cls:
     raise ValueError("This ViT has no class token; use pooling='mean' (mean over patches).")
 
+  on_mesh: dict[Any, tuple[nnx.GraphDef, Any]] = {}  # the tower placed on each mesh it ran on
+
   def features(images_bhwc: np.ndarray) -> np.ndarray:
-    return np.asarray(_vit_pooled(vit, jnp.asarray(images_bhwc, jnp.float32), pooling=pooling,
-                                  all_layers=all_layers))
+    mesh = sharding.active_mesh()
+    if mesh is None:
+      return np.asarray(_vit_pooled(vit, jnp.asarray(images_bhwc, jnp.float32), pooling=pooling,
+                                    all_layers=all_layers))
+    if mesh not in on_mesh:
+      graphdef, state = nnx.split(vit)
+      on_mesh[mesh] = graphdef, jax.device_put(state, sharding.replicated(mesh))
+    graphdef, state = on_mesh[mesh]
+    images = np.asarray(images_bhwc, np.float32)
+    count = len(images)
+    rows = sharding.batch_multiple(count)
+    images = np.concatenate([images, np.repeat(images[:1], rows - count, 0)]) if rows > count else images
+    return np.asarray(_compiled_vit(graphdef, pooling, all_layers, mesh)(state, sharding.put_batch(images)))[:count]
 
   return features
 

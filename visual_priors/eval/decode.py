@@ -21,7 +21,9 @@ mesh, rules): an evaluation compiles once per prompt-length bucket, whatever the
 Sharding: call inside `sharding.activation_sharding(mesh, rules)` to decode on a mesh; the trace then
 constrains activations and the cache (logical axes batch, length, kv_heads, head_dim) like the
 training step does, with batch rows over (data, fsdp) and KV heads over tensor. batch_size must then
-be a multiple of the data-parallel size. Outside that context everything runs unsharded.
+be a multiple of the data-parallel size; prompts go in split over the batch axes and the generated tokens
+come back replicated, so every process of a multi-host job can read them. Outside that context everything
+runs unsharded.
 """
 
 from __future__ import annotations
@@ -66,8 +68,7 @@ def greedy_decode(model: Decoder | MLLM, prompts: Sequence[np.ndarray], *, max_n
     return []
   mesh, rules = sharding.active_mesh(), sharding.active_rules()
   if mesh is not None:
-    batch_axes = sharding.logical_to_spec(("batch",), rules)
-    shards = int(np.prod([mesh.shape[axis] for axis in jax.tree.leaves(tuple(batch_axes))]))
+    shards = sharding.batch_shards(mesh, rules)
     if batch_size % shards:
       raise ValueError(f"batch_size={batch_size} is not a multiple of the {shards} devices the batch is split "
                        f"over on this mesh ({dict(mesh.shape)}).")
@@ -87,9 +88,9 @@ def greedy_decode(model: Decoder | MLLM, prompts: Sequence[np.ndarray], *, max_n
       tokens_bp[slot, length - n:] = prompts[row]
       if image_masks is not None:
         mask_bp[slot, length - n:] = image_masks[row]
-    batch_images = None if images is None else jnp.asarray(images[rows], jnp.float32)
-    out_bm = np.asarray(generate(state, jnp.asarray(tokens_bp), jnp.asarray(pad_b), batch_images,
-                                 jnp.asarray(mask_bp)))
+    batch_images = None if images is None else sharding.put_batch(np.asarray(images[rows], np.float32))
+    out_bm = np.asarray(generate(state, sharding.put_batch(tokens_bp), sharding.put_batch(pad_b), batch_images,
+                                 sharding.put_batch(mask_bp)))
     for slot in range(min(batch_size, len(prompts) - start)):
       generated = out_bm[slot]
       stops = np.flatnonzero(generated == eos_id)
@@ -191,7 +192,7 @@ def _compiled_generate(graphdef: nnx.GraphDef, max_new_tokens: int, eos_id: int,
     with sharding.activation_sharding(mesh, rules):
       return _generate(model, tokens_bp, pad_b, images_bhwc, image_mask_bp, max_new_tokens, eos_id)
 
-  return jax.jit(generate)
+  return jax.jit(generate, out_shardings=None if mesh is None else sharding.replicated(mesh))
 
 
 def _generate(model: Decoder | MLLM, tokens_bp: jax.Array, pad_b: jax.Array, images_bhwc: jax.Array | None,

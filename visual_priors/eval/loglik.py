@@ -17,12 +17,18 @@ keeps as much preceding context as fits (zero-shot contexts are cut from the lef
 Packing: windows are sorted by length and packed next-fit into rows of `seq_len` with segment ids
 (attention never crosses windows) and positions restarting at 0, and rows are batched `batch_size` at
 a time (the last batch padded), so the scorer compiles once for (batch_size, seq_len).
+
+Sharding: inside `sharding.activation_sharding(mesh, rules)` the rows are split over the mesh's batch axes
+(batch_size rounded up to a multiple of them) and the model runs on the mesh as its weights are placed
+(`checkpoints.load_decoder(run, mesh)`); outside it everything runs on one device.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +36,7 @@ import numpy as np
 from flax import nnx
 
 from visual_priors.data.vocab import PAD_ID
+from visual_priors.models import sharding
 from visual_priors.models.decoder import Decoder
 
 BOS_ID = PAD_ID
@@ -71,13 +78,27 @@ def windows(length: int, score_from: int, seq_len: int, stride: int, document: i
   return out
 
 
-@nnx.jit
 def _token_scores(model: Decoder, inputs_bt: jax.Array, targets_bt: jax.Array, segments_bt: jax.Array,
                   positions_bt: jax.Array) -> tuple[jax.Array, jax.Array]:
   logits = model(inputs_bt, positions_bt=positions_bt, segment_ids_bt=segments_bt).astype(jnp.float32)
   picked = jnp.take_along_axis(logits, targets_bt[..., None], axis=-1)[..., 0]
   log_probs = picked - jax.nn.logsumexp(logits, axis=-1)
   return log_probs, jnp.argmax(logits, axis=-1) == targets_bt
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_scorer(graphdef: nnx.GraphDef, mesh: Any, rules: sharding.LogicalRules):
+  """A jitted `(state, inputs, targets, segments, positions) -> (log_probs, greedy)`; on a mesh its activations
+  are constrained like the training step's and its outputs come back replicated."""
+
+  def score(state, *arrays):
+    model = nnx.merge(graphdef, state)
+    if mesh is None:
+      return _token_scores(model, *arrays)
+    with sharding.activation_sharding(mesh, rules):
+      return _token_scores(model, *arrays)
+
+  return jax.jit(score, out_shardings=None if mesh is None else sharding.replicated(mesh))
 
 
 def _pack(items: Sequence[_Window], seq_len: int) -> list[list[_Window]]:
@@ -114,6 +135,9 @@ def score_documents(model: Decoder, documents: Sequence[np.ndarray], *, seq_len:
                        "was it encoded with another tokenizer?")
     streams.append(np.concatenate([[BOS_ID], document]))
     work += windows(len(document), start, seq_len, stride, index)
+  batch_size = sharding.batch_multiple(batch_size)
+  graphdef, state = nnx.split(model)
+  scorer = _compiled_scorer(graphdef, sharding.active_mesh(), sharding.active_rules())
   log_probs = [np.zeros(len(s) - 1 - start) for s, start in zip(streams, starts)]
   greedy = [np.zeros(len(s) - 1 - start, bool) for s, start in zip(streams, starts)]
   rows = _pack(work, seq_len)
@@ -130,7 +154,7 @@ def score_documents(model: Decoder, documents: Sequence[np.ndarray], *, seq_len:
         arrays["segments"][r, offset:offset + n] = s
         arrays["positions"][r, offset:offset + n] = np.arange(n)
         offset += n
-    scores, hits = _token_scores(model, *(jnp.asarray(arrays[k]) for k in ("inputs", "targets", "segments",
+    scores, hits = scorer(state, *(sharding.put_batch(arrays[k]) for k in ("inputs", "targets", "segments",
                                                                             "positions")))
     scores, hits = np.asarray(scores, np.float64), np.asarray(hits)
     for r, row in enumerate(chunk):

@@ -17,6 +17,7 @@ instruction data formats it (`gen_questions.format_prompt`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from visual_priors.data import cache
 from visual_priors.data.multimodal import chat
 from visual_priors.data.multimodal.gen_questions import format_prompt
 from visual_priors.data.multimodal.pipeline import load_image
+from visual_priors.models import sharding
 from visual_priors.models.mllm import MLLM
 
 ANSWER_MODES = ("letter", "text")
@@ -115,7 +117,6 @@ def _candidate_rows(questions: Sequence[Question], template: chat.ChatTemplate, 
       yield row
 
 
-@nnx.jit
 def _answer_log_likelihood(model: MLLM, batch: dict[str, jax.Array]) -> jax.Array:
   """Per row: the summed log-probability of the loss-weighted target tokens."""
   logits = model(batch["images"], batch["decoder_input_tokens"], positions_bt=batch["decoder_positions"],
@@ -125,18 +126,40 @@ def _answer_log_likelihood(model: MLLM, batch: dict[str, jax.Array]) -> jax.Arra
   return jnp.sum(target * batch["decoder_loss_weights"], axis=-1)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_scorer(graphdef: nnx.GraphDef, mesh: Any, rules: sharding.LogicalRules):
+  """A jitted `(state, batch) -> per-row log-likelihood`; on a mesh its activations are constrained like the
+  training step's and its output comes back replicated."""
+
+  def score(state, batch):
+    model = nnx.merge(graphdef, state)
+    if mesh is None:
+      return _answer_log_likelihood(model, batch)
+    with sharding.activation_sharding(mesh, rules):
+      return _answer_log_likelihood(model, batch)
+
+  return jax.jit(score, out_shardings=None if mesh is None else sharding.replicated(mesh))
+
+
 def candidate_scores(model: MLLM, questions: Sequence[Question], template: chat.ChatTemplate, *, seq_len: int,
                      batch_size: int = 32) -> list[np.ndarray]:
-  """Per question, the log-likelihood of each candidate (rows batched; the last batch padded and trimmed)."""
+  """Per question, the log-likelihood of each candidate (rows batched; the last batch padded and trimmed).
+
+  Inside `sharding.activation_sharding(mesh, rules)` the rows are split over the mesh's batch axes (batch_size
+  rounded up to a multiple of them) and the model runs on the mesh as its weights are placed.
+  """
   image_size = model.config.vision.image_size
+  batch_size = sharding.batch_multiple(batch_size)
+  graphdef, state = nnx.split(model)
+  scorer = _compiled_scorer(graphdef, sharding.active_mesh(), sharding.active_rules())
   scores: list[float] = []
   pending: list[dict[str, np.ndarray]] = []
 
   def flush() -> None:
     count = len(pending)
     pending.extend([pending[0]] * (batch_size - count))
-    batch = {name: jnp.asarray(np.stack([row[name] for row in pending])) for name in pending[0]}
-    scores.extend(np.asarray(_answer_log_likelihood(model, batch))[:count].tolist())
+    batch = {name: sharding.put_batch(np.stack([row[name] for row in pending])) for name in pending[0]}
+    scores.extend(np.asarray(scorer(state, batch))[:count].tolist())
     pending.clear()
 
   for row in _candidate_rows(questions, template, seq_len, image_size):

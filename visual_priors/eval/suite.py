@@ -31,6 +31,13 @@ Where the paper is silent:
     has one, else the mean of its patch tokens; with layer "best" every layer's class token (or patch mean).
   * Probe items are the generated Knowledge and Vision-Centric questions (the probe's groups).
 Each evaluator resumes from its own files, so a crashed evaluation picks up where it stopped.
+
+On the run's mesh (`mesh`, the runner's): the MLLM and the LM are restored into their training shardings and
+every evaluator runs inside `sharding.activation_sharding(mesh, rules)`: batched greedy decoding with the KV
+cache sharded, answer likelihoods, perplexity and zero-shot scores, and the LM's alignment features (the
+alignment's vision models run data-parallel, replicated). Their batches are split over the mesh's batch axes
+(eval batch sizes rounded up to a multiple of them) and their outputs come back replicated; predictions and
+scores equal one device's (float32: within 1e-5).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -46,6 +54,7 @@ from visual_priors.data import cache, segments
 from visual_priors.data.multimodal import chat, loaders
 from visual_priors.eval import alignment, benchmarks, checkpoints, judge, language, mle_bench, multiple_choice, probe
 from visual_priors.eval import vqa
+from visual_priors.models import sharding
 from visual_priors.models.vision import ViTConfig, get_encoder
 from visual_priors.models.vision import sources as vision_sources
 from visual_priors.train import upstream as upstream_lib
@@ -186,15 +195,32 @@ def _alignment_rows(config: ml_collections.ConfigDict, stages: Mapping[str, path
 
 
 def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], out_dir: pathlib.Path,
-                 log: Callable[[str], None] = print) -> dict[str, Rows]:
-  """Result rows keyed by the evaluated stage; see the module docstring."""
+                 log: Callable[[str], None] = print, *, mesh: jax.sharding.Mesh | None = None,
+                 rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> dict[str, Rows]:
+  """Result rows keyed by the evaluated stage; see the module docstring.
+
+  `mesh` (the run's, `visual_priors.runner`): the trained models are restored into their shardings on it
+  (`rules`, as training places them) and every evaluator of the LM and MLLM runs on it, batches split over its
+  batch axes (eval batch sizes rounded up to a multiple of them). None, or a mesh of one device, evaluates on
+  that one device.
+  """
+  if mesh is None or mesh.devices.size == 1:  # restored onto that device; the evaluators' programs as without one
+    return _evaluate_run(config, stages, pathlib.Path(out_dir), log, mesh, rules)
+  with sharding.activation_sharding(mesh, rules):
+    return _evaluate_run(config, stages, pathlib.Path(out_dir), log, mesh, rules)
+
+
+def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], out_dir: pathlib.Path,
+                  log: Callable[[str], None], mesh: jax.sharding.Mesh | None,
+                  rules: sharding.LogicalRules) -> dict[str, Rows]:
   from visual_priors.train import stages as train_stages  # pylint: disable=import-outside-toplevel
 
-  out_dir = pathlib.Path(out_dir)
   model_stage = model_stage_of(stages)
   limit = int(config.eval.limit) or None
-  batch_size = int(config.runtime.eval_batch_size)
-  model, manifest = train_stages.load_mllm(stages[model_stage])
+  batch_size = sharding.batch_multiple(int(config.runtime.eval_batch_size))
+  if mesh is not None and mesh.devices.size > 1:
+    log(f"eval: on a mesh of {mesh.devices.size} devices ({', '.join(f'{a}={n}' for a, n in mesh.shape.items())})")
+  model, manifest = train_stages.load_mllm(stages[model_stage], mesh, rules)
   vocab_path, _ = train_stages.run_vocab(manifest)
   if vocab_path is None:
     raise ValueError(f"The {model_stage} run at {stages[model_stage]} records no vocabulary; cannot build its "
@@ -237,7 +263,7 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
       log("eval: probe skipped: no generated Knowledge / Vision-Centric questions in this run's data")
 
   if (config.eval.language or config.eval.alignment.enabled) and "pretrain" in stages:
-    decoder, lm_manifest = checkpoints.load_decoder(stages["pretrain"])
+    decoder, lm_manifest = checkpoints.load_decoder(stages["pretrain"], mesh, rules)
     lm_vocab = checkpoints.run_vocab_path(lm_manifest)
     results["pretrain"] = []
     if config.eval.language:

@@ -61,12 +61,11 @@ DEFAULT_LOGICAL_AXIS_RULES: LogicalRules = (
 )
 
 
-def make_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A ("data", "fsdp", "tensor") mesh; absent axes have size 1 and one axis may be -1 (the rest)."""
+def mesh_sizes(mesh_shape: Mapping[str, int], num_devices: int) -> dict[str, int]:
+  """The ("data", "fsdp", "tensor") sizes of `mesh_shape` over `num_devices` devices, -1 resolved."""
   unknown = sorted(set(mesh_shape) - set(MESH_AXES))
   if unknown:
     raise ValueError(f"Unknown mesh axes {unknown}; the mesh axes are {MESH_AXES}.")
-  devices = list(jax.devices() if devices is None else devices)
   sizes = [int(mesh_shape.get(axis, 1)) for axis in MESH_AXES]
   if sizes.count(-1) > 1:
     raise ValueError(f"At most one mesh axis may be -1 (the rest), got {dict(mesh_shape)}.")
@@ -74,15 +73,22 @@ def make_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | Non
     raise ValueError(f"Mesh axis sizes must be positive or -1, got {dict(mesh_shape)}.")
   known = int(np.prod([size for size in sizes if size != -1]))
   if -1 in sizes:
-    if len(devices) % known:
+    if num_devices % known:
       raise ValueError(
-          f"Mesh {dict(mesh_shape)} cannot fill {len(devices)} devices: {len(devices)} is not "
+          f"Mesh {dict(mesh_shape)} cannot fill {num_devices} devices: {num_devices} is not "
           f"divisible by {known}.")
-    sizes[sizes.index(-1)] = len(devices) // known
-  if int(np.prod(sizes)) != len(devices):
+    sizes[sizes.index(-1)] = num_devices // known
+  if int(np.prod(sizes)) != num_devices:
     raise ValueError(
         f"Mesh {dict(zip(MESH_AXES, sizes))} needs {int(np.prod(sizes))} devices but "
-        f"{len(devices)} are available; set one axis to -1 to use the rest.")
+        f"{num_devices} are available; set one axis to -1 to use the rest.")
+  return dict(zip(MESH_AXES, sizes))
+
+
+def make_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A ("data", "fsdp", "tensor") mesh; absent axes have size 1 and one axis may be -1 (the rest)."""
+  devices = list(jax.devices() if devices is None else devices)
+  sizes = list(mesh_sizes(mesh_shape, len(devices)).values())
   try:
     # Topology-aware order: the last (tensor) axis lands on the fastest interconnect.
     device_grid = mesh_utils.create_device_mesh(sizes, devices)
@@ -161,6 +167,18 @@ def activation_sharding(mesh: Mesh, rules: LogicalRules = DEFAULT_LOGICAL_AXIS_R
     _ACTIVE.mesh, _ACTIVE.rules = previous
 
 
+@contextlib.contextmanager
+def unconstrained() -> Iterator[None]:
+  """Within this context `constrain` is a no-op again (e.g. a small model traced data-parallel on a mesh, its
+  shardings left to XLA's propagation from its inputs)."""
+  previous = _ACTIVE.mesh
+  _ACTIVE.mesh = None
+  try:
+    yield
+  finally:
+    _ACTIVE.mesh = previous
+
+
 def active_mesh() -> Mesh | None:
   """The mesh of the enclosing `activation_sharding` context, if any."""
   return _ACTIVE.mesh
@@ -169,6 +187,37 @@ def active_mesh() -> Mesh | None:
 def active_rules() -> LogicalRules:
   """The logical-axis rules of the enclosing `activation_sharding` context (the defaults outside one)."""
   return _ACTIVE.rules
+
+
+def batch_shards(mesh: Mesh | None = None, rules: LogicalRules | None = None) -> int:
+  """How many ways the logical `batch` axis is split on `mesh` (default: the active mesh; 1 without one)."""
+  mesh = _ACTIVE.mesh if mesh is None else mesh
+  if mesh is None:
+    return 1
+  spec = logical_to_spec(("batch",), _ACTIVE.rules if rules is None else rules)
+  return int(np.prod([mesh.shape[axis] for axis in jax.tree.leaves(tuple(spec))]))
+
+
+def batch_multiple(batch_size: int) -> int:
+  """`batch_size` rounded up to a multiple of the active mesh's batch shards (unchanged outside a mesh): the
+  batch an evaluator that pads its last batch uses, so its rows split evenly over the devices."""
+  shards = batch_shards()
+  return -(-batch_size // shards) * shards
+
+
+def put_batch(array: Any) -> jax.Array:
+  """A host array whose leading dimension is the batch, on the active mesh with rows split like the logical
+  `batch` axis (every process passes the whole array); outside a mesh, on the default device."""
+  if _ACTIVE.mesh is None:
+    return jax.numpy.asarray(array)
+  array = np.asarray(array)
+  sharding = NamedSharding(_ACTIVE.mesh, logical_to_spec(("batch",), _ACTIVE.rules))
+  return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Every device holds the whole array (what an evaluator's outputs are, so any process can read them)."""
+  return NamedSharding(mesh, PartitionSpec())
 
 
 def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:

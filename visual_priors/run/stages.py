@@ -20,8 +20,9 @@ manifest and hands to later stages.
   sft       instruction data, adapt.sft_data removal applied          run, sft_variant, items
   eval      visual_priors.eval.suite.evaluate_run                    results, rows (count per stage)
 
-Trainer runs are given `drop_unsupervised=True`: an instruction row whose answers the sequence length cuts
-off entirely is skipped rather than failing the stage (LLaVA truncates the same way).
+Every trainer and the evaluation run on the run's mesh (`StageContext.mesh`, built once by the runner from
+runtime.mesh). Trainer runs are given `drop_unsupervised=True`: an instruction row whose answers the sequence
+length cuts off entirely is skipped rather than failing the stage (LLaVA truncates the same way).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class StageContext:
   outputs: Mapping[str, Outputs]  # by stage name: the outputs of this run's finished stages
   devices: Sequence[jax.Device] | None
   log: Callable[[str], None]
+  # The run's mesh (runtime.mesh over `devices`), built once by the runner; every trainer and the evaluation
+  # run on it. None: each builds runtime.mesh over `devices` itself.
+  mesh: jax.sharding.Mesh | None = None
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -157,14 +161,15 @@ def run_pretrain(ctx: StageContext) -> Outputs:
     ctx.log(f"  starting from the Hugging Face checkpoint {init_from}")
   if p.token_budget == 0:
     ctx.log("  token budget 0: saving the " + ("imported" if init_from else "initialised") + " LM (no training)")
-    return {**pretrain.save_untrained(train, data_identity=data.identity, devices=ctx.devices, init_from=init_from),
+    return {**pretrain.save_untrained(train, data_identity=data.identity, devices=ctx.devices, init_from=init_from,
+                                    mesh=ctx.mesh),
             "store": store_record}
   tokens = train.num_steps * train.batch_size * train.seq_len
   ctx.log(f"  {p.scale} on {ctx.config.data.mixture}: {train.num_steps} steps x {train.batch_size} x "
           f"{train.seq_len} = {tokens:,} tokens (budget {int(p.token_budget):,})")
   result = pretrain.pretrain(train, train_data=data.train_data, eval_sets=eval_sets,
                              data_identity=data.identity, data_report=data.report, devices=ctx.devices,
-                             init_from=init_from)
+                             init_from=init_from, mesh=ctx.mesh)
   return {"run": str(ctx.out_dir), "steps": int(train.num_steps), "tokens": int(tokens),
           "token_budget": int(p.token_budget), "store": store_record, "validation_skipped": skipped,
           "final_metrics": result.final_metrics}
@@ -256,7 +261,7 @@ def run_vision(ctx: StageContext) -> Outputs:
     config.train.seq_len = int(settings.seq_len)
   ctx.log(f"  contrastive {vision.encoder} on {len(captions)} captions")
   result = stage_commands.run_stage_on_records(config, captions, [captions_path], vocab=str(vocab),
-                                               system_prompt="", devices=ctx.devices)
+                                               system_prompt="", devices=ctx.devices, mesh=ctx.mesh)
   return {"kind": "contrastive", "encoder": vision.encoder, "run": str(ctx.out_dir), "steps": result.step,
           "final_metrics": result.final_metrics}
 
@@ -309,7 +314,7 @@ def run_align(ctx: StageContext) -> Outputs:
 
   system_prompt = SYSTEM_PROMPTS[ctx.config.adapt.system_prompt]
   result = stage_commands.run_stage_on_records(config, records, [captions_path], drop_unsupervised=True,
-                                               system_prompt=system_prompt, devices=ctx.devices)
+                                               system_prompt=system_prompt, devices=ctx.devices, mesh=ctx.mesh)
   return {"run": str(ctx.out_dir), "steps": result.step, "final_metrics": result.final_metrics}
 
 
@@ -339,7 +344,8 @@ def _run_instruct(ctx: StageContext, stage: str, init: str) -> Outputs:
   config.upstream.init = ctx.outputs[init]["run"]
   records, path, info = instruction_records(ctx)
   ctx.log(f"  {stage} from {init} on {info['items']} instruction items ({info['sft_variant']})")
-  result = stage_commands.run_stage_on_records(config, records, [path], drop_unsupervised=True, devices=ctx.devices)
+  result = stage_commands.run_stage_on_records(config, records, [path], drop_unsupervised=True, devices=ctx.devices,
+                                               mesh=ctx.mesh)
   return {"run": str(ctx.out_dir), "steps": result.step, "final_metrics": result.final_metrics, **info}
 
 
@@ -376,7 +382,7 @@ def run_eval(ctx: StageContext) -> Outputs:
   except ImportError as error:
     raise RuntimeError(f"The eval stage needs visual_priors.eval.suite ({error}); run with until='sft'.") from None
   locations = stage_locations(ctx.outputs)
-  rows = suite.evaluate_run(ctx.config, locations, ctx.out_dir, ctx.log)
+  rows = suite.evaluate_run(ctx.config, locations, ctx.out_dir, ctx.log, mesh=ctx.mesh)
   rows = {stage: [dict(row) for row in stage_rows] for stage, stage_rows in rows.items()}
   ctx.out_dir.mkdir(parents=True, exist_ok=True)
   cache.write_text_atomic(ctx.out_dir / RESULTS_FILE, json.dumps(rows, indent=1, sort_keys=True) + "\n")

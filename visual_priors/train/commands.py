@@ -68,7 +68,11 @@ def add_parser(subparsers) -> None:
   pretrain.set_defaults(func=_pretrain)
 
   check = subparsers.add_parser(
-      "compile-check", help="Compile the train step for a mesh without running it; print per-device memory.")
+      "compile-check", help="Compile the train step (or an evaluation's decoding) for a mesh without running it; "
+                            "print per-device memory.")
+  check.add_argument("--stage", choices=("train", "eval"), default="train",
+                     help="train: the LM train step; eval: the MLLM's batched greedy decoding as evaluation runs it "
+                          "(prefill of image prompts + the cached decode step).")
   check.add_argument("--scale", required=True)
   check.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1", help=MESH_HELP)
   check.add_argument("--batch", type=int, default=None, help="Global batch (default: one per data-parallel device).")
@@ -78,6 +82,13 @@ def add_parser(subparsers) -> None:
   check.add_argument("--topology", default=None,
                      help="Compile for a TPU slice such as v5p-128 (needs libtpu: pip install -e '.[tpu]').")
   check.add_argument("--json", action="store_true")
+  evaluation = check.add_argument_group("--stage eval")
+  evaluation.add_argument("--encoder", default="metaclip-b16-224", help="Vision encoder name (default: the paper's).")
+  evaluation.add_argument("--visual-tokens", type=int, default=576, help="Visual tokens per image (default 576).")
+  evaluation.add_argument("--text-tokens", type=int, default=64,
+                          help="Prompt tokens besides the image slots (default 64); the prompt is padded to its "
+                               "bucket (the next power of two).")
+  evaluation.add_argument("--new-tokens", type=int, default=32, help="Tokens generated per prompt (default 32).")
   check.set_defaults(func=_compile_check)
 
   bench = subparsers.add_parser("bench", help="Benchmarks of the training hot path.")
@@ -94,6 +105,9 @@ def add_parser(subparsers) -> None:
   lm.add_argument("--remat", default=None)
   lm.add_argument("--attention", default=None, help="auto, cudnn, xla or blockwise.")
   lm.add_argument("--packed", action="store_true", help="Feed packed rows (segment ids) instead of full rows.")
+  lm.add_argument("--compile-cache", default="", metavar="DIR",
+                  help="JAX's persistent compilation cache: a relaunch loads the init and step programs instead of "
+                       "compiling them (default: $VISUAL_PRIORS_COMPILE_CACHE, else none).")
   lm.add_argument("--json", action="store_true")
   lm.set_defaults(func=_bench_lm)
 
@@ -136,8 +150,10 @@ def _pretrain(args) -> int:
   eval_sets, skipped = store_data.split_trackable(data.eval_sets)
   if skipped:
     print(store_data.skipped_line(skipped, args.eval_batch or config.batch_size))
-  result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=eval_sets,
-                             data_identity=data.identity, data_report=data.report, init_from=init_from)
+  from visual_priors.train import compile_cache  # pylint: disable=import-outside-toplevel
+  with compile_cache.use(compile_cache.resolve(config.work_dir)):  # <work_dir>/.jax_cache: a resume loads its programs
+    result = pretrain.pretrain(config, train_data=data.train_data, eval_sets=eval_sets,
+                               data_identity=data.identity, data_report=data.report, init_from=init_from)
   print("Mixture components, nominal vs realised token share:")
   print(pipeline.format_proportions(data.meter.report()))
   print(json.dumps({"work_dir": str(result.work_dir), "step": result.step, "tokens_seen": result.tokens_seen,
@@ -155,7 +171,9 @@ def _compile_check(args) -> int:
   batch = args.batch
   if batch is None:
     mesh = sharding.make_mesh(mesh_shape, devices)
-    batch = mesh.shape["data"] * mesh.shape["fsdp"] * args.grad_accum
+    batch = mesh.shape["data"] * mesh.shape["fsdp"] * (args.grad_accum if args.stage == "train" else 1)
+  if args.stage == "eval":
+    return _compile_check_eval(args, model_config, mesh_shape, devices, batch)
   report = compile_check.compile_train_step(model_config, mesh_shape=mesh_shape, batch_size=batch,
                                             seq_len=args.seq, devices=devices, grad_accum_steps=args.grad_accum)
   if args.json:
@@ -166,15 +184,38 @@ def _compile_check(args) -> int:
   return 0
 
 
+def _compile_check_eval(args, model_config, mesh_shape, devices, batch: int) -> int:
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  from visual_priors.eval import decode_check  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.mllm import MLLMConfig, feature_extractor  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.vision import get_encoder  # pylint: disable=import-outside-toplevel
+
+  vision = dataclasses.replace(feature_extractor(get_encoder(args.encoder)), dtype=model_config.dtype)
+  config = MLLMConfig(vision=vision, llm=model_config, num_visual_tokens=args.visual_tokens)
+  report = decode_check.compile_decode(config, mesh_shape=mesh_shape, batch_size=batch, text_tokens=args.text_tokens,
+                                       max_new_tokens=args.new_tokens, devices=devices)
+  if args.json:
+    memory = report.memory
+    print(json.dumps({**memory.__dict__, "mesh": dict(memory.mesh), "total_bytes": memory.total_bytes,
+                      "prompt_bucket": report.prompt_bucket, "visual_tokens": report.visual_tokens,
+                      "max_new_tokens": report.max_new_tokens, "encoder": args.encoder}, indent=2))
+  else:
+    print(f"eval decoding: {args.scale} + {args.encoder}" + (f" on {args.topology}" if args.topology else ""))
+    print(report.format())
+  return 0
+
+
 def _bench_lm(args) -> int:
   from visual_priors.models import scales, sharding  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import bench  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import bench, compile_cache  # pylint: disable=import-outside-toplevel
 
   sharding.maybe_initialize_distributed()
   model_config = scales.get_scale(args.scale, **_model_overrides(args))
-  result = bench.run_bench(model_config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
-                           warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh),
-                           grad_accum_steps=args.grad_accum, packed=args.packed)
+  with compile_cache.use(compile_cache.resolve(None, args.compile_cache)):
+    result = bench.run_bench(model_config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
+                             warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh),
+                             grad_accum_steps=args.grad_accum, packed=args.packed)
   result = {"scale": args.scale, **result}
   if args.json:
     print(json.dumps(result, indent=2))

@@ -77,9 +77,24 @@ def total_steps(config: ml_collections.ConfigDict) -> int:
   return math.ceil(config.token_budget / (config.batch_size * config.seq_len))
 
 
-def data_parallel_size(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> int:
+def run_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> jax.sharding.Mesh:
+  """The mesh a run trains on: `mesh` when given (the runner builds one per run and hands it to every stage),
+  which must have the shape `mesh_shape` asks for; else one built from `mesh_shape` over `devices` (default:
+  all)."""
+  if mesh is None:
+    return sharding.make_mesh(mesh_shape, devices)
+  wanted = sharding.mesh_sizes(mesh_shape, mesh.devices.size)
+  if wanted != dict(mesh.shape):
+    raise ValueError(f"The run's mesh is {dict(mesh.shape)}, but this config's mesh {dict(mesh_shape)} asks for "
+                     f"{wanted}.")
+  return mesh
+
+
+def data_parallel_size(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None,
+                       mesh: jax.sharding.Mesh | None = None) -> int:
   """How many ways the batch is split: the product of the data and fsdp mesh axes."""
-  mesh = sharding.make_mesh(mesh_shape, devices)
+  mesh = run_mesh(mesh_shape, devices, mesh)
   return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
@@ -92,8 +107,10 @@ def _require_positive(config: ml_collections.ConfigDict, names: Sequence[str]) -
       raise ValueError(f"Config {name} must be a positive integer, got {value!r}.")
 
 
-def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None) -> None:
-  """Raises ValueError naming the first problem; run before anything is traced or compiled."""
+def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> None:
+  """Raises ValueError naming the first problem; run before anything is traced or compiled. `mesh`: the run's
+  (`run_mesh`), else the one config.mesh makes over `devices`."""
   unknown = _unknown_keys(config, default_config(), "")
   if unknown:
     raise ValueError(f"Unknown config keys {unknown}; valid top-level keys: {', '.join(default_config())}.")
@@ -114,7 +131,7 @@ def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | 
     )
   if not config.work_dir:
     raise ValueError("Config work_dir is empty; set it to the run's output directory.")
-  parallel = data_parallel_size(config.mesh, devices)
+  parallel = data_parallel_size(config.mesh, devices, mesh)
   per_step = parallel * config.grad_accum_steps
   if config.batch_size % per_step:
     raise ValueError(

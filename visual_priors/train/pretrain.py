@@ -90,18 +90,20 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
              on_step: Callable[[int], None] | None = None,
              devices: Sequence[jax.Device] | None = None,
              data_report: Callable[[], Mapping[str, Any]] | None = None,
-             init_from: str | pathlib.Path | None = None) -> trainer.TrainResult:
+             init_from: str | pathlib.Path | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> trainer.TrainResult:
   """Trains `decoder_config(config)` and writes `<work_dir>/manifest.json` once the final step is saved.
 
   `data_identity` (e.g. the segment store, mixture and vocabulary hashes) is copied into the manifest so
-  a run names exactly what it was trained on. `devices` (default: all) are the devices of the mesh.
+  a run names exactly what it was trained on. The mesh is `mesh` (the run's) when given, else config.mesh over
+  `devices` (default: all).
   `data_report()` is called after training and recorded too (e.g. realised vs nominal mixture shares).
   `init_from`: a Hugging Face Llama directory whose weights start the run (`visual_priors/train/hf_import.py`:
   its shapes must be the scale's; rope_theta, norm eps, tying and vocab size are the checkpoint's), restored
   straight into the state's shardings on a fresh start; the manifest records its content hash.
   """
   model_config = decoder_config(config)
-  config_lib.validate(config, devices)
+  config_lib.validate(config, devices, mesh)
   eval_sets = dict(eval_sets or {})
   model_config, initialize, init_record = _hf_start(config, model_config, init_from)
 
@@ -112,7 +114,7 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
       config, model_factory=model_factory, loss_fn=step_lib.lm_loss, train_data=train_data,
       features=step_lib.LM_FEATURES, eval_sets=eval_sets,
       flops_per_token=flops.train_flops_per_token(model_config, config.seq_len), on_step=on_step,
-      devices=devices, initialize=initialize, stage="pretrain",
+      devices=devices, mesh=mesh, initialize=initialize, stage="pretrain",
   )
   if jax.process_index() == 0:
     manifest = {
@@ -142,19 +144,19 @@ def pretrain(config: ml_collections.ConfigDict, *, train_data: Callable[[], trai
 
 def save_untrained(config: ml_collections.ConfigDict, *, data_identity: Mapping[str, Any],
                    devices: Sequence[jax.Device] | None = None,
-                   init_from: str | pathlib.Path | None = None) -> dict[str, Any]:
+                   init_from: str | pathlib.Path | None = None,
+                   mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
   """A token budget of 0: the initialised decoder saved as checkpoint step 0 with a pretrain manifest, so
   later stages start from an untrained LM exactly as from a trained one (the scale sweep's "0B" runs).
   With `init_from` (a HF Llama directory) the saved weights are that checkpoint's: a public model imported
   as it is, for adaptation and evaluation."""
-  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import checkpoint, optimizer, state  # pylint: disable=import-outside-toplevel
 
   config = config.copy_and_resolve_references()
   config.num_steps, config.token_budget = 1, 0  # the optimizer's schedule needs a length; nothing is trained
   config.optimizer.warmup_steps = 0
   model_config, initialize, init_record = _hf_start(config, decoder_config(config), init_from)
-  mesh = sharding.make_mesh(config.mesh, devices)
+  mesh = config_lib.run_mesh(config.mesh, devices, mesh)
   rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
   tx, _ = optimizer.make_optimizer(optimizer.AdamWSettings(**config.optimizer), 1)
   spec = state.build_state_spec(lambda rngs: Decoder(model_config, rngs=rngs), tx, mesh, rules, seed=config.seed)

@@ -124,12 +124,14 @@ def _records(args) -> tuple[list, list[str]]:
 
 
 def run_stage_on_records(config, records: list, files: list, *, vocab: str | None = None,
-                         system_prompt: str | None = None, drop_unsupervised: bool = False, devices=None):
+                         system_prompt: str | None = None, drop_unsupervised: bool = False, devices=None,
+                         mesh=None):
   """Runs a configured stage (`stages.stage_config` with its upstreams set) on caption pairs (contrastive) or
   instruction records; `files` are the data files the manifest records by sha256.
 
   The vocabulary, image size, visual-token count and system prompt default to the upstream run's; an explicit
-  `vocab` must be the one the upstream LM was trained with (its sha256 is checked).
+  `vocab` must be the one the upstream LM was trained with (its sha256 is checked). `mesh` (the run's) or
+  `devices` place it (`stages.run_stage`).
   """
   from visual_priors.data import cache  # pylint: disable=import-outside-toplevel
   from visual_priors.data.multimodal import chat  # pylint: disable=import-outside-toplevel
@@ -152,7 +154,7 @@ def run_stage_on_records(config, records: list, files: list, *, vocab: str | Non
       seed=config.train.seed, drop_unsupervised=drop_unsupervised,
       identity=stage_data.file_identity(files, vocab))
   return stages.run_stage(config, train_data=data.train_data, num_examples=data.num_examples,
-                          data_identity=data.identity, devices=devices)
+                          data_identity=data.identity, devices=devices, mesh=mesh)
 
 
 def _run_stage(args) -> int:

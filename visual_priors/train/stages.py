@@ -374,13 +374,14 @@ class _TextOnlyIterator:
 def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], trainer.DataIterator],
               num_examples: int, eval_sets: trainer.EvalSets | None = None,
               data_identity: Mapping[str, Any] | None = None, on_step: Callable[[int], None] | None = None,
-              devices: Sequence[jax.Device] | None = None) -> trainer.TrainResult:
+              devices: Sequence[jax.Device] | None = None,
+              mesh: jax.sharding.Mesh | None = None) -> trainer.TrainResult:
   """Trains the stage and writes `<train.work_dir>/manifest.json` once its final step is saved.
 
   `train_data()` returns this host's iterator of batches with the stage's features (caption batches
   for contrastive, instruction batches for align/sft, text-only instruction batches for blind);
   `num_examples` is the size of one epoch; `data_identity` (files, vocabulary, hashes) goes into the
-  manifest.
+  manifest. The mesh is `mesh` (the run's) when given, else train.mesh over `devices` (default: all).
   """
   validate(config)
   plan = _PLANS[config.stage](config)
@@ -390,7 +391,7 @@ def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], tra
       train, model_factory=plan.model_factory, loss_fn=plan.loss_fn, train_data=make_data,
       features=plan.features, eval_sets=eval_sets,
       flops_per_token=plan.flops_per_step / (train.batch_size * train.seq_len), on_step=on_step,
-      devices=devices, initialize=plan.initialize, stage=config.stage)
+      devices=devices, mesh=mesh, initialize=plan.initialize, stage=config.stage)
   if jax.process_index() == 0:
     manifest = {
         "stage": config.stage,

@@ -41,7 +41,8 @@ class StateSpec:
   abstract: TrainState  # ShapeDtypeStructs carrying their shardings
   shardings: TrainState  # a NamedSharding per leaf
   # create(variables=None): builds the state directly into its shardings, taking the model variables given
-  # by '/'-path (e.g. upstream weights, consumed) instead of initialising them; compiled on each call.
+  # by '/'-path (e.g. upstream weights, consumed) instead of initialising them; compiled on each call
+  # (`create.compiled(variables=None)`: the compiled initialiser, not run).
   create: Callable[..., TrainState]
 
 
@@ -144,20 +145,43 @@ def _placed(given: Mapping[str, Any], abstract: TrainState) -> dict[str, jax.Arr
   return placed
 
 
+# Random values the initialiser may draw and still be built unoptimised on CPU (see `_compiled_once`).
+FAST_COMPILE_MAX_RANDOM = 16_000_000
+
+
+def init_compiler_options(platform: str, random_elements: int) -> dict[str, Any]:
+  """XLA options for the one-off state initialiser: on CPU, no backend optimisation while the model is small.
+
+  XLA:CPU spends seconds optimising threefry RNG code (a 2-layer model's init compiles in ~4 s instead of
+  ~1 s), but unoptimised threefry runs ~8x slower, which dominates beyond a few tens of millions of values:
+  the 340m LM's init on 8 emulated devices of a 2-core CPU took 16 s to compile and 41 s to run unoptimised,
+  21 s and 5 s optimised. Accelerators always get the default options.
+  """
+  if platform == "cpu" and random_elements <= FAST_COMPILE_MAX_RANDOM:
+    return {"xla_backend_optimization_level": 0}
+  return {}
+
+
 def _compiled_once(create: Callable[[Mapping[str, jax.Array]], TrainState], abstract: TrainState,
                    mesh: Mesh) -> Callable[..., TrainState]:
-  """The initialiser, compiled when called (for the paths it is given).
+  """The initialiser, compiled when called (for the paths it is given; `init_compiler_options`).
 
-  It runs once per run, so on CPU it is built without backend optimisation: XLA:CPU otherwise spends
-  seconds optimising threefry RNG code (a 2-layer model's init compiles in ~4 s instead of ~1 s).
+  Its outputs are the state's shardings, so each device computes only its own shards of the random weights
+  and of the optimizer state: no device or host ever holds a full replica.
   """
   platform = mesh.devices.flat[0].platform
-  options = {"xla_backend_optimization_level": 0} if platform == "cpu" else {}
+  variable_sizes = {path: int(np.prod(leaf.shape)) for path, leaf in variables(abstract).items()}
+
+  def compile_for(placed: Mapping[str, jax.Array]) -> Any:
+    random = sum(size for path, size in variable_sizes.items() if path not in placed)
+    return create.lower(placed).compile(compiler_options=init_compiler_options(platform, random))
 
   def compile_and_run(given: Mapping[str, Any] | None = None) -> TrainState:
     placed = _placed(given or {}, abstract)
-    return create.lower(placed).compile(compiler_options=options)(placed)
+    return compile_for(placed)(placed)
 
+  # The compiled initialiser without running it (its memory analysis, for checks and tests).
+  compile_and_run.compiled = lambda given=None: compile_for(_placed(given or {}, abstract))
   return compile_and_run
 
 

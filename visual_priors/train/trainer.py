@@ -27,7 +27,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from visual_priors import console
-from visual_priors.models import sharding
 from visual_priors.train import checkpoint, config as config_lib, mfu, optimizer
 from visual_priors.train import state as state_lib, step as step_lib
 from visual_priors.train.metrics import MetricWriter
@@ -154,6 +153,7 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
           eval_sets: EvalSets | None = None, flops_per_token: float | None = None,
           on_step: Callable[[int], None] | None = None,
           devices: Sequence[jax.Device] | None = None,
+          mesh: jax.sharding.Mesh | None = None,
           initialize: Callable[[state_lib.TrainState], Mapping[str, Any]] | None = None,
           stage: str = "train") -> TrainResult:
   """Trains to `total_steps(config)`, resuming from the newest checkpoint in `<work_dir>/checkpoints`.
@@ -163,17 +163,18 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
   token) enables MFU. `on_step(step)` runs after each step's logging and checkpointing. On a fresh start
   (no checkpoint to resume) `initialize(abstract_state)` returns model variables by '/'-path (e.g. upstream
   weights) that the state is created with instead of their random initialisation; a resumed run restores
-  its own checkpoint instead. `stage` names the run in its errors (e.g. "pretrain").
+  its own checkpoint instead. `stage` names the run in its errors (e.g. "pretrain"). The mesh is `mesh` when
+  given (the run's, which must have config.mesh's shape), else config.mesh over `devices` (default: all).
 
   Raises NonFiniteLossError (a NaN) or DivergedLossError before saving a bad state, and
   checkpoint.DivergedCheckpointError (one line naming the stage and step) instead of resuming from a
   diverged checkpoint.
   """
-  config_lib.validate(config, devices)
+  config_lib.validate(config, devices, mesh)
   eval_sets = dict(eval_sets or {})
   total = config_lib.total_steps(config)
   tokens_per_step = config.batch_size * config.seq_len
-  mesh = sharding.make_mesh(config.mesh, devices)
+  mesh = config_lib.run_mesh(config.mesh, devices, mesh)
   rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
   tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(**config.optimizer), total)
   spec = state_lib.build_state_spec(model_factory, tx, mesh, rules, trainable=config.trainable,
