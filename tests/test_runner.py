@@ -13,6 +13,7 @@ import time
 import jax
 import pytest
 
+from tiny_run import TINY_RUN
 from visual_priors import config as config_lib, runner
 from visual_priors.analysis.results import ResultsStore
 from visual_priors.data import cache
@@ -287,19 +288,9 @@ def test_the_vision_stage_takes_a_checkpoint_from_vision_init_from_and_hands_it_
 
 # --- the real stages ---------------------------------------------------------------------------------------
 
-TINY = {
-    "pretrain.token_budget": 6 * 8 * 32, "pretrain.batch_size": 8, "pretrain.seq_len": 32, "pretrain.warmup_steps": 1,
-    "vision.contrastive.steps": 3, "vision.contrastive.batch_size": 8,
-    "adapt.data.generated.n_captions": 16, "adapt.data.generated.n_instruct": 24,
-    "adapt.data.generated.n_eval_per_benchmark": 2,
-    "adapt.align.steps": 2, "adapt.align.batch_size": 8, "adapt.align.num_visual_tokens": 4,
-    "adapt.align.seq_len": 128, "adapt.sft.steps": 2, "adapt.sft.batch_size": 8, "adapt.sft.seq_len": 128,
-    "runtime.checkpoint_every_steps": 2, "runtime.log_every_steps": 1,
-}
-
 
 def _tiny(store: pathlib.Path, **settings) -> config_lib.ml_collections.ConfigDict:
-  config = _config("code=0.5,web-crawl=0.5", **{**TINY, **settings})
+  config = _config("code=0.5,web-crawl=0.5", **{**TINY_RUN, **settings})
   config.data.store = str(store)
   config.pretrain.overrides = {"eval_max_batches": 1, "model": {"attention_impl": "xla"}}
   return config

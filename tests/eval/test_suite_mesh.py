@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from tiny_run import TINY_RUN
 from visual_priors import config as config_lib, runner
 from visual_priors.data import segments
 from visual_priors.data.multimodal import chat
@@ -21,16 +22,8 @@ from visual_priors.train import stages as train_stages
 ONE_DEVICE = jax.devices()[:1]
 MESHES = {"fsdp=8": {"data": 1, "fsdp": 8, "tensor": 1}, "data=2,fsdp=2,tensor=2": {"data": 2, "fsdp": 2, "tensor": 2}}
 # The tiny chain of tests/test_runner.py (float32 nano LM, vit-nano tower), evaluated on a few items.
-TINY = {
-    "pretrain.token_budget": 6 * 8 * 32, "pretrain.batch_size": 8, "pretrain.seq_len": 32, "pretrain.warmup_steps": 1,
-    "vision.contrastive.steps": 3, "vision.contrastive.batch_size": 8,
-    "adapt.data.generated.n_captions": 16, "adapt.data.generated.n_instruct": 24,
-    "adapt.data.generated.n_eval_per_benchmark": 2,
-    "adapt.align.steps": 2, "adapt.align.batch_size": 8, "adapt.align.num_visual_tokens": 4,
-    "adapt.align.seq_len": 128, "adapt.sft.steps": 2, "adapt.sft.batch_size": 8, "adapt.sft.seq_len": 128,
-    "runtime.checkpoint_every_steps": 2, "runtime.log_every_steps": 1, "runtime.eval_batch_size": 8,
-    "eval.limit": 4, "eval.probe.max_new_tokens": 8, "eval.alignment.k": 3,
-}
+TINY = {**TINY_RUN, "runtime.eval_batch_size": 8, "eval.limit": 4, "eval.probe.max_new_tokens": 8,
+        "eval.alignment.k": 3}
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,13 @@ import signal
 import sys
 import threading
 
-from visual_priors import config as config_lib
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: tiny_run
+
+from tiny_run import TINY_RUN  # noqa: E402
+from visual_priors import config as config_lib  # noqa: E402
 
 TINY = {
-    "pretrain.token_budget": 6 * 8 * 32, "pretrain.batch_size": 8, "pretrain.seq_len": 32, "pretrain.warmup_steps": 1,
-    "vision.contrastive.steps": 3, "vision.contrastive.batch_size": 8,
-    "adapt.data.generated.n_captions": 16, "adapt.data.generated.n_instruct": 24,
-    "adapt.data.generated.n_eval_per_benchmark": 2,
-    "adapt.align.steps": 4, "adapt.align.batch_size": 8, "adapt.align.num_visual_tokens": 4,
-    "adapt.align.seq_len": 192, "adapt.sft.steps": 4, "adapt.sft.batch_size": 8, "adapt.sft.seq_len": 192,
-    "runtime.checkpoint_every_steps": 2, "runtime.log_every_steps": 1,
+    **TINY_RUN, "adapt.align.steps": 4, "adapt.align.seq_len": 192, "adapt.sft.steps": 4, "adapt.sft.seq_len": 192,
     "eval.benchmarks": ["gen_general", "gen_knowledge"], "eval.mle_bench": False, "eval.likelihood": False,
     "eval.language": False,
     "eval.alignment.enabled": False, "eval.probe.enabled": False, "eval.max_new_tokens": 4, "eval.limit": 2,
