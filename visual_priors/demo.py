@@ -71,7 +71,8 @@ and the reasoning-trace probe, each per mixture.
 What it cannot show: the paper's effects. At this size the LM has seen a few hundred thousand tokens
 (the paper: billions), so differences between mixtures are of the order of run-to-run noise, the generated
 benchmarks have a few dozen questions each (one question moves accuracy by several points), and scores
-sit near chance. Read it as a smoke test of the framework and a template for the real grid
+sit near chance: the replies parse as answers, but the nano models do not yet learn from the images (accuracy
+with the images and with them withheld, the blind column, agree within noise). Read it as a smoke test of the framework and a template for the real grid
 (`python -m visual_priors grid --filter '^mix/'` on accelerators), not as evidence about visual priors."""
 
 
