@@ -52,6 +52,8 @@ from typing import Any
 
 import ml_collections
 
+from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS
+from visual_priors.data.multimodal.gen_questions import MC_ANSWERS, TASKS
 from visual_priors.eval import benchmarks as benchmark_registry
 from visual_priors.names import closest, lookup, unknown_keys
 
@@ -246,8 +248,6 @@ def parse_mixture(text: str) -> Any:
 def generated_tasks(config: ml_collections.ConfigDict) -> list[str] | None:
   """adapt.data.generated.tasks as generate() takes it: the named question tasks (comma-separated text), or None
   ("", every task the object source allows); an unknown name fails with the valid ones."""
-  from visual_priors.data.multimodal.gen_questions import TASKS  # pylint: disable=import-outside-toplevel
-
   text = config.adapt.data.generated.get("tasks", "")
   if not isinstance(text, str):
     raise ValueError(f"adapt.data.generated.tasks must be comma-separated task names ('' for all), got {text!r}.")
@@ -343,7 +343,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, f"adapt.data.generated.{name}", minimum=0, integer=True)
   _choice(config, "adapt.data.generated.objects", OBJECT_SOURCES)
   generated_tasks(config)
-  from visual_priors.data.multimodal.gen_questions import MC_ANSWERS  # pylint: disable=import-outside-toplevel
   _choice(config, "adapt.data.generated.mc_answer", MC_ANSWERS)
   for stage in ("align", "sft"):
     prefix = f"adapt.{stage}"
@@ -360,7 +359,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "adapt.align.projector", PROJECTOR_TYPES)
   _number(config, "adapt.align.num_visual_tokens", minimum=0, exclusive=True, integer=True)
   grid_side(config.adapt.align.num_visual_tokens, "adapt.align.num_visual_tokens")
-  from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS  # pylint: disable=import-outside-toplevel
   _choice(config, "adapt.system_prompt", SYSTEM_PROMPTS)
   if not isinstance(config.adapt.blind, bool):
     raise ValueError(f"adapt.blind must be True or False, got {config.adapt.blind!r}.")

@@ -37,7 +37,9 @@ from typing import Any
 import jax
 import ml_collections
 
+from visual_priors import config as config_lib
 from visual_priors.data import cache
+from visual_priors.data.multimodal import chat
 from visual_priors.names import lookup
 
 Outputs = dict[str, Any]
@@ -124,10 +126,10 @@ def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def pretrain_config(config: ml_collections.ConfigDict, work_dir: pathlib.Path, vocab_size: int):
   """The trainer config of the pretrain stage; steps = token_budget / (batch_size * seq_len), rounded."""
-  from visual_priors.train import config as config_lib  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import config as train_config  # pylint: disable=import-outside-toplevel
 
   p = config.pretrain
-  train = config_lib.default_config()
+  train = train_config.default_config()
   train.scale = p.scale
   train.batch_size, train.seq_len = int(p.batch_size), int(p.seq_len)
   train.num_steps = max(1, round(p.token_budget / (p.batch_size * p.seq_len)))
@@ -189,8 +191,6 @@ def run_mmdata(ctx: StageContext) -> Outputs:
     if unknown:
       raise ValueError(f"adapt.data.generated has keys {unknown} that generate() does not take; it takes "
                        f"{sorted(accepted)}.")
-    from visual_priors import config as config_lib  # pylint: disable=import-outside-toplevel
-
     settings["tasks"] = config_lib.generated_tasks(ctx.config)
     manifest = generate.generate(ctx.out_dir, **settings, log=ctx.log)
     out = ctx.out_dir
@@ -310,9 +310,7 @@ def run_align(ctx: StageContext) -> Outputs:
   captions, captions_path = _captions(ctx)
   records = stage_data.caption_conversations(captions)
   ctx.log(f"  align ({settings.projector}, {settings.num_visual_tokens} visual tokens) on {len(records)} captions")
-  from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS  # pylint: disable=import-outside-toplevel
-
-  system_prompt = SYSTEM_PROMPTS[ctx.config.adapt.system_prompt]
+  system_prompt = chat.SYSTEM_PROMPTS[ctx.config.adapt.system_prompt]
   result = stage_commands.run_stage_on_records(config, records, [captions_path], drop_unsupervised=True,
                                                system_prompt=system_prompt, devices=ctx.devices, mesh=ctx.mesh)
   return {"run": str(ctx.out_dir), "steps": result.step, "final_metrics": result.final_metrics}
@@ -324,8 +322,6 @@ def instruction_records(ctx: StageContext) -> tuple[list[dict], str, dict[str, A
 
   mmdata = ctx.outputs["mmdata"]
   records = loaders.load_llava(mmdata["instruct"], mmdata["images"])
-  from visual_priors import config as config_lib  # pylint: disable=import-outside-toplevel
-
   variant = config_lib.sft_variant(ctx.config)
   lookup(sft_split.VARIANTS, variant, "SFT-data variant")
   kinds = sft_split.RuleSftLabeller().kinds(records)
