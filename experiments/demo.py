@@ -23,6 +23,7 @@ Cost:     each ~8.6e11 FLOPs; minutes on two CPU cores (the demo reports measure
 from __future__ import annotations
 
 from visual_priors import config as config_lib
+from visual_priors.names import lookup
 
 MIXTURES = {
     "mix0": "mix0",
@@ -54,7 +55,7 @@ DEFAULTS = {"mixture": "mix6", "reduced": False, "untrained": False}
 
 def get_config(arg: str | None = None):
   args = config_lib.parse_arg(arg, DEFAULTS)
-  mixture = config_lib.get_field({"mixtures": MIXTURES}, f"mixtures.{args['mixture']}")
+  mixture = lookup(MIXTURES, args["mixture"], "demo mixture")
   config = config_lib.base_config()
   name = "untrained" if args["untrained"] else args["mixture"]
   config.name = f"demo/{name}" + ("-reduced" if args["reduced"] else "")

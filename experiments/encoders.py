@@ -16,6 +16,7 @@ Local:    get_config("encoder=dinov2,percent=50,local") (trains the CPU-sized co
 from __future__ import annotations
 
 from visual_priors import config as config_lib
+from visual_priors.names import lookup
 
 ENCODERS = {"metaclip": "metaclip-b16-224", "dinov2": "dinov2-g14-224", "mae": "mae-h14-224"}
 PERCENTS = (0, 25, 50, 75, 100)
@@ -24,7 +25,7 @@ DEFAULTS = {"encoder": "dinov2", "percent": 50, "local": False}
 
 def get_config(arg: str | None = None):
   args = config_lib.parse_arg(arg, DEFAULTS)
-  encoder = config_lib.get_field({"encoders": ENCODERS}, f"encoders.{args['encoder']}")
+  encoder = lookup(ENCODERS, args["encoder"], "encoder")
   config = config_lib.base_config()
   config.name = f"encoder/{args['encoder']}-reasoning-{args['percent']}"
   config.description = (f"category/reasoning-{args['percent']}'s LM adapted with the {encoder} encoder "

@@ -6,7 +6,7 @@ and its upstream stages' keys, so two experiments that agree on a stage share it
 
   stage     its own fields (hashed)                              upstream (their keys are hashed too)
   pretrain  seed, data.store, data.mixture (canonical), pretrain   -
-  mmdata    adapt.data (only the selected kind's settings)          -
+  mmdata    adapt.data (the selected kind's; generated: + version)   -
   vision    vision (contrastive settings only when contrastive)     mmdata when vision.kind == "contrastive"
   align     adapt.align                                             pretrain, vision, mmdata
   blind     adapt.sft, adapt.sft_data (only when adapt.blind)       align
@@ -38,7 +38,6 @@ machine, and fail before compute when a file is missing, naming the field to set
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import functools
@@ -56,6 +55,7 @@ from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS
 from visual_priors.data.multimodal.gen_questions import MC_ANSWERS, TASKS
 from visual_priors.eval import benchmarks as benchmark_registry
 from visual_priors.names import closest, lookup, unknown_keys
+from visual_priors.overrides import apply_assignments, coerce_value, dotted_paths, get_key, is_mapping, parse_value, set_key
 
 # Execution order (see the module docstring). "blind" runs only when adapt.blind.
 STAGES: tuple[str, ...] = ("pretrain", "mmdata", "vision", "align", "blind", "sft", "eval")
@@ -157,18 +157,8 @@ def base_config() -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _is_mapping(value: Any) -> bool:
-  return isinstance(value, (Mapping, ml_collections.ConfigDict))
-
-
-def _paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
-  out = []
-  for key, value in tree.items():
-    path = f"{prefix}{key}"
-    out.append(path)
-    if _is_mapping(value) and path not in _OPEN_KEYS:
-      out += _paths(value, f"{path}.")
-  return out
+def _paths(tree: Mapping[str, Any]) -> list[str]:
+  return dotted_paths(tree, _OPEN_KEYS)
 
 
 def _unknown_key_error(unknown: Sequence[str], valid: Sequence[str], what: str) -> ValueError:
@@ -184,7 +174,7 @@ def _unknown_key_error(unknown: Sequence[str], valid: Sequence[str], what: str) 
 
 def _number(config: ml_collections.ConfigDict, path: str, *, minimum: float | None = None,
             exclusive: bool = False, integer: bool = False, maximum: float | None = None) -> float:
-  value = get_field(config, path)
+  value = get_key(config, path)
   ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
   if integer and ok_type and isinstance(value, float):
     ok_type = value.is_integer()
@@ -199,7 +189,7 @@ def _number(config: ml_collections.ConfigDict, path: str, *, minimum: float | No
 
 
 def _choice(config: ml_collections.ConfigDict, path: str, choices: Iterable[str]) -> str:
-  value = get_field(config, path)
+  value = get_key(config, path)
   choices = tuple(choices)
   if value not in choices:
     near = closest(str(value), choices)
@@ -213,19 +203,6 @@ def _named(path: str, table: Mapping[str, Any], name: Any, kind: str) -> Any:
     return lookup(table, name, kind)
   except KeyError as error:
     raise ValueError(f"{path}: {error}") from None
-
-
-def get_field(config: Mapping[str, Any], path: str) -> Any:
-  """The value at a dotted path ("pretrain.peak_lr"), or a ValueError naming the closest valid paths."""
-  value: Any = config
-  for depth, part in enumerate(path.split(".")):
-    if not _is_mapping(value) or part not in value:
-      valid = _paths(config)
-      near = closest(path, valid)
-      hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-      raise ValueError(f"Unknown config key {path!r}.{hint}")
-    value = value[part]
-  return value
 
 
 def benchmark_names() -> tuple[str, ...]:
@@ -278,10 +255,10 @@ def _validate_overrides(overrides: Mapping[str, Any]) -> None:
     if owner:
       raise ValueError(f"pretrain.overrides.{path} is set by {owner}; change that instead.")
   for path in _paths(overrides):  # each value fits its train-config field (model.* is checked by DecoderConfig)
-    value = get_field(overrides, path)
-    if path.split(".")[0] != "model" and not _is_mapping(value):
+    value = get_key(overrides, path)
+    if path.split(".")[0] != "model" and not is_mapping(value):
       parent_path, _, leaf = path.rpartition(".")
-      parent = get_field(reference, parent_path) if parent_path else reference
+      parent = get_key(reference, parent_path) if parent_path else reference
       coerce_value(f"pretrain.overrides.{path}", parent[leaf], value, parent.get_type(leaf))
   model = overrides.get("model", {})
   if model:
@@ -309,8 +286,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from visual_priors.data.multimodal.sft_split import VARIANTS  # pylint: disable=import-outside-toplevel
 
   for path in ("name", "description"):
-    if not isinstance(get_field(config, path), str):
-      raise ValueError(f"{path} must be a string, got {get_field(config, path)!r}.")
+    if not isinstance(get_key(config, path), str):
+      raise ValueError(f"{path} must be a string, got {get_key(config, path)!r}.")
   _number(config, "seed", minimum=0, integer=True)
   if not isinstance(config.data.store, str) or not config.data.store:
     raise ValueError(f"data.store must be 'latest', a segment-store key or a path, got {config.data.store!r}.")
@@ -377,8 +354,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if len(set(config.eval.benchmarks)) != len(config.eval.benchmarks):
     raise ValueError(f"eval.benchmarks names a benchmark twice: {list(config.eval.benchmarks)}.")
   for path in ("eval.mle_bench", "eval.likelihood", "eval.language", "eval.alignment.enabled", "eval.probe.enabled"):
-    if not isinstance(get_field(config, path), bool):
-      raise ValueError(f"{path} must be True or False, got {get_field(config, path)!r}.")
+    if not isinstance(get_key(config, path), bool):
+      raise ValueError(f"{path} must be True or False, got {get_key(config, path)!r}.")
   _number(config, "eval.alignment.k", minimum=0, exclusive=True, integer=True)
   layer = config.eval.alignment.layer
   if layer not in ("last", "best") and not re.fullmatch(r"-?\d+", str(layer)):
@@ -677,12 +654,16 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
                        "mixture": canonical_mixture(config.data.mixture), **pretrain, **_init_from_identity(config)}
   data = config.adapt.data
   mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
-  if data.kind == "generated":  # fields at their defaults leave the key as it was before they existed
+  # Generated data: fields at their defaults leave the key as it was before they existed; the generator's version
+  # always enters it (the same settings give other data when the generator changes).
+  if data.kind == "generated":
     generated = mmdata_fields["generated"]
     if not generated.get("tasks"):
       generated.pop("tasks", None)
     if generated.get("mc_answer") == "letter":
       generated.pop("mc_answer")
+    from visual_priors.data.multimodal.generate import GENERATOR_VERSION  # pylint: disable=import-outside-toplevel
+    generated["generator_version"] = GENERATOR_VERSION
   vision = {"kind": config.vision.kind, "encoder": config.vision.encoder, **_vision_init_identity(config)}
   if config.vision.kind == "checkpoint":
     vision["checkpoint"] = config.vision.checkpoint
@@ -729,109 +710,18 @@ def run_id(config: ml_collections.ConfigDict) -> str:
   return f"{slug(config.name)}-{stage_identities(config)['eval'].key}"
 
 
-# ------------------------------------------------------------------------------ overrides and arg strings
-
-
-def parse_value(text: str) -> Any:
-  """A command-line value: a Python literal (3e-4, 50_000_000_000, True, ['a', 'b']) or else a string."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def _example(path: str, old: Any, kind: type) -> str:
-  """`--set PATH=VALUE` with a value of the field's type (its current one where that is a fine example)."""
-  if kind is bool:
-    value = "True"
-  elif kind is int:
-    value = str(old) if isinstance(old, int) and not isinstance(old, bool) and old else "100"
-  elif kind is float:
-    value = repr(old) if isinstance(old, float) and old else "0.5"
-  elif kind is str:
-    value = old if isinstance(old, str) and old and "," not in old and old.strip() == old else "text"
-  elif kind in (list, tuple):
-    items = list(old)[:2] if isinstance(old, (list, tuple)) else []
-    value = ",".join(items) if items and all(isinstance(i, str) and "," not in i for i in items) else "a,b"
-  elif _is_mapping(old) and old:
-    key = next(iter(old))
-    return f"--set {path}.{key}={old[key]!r}"
-  else:
-    return f"--set {path}.KEY=VALUE"
-  return f"--set {path}={value}"
-
-
-_KIND_NAMES = {bool: "True or False", int: "an integer", float: "a number", str: "a string",
-               list: "a comma-separated list (a,b) or a list literal (['a', 'b'])"}
-
-
-def coerce_value(path: str, old: Any, new: Any, kind: type | None = None) -> Any:
-  """`new` as the type of the field it replaces (`old`'s, or `kind` for an unset placeholder), else a ValueError
-  naming the key, the value, the type expected and an example. Unset fields take any value."""
-  if kind is None or kind is type(None):
-    kind = None if old is None else type(old)
-  if kind is None:
-    return new
-  number = isinstance(new, (int, float)) and not isinstance(new, bool)
-  if kind is bool:
-    ok = isinstance(new, bool)
-  elif kind is int:
-    if isinstance(new, float) and math.isfinite(new) and new.is_integer():
-      return int(new)  # token_budget=5e9
-    ok = isinstance(new, int) and not isinstance(new, bool)
-  elif kind is float:
-    if number:
-      return float(new)
-    ok = False
-  elif kind is str:
-    if number:
-      return str(new)  # eval.alignment.layer=-4
-    ok = isinstance(new, str)
-  elif kind in (list, tuple):
-    if isinstance(new, str):
-      new = [item.strip() for item in new.split(",") if item.strip()]  # eval.benchmarks=gqa,mme
-    if isinstance(new, (list, tuple)):
-      return kind(new)
-    ok = False
-  elif issubclass(kind, (Mapping, ml_collections.ConfigDict)):
-    ok = _is_mapping(new)
-  else:
-    return new
-  if not ok:
-    expected = _KIND_NAMES.get(list if kind is tuple else kind, "a mapping (set its keys one by one)")
-    raise ValueError(f"Cannot set {path} to {new!r}: expected {expected}, e.g. {_example(path, old, kind)}.")
-  return new
+# -------------------------------------------------------------------------- overrides and experiment args
 
 
 def set_field(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
-  """Sets a dotted path; under pretrain.overrides new keys may be created (nested mappings)."""
-  parts = path.split(".")
-  if path.startswith("pretrain.overrides.") and len(parts) > 2:
-    node = config.pretrain.overrides
-    for part in parts[2:-1]:
-      if part not in node:
-        node[part] = ml_collections.ConfigDict()
-      node = node[part]
-    node[parts[-1]] = value
-    return
-  parent = get_field(config, ".".join(parts[:-1])) if len(parts) > 1 else config
-  old = get_field(config, path)
-  kind = parent.get_type(parts[-1]) if isinstance(parent, ml_collections.ConfigDict) else None
-  try:
-    parent[parts[-1]] = coerce_value(path, old, value, kind)
-  except TypeError as error:
-    raise ValueError(f"Cannot set {path} to {value!r}: {error}") from None
+  """Sets a dotted path of an experiment config (`names.set_key`); under pretrain.overrides new keys may be
+  created."""
+  set_key(config, path, value, _OPEN_KEYS)
 
 
 def apply_overrides(config: ml_collections.ConfigDict, assignments: Sequence[str]) -> ml_collections.ConfigDict:
-  """A copy of `config` with "key=value" assignments applied (the CLI's --set), values parsed as literals."""
-  config = copy.deepcopy(config)
-  for assignment in assignments:
-    path, sep, text = assignment.partition("=")
-    if not sep or not path.strip():
-      raise ValueError(f"--set {assignment!r}: expected KEY=VALUE, e.g. pretrain.peak_lr=1e-4.")
-    set_field(config, path.strip(), parse_value(text.strip()))
-  return config
+  """A copy of `config` with the CLI's --set "key=value" assignments applied (`names.apply_assignments`)."""
+  return apply_assignments(config, assignments, _OPEN_KEYS)
 
 
 def parse_arg(arg: str | None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:

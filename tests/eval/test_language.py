@@ -12,11 +12,11 @@ import pytest
 from flax import nnx
 
 from visual_priors.data import categories, vocab
-from visual_priors.eval import checkpoints, language, loglik
+from visual_priors.eval import language, loglik
 from visual_priors.models import scales
 from visual_priors.models.decoder import Decoder
 from visual_priors.names import UnknownNameError
-from visual_priors.train import config as config_lib, pretrain
+from visual_priors.train import config as config_lib, pretrain, upstream
 
 VOCAB = 50
 
@@ -221,16 +221,16 @@ def test_load_decoder_restores_the_trained_weights(tmp_path):
   config.eval_every_steps = config.checkpoint.every_steps = 3
   config.work_dir = str(tmp_path / "run")
   pretrain.pretrain(config, train_data=lambda: _Repeat(train_rows), eval_sets={"held": lambda: [eval_batch]})
-  decoder, manifest = checkpoints.load_decoder(tmp_path / "run")
+  decoder, manifest = upstream.load_trained(tmp_path / "run")
   assert decoder.config.vocab_size == VOCAB and manifest["stage"] == "pretrain"
   nll = -sum(s.total() for s in loglik.score_documents(decoder, list(documents), seq_len=16))
   assert nll / documents.size == pytest.approx(manifest["final_metrics"]["eval/held/loss"], rel=1e-4)
   fresh = -sum(s.total() for s in loglik.score_documents(_decoder(VOCAB, seed=42), list(documents), seq_len=16))
   assert abs(fresh - nll) > 1e-3  # the weights are the trained ones, not an initialisation
-  with pytest.raises(ValueError, match="segment store"):
-    checkpoints.run_vocab_path(manifest)
+  with pytest.raises(ValueError, match="not recorded"):
+    upstream.vocabulary(manifest)
   with pytest.raises(FileNotFoundError, match="manifest.json"):
-    checkpoints.load_decoder(tmp_path)
+    upstream.load_trained(tmp_path)
 
 
 class _Repeat:

@@ -14,10 +14,10 @@ from tiny_run import TINY_RUN
 from visual_priors import config as config_lib, runner
 from visual_priors.data import segments
 from visual_priors.data.multimodal import chat
-from visual_priors.eval import benchmarks, checkpoints, decode, loglik, multiple_choice, suite, vqa
+from visual_priors.eval import benchmarks, decode, loglik, multiple_choice, suite, vqa
 from visual_priors.models import sharding
 from visual_priors.run import stages as stage_executors
-from visual_priors.train import stages as train_stages
+from visual_priors.train import upstream
 
 ONE_DEVICE = jax.devices()[:1]
 MESHES = {"fsdp=8": {"data": 1, "fsdp": 8, "tensor": 1}, "data=2,fsdp=2,tensor=2": {"data": 2, "fsdp": 2, "tensor": 2}}
@@ -81,17 +81,17 @@ def test_restored_models_are_sharded_and_score_as_on_one_device(run):
   paths = suite._generated_paths(locations)  # pylint: disable=protected-access
   items = benchmarks.load_benchmark("gen_general", "", paths=paths, limit=4)
   questions = [multiple_choice.to_question({**item, "prompt": None}, answer_with="text") for item in items]
-  manifest = train_stages.load_mllm(locations["sft"])[1]
-  template = chat.ChatTemplate(train_stages.run_vocab(manifest)[0], chat.ChatConfig(**manifest["data"]["chat"]))
-  store = segments.recorded_store(checkpoints.load_decoder(locations["pretrain"])[1]["data"]["segment_store"])
+  manifest = upstream.load_trained(locations["sft"])[1]
+  template = chat.ChatTemplate(upstream.vocabulary(manifest), chat.ChatConfig(**manifest["data"]["chat"]))
+  store = segments.recorded_store(upstream.load_trained(locations["pretrain"])[1]["data"]["segment_store"])
   from visual_priors.eval import language  # pylint: disable=import-outside-toplevel
   documents = language.read_segments(store, store.sources[0], limit=5)
   prompts = [chat.prompt_inputs(template.encode_prompt([{"from": "human", "value": q.prompt}], with_image=False,
                                                        sample_id=q.id))[0] for q in questions]
 
   def evaluate(mesh):
-    model, _ = train_stages.load_mllm(locations["sft"], mesh)
-    decoder, _ = checkpoints.load_decoder(locations["pretrain"], mesh)
+    model, _ = upstream.load_trained(locations["sft"], mesh=mesh)
+    decoder, _ = upstream.load_trained(locations["pretrain"], mesh=mesh)
     context = sharding.activation_sharding(mesh) if mesh is not None else sharding.unconstrained()
     with context:
       likelihoods = multiple_choice.candidate_scores(model, questions, template, seq_len=256, batch_size=8)

@@ -11,9 +11,9 @@ from flax import nnx
 
 from hf_helpers import SAMPLE_TEXTS, tiny_config, vocab_size, write_random_run
 from visual_priors import cli
-from visual_priors.eval import checkpoints
 from visual_priors.interop import hf_export
 from visual_priors.models import safetensors_io
+from visual_priors.train import upstream
 
 MAX_LOGIT_DIFF = 1e-4  # float32
 LENGTH = 128  # padded row length of the framework's forward passes (the samples encode to < 100 tokens)
@@ -37,7 +37,7 @@ def test_transformers_loads_the_export_with_equal_logits_and_greedy_continuation
   tokenizer = transformers.AutoTokenizer.from_pretrained(out)
   assert type(model).__name__ == "LlamaForCausalLM"
   assert model.config.num_key_value_heads == 2
-  decoder, manifest = checkpoints.load_decoder(run)
+  decoder, manifest = upstream.load_trained(run)
   assert model.config.tie_word_embeddings == manifest["model"]["tie_embeddings"]
   assert model.config.rope_parameters["rope_theta"] == 500000.0
   forward = nnx.jit(lambda module, tokens: module(tokens))  # one compile: rows right-padded to a fixed length

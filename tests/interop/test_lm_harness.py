@@ -9,8 +9,9 @@ import sentencepiece as spm
 from hf_helpers import tiny_config, vocab_size, write_random_run
 from visual_priors import cli
 from visual_priors.analysis.results import ResultsStore
-from visual_priors.eval import checkpoints, zero_shot
+from visual_priors.eval import zero_shot
 from visual_priors.interop import lm_harness
+from visual_priors.train import upstream
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -32,7 +33,7 @@ def test_lm_eval_on_an_export_matches_the_zero_shot_scorer(spm_vocab, tmp_path):
   assert {"acc", "acc_norm", "acc_stderr", "acc_norm_stderr"} <= set(theirs)
   assert (run / lm_harness.EXPORT_SUBDIR / lm_harness.RAW_RESULTS).is_file()
 
-  decoder, _ = checkpoints.load_decoder(run)
+  decoder, _ = upstream.load_trained(run)
   processor = spm.SentencePieceProcessor(model_file=str(spm_vocab))
   items = zero_shot.read_items(data, "piqa")
   scores = zero_shot.choice_scores(decoder, processor.encode, items, seq_len=128, batch_size=4)

@@ -13,7 +13,6 @@ from flax import nnx
 
 from hf_helpers import tiny_config, train_spm, variables_of, vocab_size, write_random_run
 from visual_priors import config as experiment_config
-from visual_priors.eval import checkpoints
 from visual_priors.interop import hf_export
 from visual_priors.models import scales, sharding
 from visual_priors.models.decoder import Decoder
@@ -61,7 +60,7 @@ def test_a_transformers_checkpoint_imports_with_equal_logits(tie, tmp_path):
 
 def test_export_then_import_is_bit_identical_and_lands_in_the_state_shardings(exported):
   run, out = exported
-  original = variables_of(checkpoints.load_decoder(run)[0])
+  original = variables_of(upstream.load_trained(run)[0])
   config = tiny_config(original["embedder/embedding"].shape[0], tie=False)
   mesh = sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})  # the 8 emulated devices
   spec = state.build_state_spec(lambda rngs: Decoder(config, rngs=rngs), optax.sgd(0.1), mesh,
@@ -114,7 +113,7 @@ def test_pretraining_starts_from_the_checkpoint_weights(exported, tmp_path, synt
   manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
   assert manifest["init_from"]["content_sha256"] == hf_import.content_sha256(out)
   assert manifest["model"]["rope_theta"] == 500000.0 and manifest["model"]["norm_eps"] == 1e-5
-  trained, original = (variables_of(checkpoints.load_decoder(path)[0]) for path in (tmp_path / "run", run))
+  trained, original = (variables_of(upstream.load_trained(path)[0]) for path in (tmp_path / "run", run))
   for path, value in original.items():
     np.testing.assert_allclose(trained[path], value, atol=1e-6, err_msg=path)
 

@@ -236,8 +236,8 @@ def test_blind_phase_trains_only_the_lm_on_text_and_refuses_image_batches(chain,
 
 
 @pytest.mark.slow
-def test_load_mllm_returns_the_trained_model(chain):
-  model, manifest = stages.load_mllm(chain["sft"])
+def test_load_trained_returns_the_trained_mllm(chain):
+  model, manifest = upstream.load_trained(chain["sft"])
   assert manifest["stage"] == "sft"
   stored = _stored(chain["sft"])
   for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
@@ -375,7 +375,7 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   template = chat.ChatTemplate(vocab, chat.ChatConfig(visual, system_prompt=""))
   results = {}
   for name in ("align", "sft"):
-    model, _ = stages.load_mllm(tmp_path / name)
+    model, _ = upstream.load_trained(tmp_path / name)
     results[name] = multiple_choice.evaluate(model, questions, template, seq_len=seq_len, batch_size=64)
   print({name: (r["accuracy"], r["chance"]) for name, r in results.items()}, f"{time.perf_counter() - start:.1f} s")
   assert results["sft"]["count"] == 200 and results["sft"]["chance"] == 0.25
@@ -475,7 +475,7 @@ def test_align_reads_a_hugging_face_tower_frozen_or_trained_by_the_regex(lm_run,
   manifest = cache.read_json(tmp_path / "frozen" / "manifest.json")
   assert manifest["upstream"][1]["format"] == "hf" and manifest["upstream"][1]["path"] == str(hf_dinov2)
   assert manifest["model"]["mllm"]["vision"]["class_token"] is True
-  model, _ = stages.load_mllm(tmp_path / "frozen")
+  model, _ = upstream.load_trained(tmp_path / "frozen")
   row = _instruct_rows(1, 5)[0]
   logits = model(row["images"][None], row["decoder_input_tokens"][None], image_mask_bt=row["decoder_image_mask"][None])
   assert np.isfinite(np.asarray(logits)).all()

@@ -20,7 +20,7 @@ a time (the last batch padded), so the scorer compiles once for (batch_size, seq
 
 Sharding: inside `sharding.activation_sharding(mesh, rules)` the rows are split over the mesh's batch axes
 (batch_size rounded up to a multiple of them) and the model runs on the mesh as its weights are placed
-(`checkpoints.load_decoder(run, mesh)`); outside it everything runs on one device.
+(`train.upstream.load_trained(run, mesh=mesh)`); outside it everything runs on one device.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ import numpy as np
 
 from visual_priors.data import cache, segments
 from visual_priors.data.multimodal import chat, loaders
-from visual_priors.eval import alignment, benchmarks, checkpoints, judge, language, mle_bench, multiple_choice, probe
+from visual_priors.eval import alignment, benchmarks, judge, language, mle_bench, multiple_choice, probe
 from visual_priors.eval import vqa
 from visual_priors.models import sharding
 from visual_priors.models.vision import ViTConfig, get_encoder
@@ -213,18 +213,13 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
 def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib.Path], out_dir: pathlib.Path,
                   log: Callable[[str], None], mesh: jax.sharding.Mesh | None,
                   rules: sharding.LogicalRules) -> dict[str, Rows]:
-  from visual_priors.train import stages as train_stages  # pylint: disable=import-outside-toplevel
-
   model_stage = model_stage_of(stages)
   limit = int(config.eval.limit) or None
   batch_size = sharding.batch_multiple(int(config.runtime.eval_batch_size))
   if mesh is not None and mesh.devices.size > 1:
     log(f"eval: on a mesh of {mesh.devices.size} devices ({', '.join(f'{a}={n}' for a, n in mesh.shape.items())})")
-  model, manifest = train_stages.load_mllm(stages[model_stage], mesh, rules)
-  vocab_path, _ = train_stages.run_vocab(manifest)
-  if vocab_path is None:
-    raise ValueError(f"The {model_stage} run at {stages[model_stage]} records no vocabulary; cannot build its "
-                     "chat template.")
+  model, manifest = upstream_lib.load_trained(stages[model_stage], upstream_lib.MLLM_STAGES, mesh, rules)
+  vocab_path = upstream_lib.vocabulary(manifest, f"the {model_stage} run at {stages[model_stage]}")
   chat_settings = manifest.get("data", {}).get("chat", {})
   template = chat.ChatTemplate(vocab_path, chat.ChatConfig(**chat_settings) if chat_settings else
                                chat.ChatConfig(model.config.num_visual_tokens))
@@ -263,8 +258,8 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
       log("eval: probe skipped: no generated Knowledge / Vision-Centric questions in this run's data")
 
   if (config.eval.language or config.eval.alignment.enabled) and "pretrain" in stages:
-    decoder, lm_manifest = checkpoints.load_decoder(stages["pretrain"], mesh, rules)
-    lm_vocab = checkpoints.run_vocab_path(lm_manifest)
+    decoder, lm_manifest = upstream_lib.load_trained(stages["pretrain"], ("pretrain",), mesh, rules)
+    lm_vocab = upstream_lib.vocabulary(lm_manifest, f"the pretrain run at {stages['pretrain']}")
     results["pretrain"] = []
     if config.eval.language:
       store = segments.recorded_store(lm_manifest["data"]["segment_store"])

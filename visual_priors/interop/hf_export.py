@@ -32,7 +32,6 @@ rounds to nearest even. The directory is written under a temporary name and rena
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -44,10 +43,9 @@ import numpy as np
 from visual_priors.data import cache, hf_tokenizer
 from visual_priors.models import hf_llama, safetensors_io
 from visual_priors.models.decoder import DecoderConfig
+from visual_priors.models.mllm import MLLMConfig
 from visual_priors.train import upstream as upstream_lib
 
-LM_STAGES = ("pretrain",)
-MLLM_STAGES = ("align", "blind", "sft")
 EXPORT_ORDER = ("sft", "blind", "align", "pretrain")  # a runner run exports the last of these it finished
 DTYPES = ("float32", "bfloat16", "float16")
 GROUP_BYTES = 1 << 30  # tensors restored from the checkpoint together (host memory bound of the export)
@@ -88,7 +86,7 @@ def resolve_run(source: str | pathlib.Path, stage: str | None = None,
       if not run_dir:
         raise ValueError(f"Stage {path} ({manifest.get('stage')}) has no trained model to export.")
       path = pathlib.Path(run_dir)
-  return upstream_lib.read_run(path, "export", tuple(dict.fromkeys((*LM_STAGES, *MLLM_STAGES))))
+  return upstream_lib.read_run(path, "export", upstream_lib.MODEL_STAGES)
 
 
 def _seq_len(manifest: dict[str, Any]) -> int:
@@ -147,15 +145,13 @@ def export_hf(source: str | pathlib.Path, out_dir: str | pathlib.Path, *, dtype:
   run = resolve_run(source, stage)
   manifest = run.manifest
   mllm = None
-  if run.manifest["stage"] in MLLM_STAGES:
-    from visual_priors.models.mllm import MLLMConfig  # pylint: disable=import-outside-toplevel
+  if run.manifest["stage"] in upstream_lib.MLLM_STAGES:
     mllm = MLLMConfig.from_dict(manifest["model"]["mllm"])
     llm, prefix = mllm.llm, "llm/"
   else:
     llm, prefix = DecoderConfig(**manifest["model"]), ""
   if vocab is None:
-    from visual_priors.train.stages import run_vocab  # pylint: disable=import-outside-toplevel
-    vocab, _ = run_vocab(manifest)
+    vocab, _ = upstream_lib.recorded_vocabulary(manifest)
   if vocab is None or not pathlib.Path(vocab).is_file():
     raise FileNotFoundError(f"The vocabulary of {run.directory} ({vocab or 'not recorded'}) is not on this machine; "
                             "pass --vocab PATH to its SentencePiece model.")

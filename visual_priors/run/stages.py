@@ -40,6 +40,7 @@ import ml_collections
 from visual_priors import config as config_lib
 from visual_priors.data import cache
 from visual_priors.data.multimodal import chat
+from visual_priors import overrides
 from visual_priors.names import lookup
 
 Outputs = dict[str, Any]
@@ -79,13 +80,6 @@ def open_store(spec: str):
   if "/" not in spec and keyed.is_dir():
     return segments.SegmentStore(keyed)
   return segments.SegmentStore(pathlib.Path(spec).expanduser())
-
-
-def set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-  """Sets a dotted train-config key (as `--set` would), failing on unknown keys."""
-  from visual_priors.train.commands import apply_override  # pylint: disable=import-outside-toplevel
-
-  apply_override(config, f"{key}={value!r}")
 
 
 def _runtime(train: ml_collections.ConfigDict, config: ml_collections.ConfigDict, work_dir: pathlib.Path) -> None:
@@ -139,7 +133,7 @@ def pretrain_config(config: ml_collections.ConfigDict, work_dir: pathlib.Path, v
   _runtime(train, config, work_dir)
   train.model.vocab_size = vocab_size
   for key, value in _flat(p.overrides).items():
-    set_key(train, key, value)
+    overrides.set_key(train, key, value, train_config.OPEN_KEYS)
   return train
 
 

@@ -83,8 +83,8 @@ def run_bench(model_config: DecoderConfig, *, batch_size: int, seq_len: int, ste
     raise ValueError(f"steps ({steps}) and warmup_steps ({warmup_steps}) must be positive.")
   mesh = sharding.make_mesh(mesh_shape or {"fsdp": -1})
   compile_check.check_batch(batch_size, mesh, grad_accum_steps)
-  spec, train_step, features = compile_check.lm_train_step(model_config, mesh, rules,
-                                                           grad_accum_steps=grad_accum_steps, packed=packed)
+  program = compile_check.lm_program(model_config, mesh, rules, grad_accum_steps=grad_accum_steps, packed=packed)
+  spec, train_step, features = program.spec, program.train_step, program.features
   state = spec.create()
   batch = step_lib.global_batch(
       synthetic_batch(batch_size // jax.process_count(), seq_len, model_config.vocab_size, packed),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import pathlib
+
+from visual_priors.overrides import apply_assignments
 
 MESH_HELP = "Mesh axis sizes, e.g. data=1,fsdp=-1,tensor=1 (-1 = the remaining devices; absent axes are 1)."
 
@@ -18,32 +19,6 @@ def parse_mesh(text: str) -> dict[str, int]:
       raise ValueError(f"Bad mesh entry {part!r} in {text!r}; expected AXIS=SIZE, e.g. data=1,fsdp=-1,tensor=1.")
     mesh[axis.strip()] = int(size)
   return mesh
-
-
-def apply_override(config, assignment: str) -> None:
-  """Sets `a.b=value` in a ConfigDict; the value is a Python literal or else a plain string."""
-  path, sep, raw = assignment.partition("=")
-  if not sep:
-    raise ValueError(f"Bad --set {assignment!r}; expected KEY=VALUE, e.g. optimizer.peak_lr=1e-3.")
-  try:
-    value = ast.literal_eval(raw)
-  except (ValueError, SyntaxError):
-    value = raw
-  *parents, leaf = path.strip().split(".")
-  node = config
-  for name in parents:
-    if name not in node:
-      raise ValueError(f"Unknown config key {path!r} in --set (no {name!r}).")
-    node = node[name]
-  if leaf not in node and parents != ["model"]:
-    raise ValueError(f"Unknown config key {path!r} in --set.")
-  if leaf in node:  # the value must fit the field's type (a new model.* key takes any)
-    from visual_priors.config import coerce_value  # pylint: disable=import-outside-toplevel
-    value = coerce_value(path.strip(), node[leaf], value, node.get_type(leaf) if hasattr(node, "get_type") else None)
-  try:
-    node[leaf] = value
-  except TypeError as error:
-    raise ValueError(f"Cannot set {path.strip()} to {value!r}: {error}") from None
 
 
 def add_parser(subparsers) -> None:
@@ -132,8 +107,7 @@ def _pretrain(args) -> int:
   config.batch_size, config.seq_len = args.batch, args.seq
   config.num_steps, config.token_budget = (args.steps, 0) if args.steps else (0, args.tokens)
   config.mesh = parse_mesh(args.mesh)
-  for assignment in args.set:
-    apply_override(config, assignment)
+  config = apply_assignments(config, args.set, config_lib.OPEN_KEYS)
   store = open_store(args.store, args.cache_dir)
   if init_from is not None:
     hf_import.check_vocabulary(init_from, store.vocab_path)

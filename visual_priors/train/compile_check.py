@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from visual_priors.models import sharding
 from visual_priors.models.decoder import Decoder, DecoderConfig
@@ -74,21 +73,13 @@ def abstract_batch(mesh: jax.sharding.Mesh, batch_size: int, seq_len: int,
           for name in features}
 
 
-def lm_train_step(model_config: DecoderConfig, mesh: jax.sharding.Mesh, rules: sharding.LogicalRules, *,
-                  grad_accum_steps: int, packed: bool, trainable: str = ".*", frozen: str = ""):
-  """(state spec, jitted LM train step, its batch features) with default AdamW, as the bench and checks use."""
-  tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(), _SCHEDULE_STEPS)
-
-  def model_factory(rngs: nnx.Rngs) -> Decoder:
-    return Decoder(model_config, rngs=rngs)
-
-  spec = state_lib.build_state_spec(model_factory, tx, mesh, rules, trainable=trainable, frozen=frozen)
-  features = step_lib.LM_FEATURES if packed else step_lib.LM_UNPACKED_FEATURES
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(spec.graphdef, step_lib.lm_loss, tx, schedule,
-                               grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules),
-      spec.shardings, mesh, features)
-  return spec, train_step, features
+def lm_program(model_config: DecoderConfig, mesh: jax.sharding.Mesh, rules: sharding.LogicalRules, *,
+               grad_accum_steps: int, packed: bool, trainable: str = ".*", frozen: str = "") -> step_lib.TrainProgram:
+  """The LM's train program with default AdamW, as the bench and checks use."""
+  return step_lib.assemble(lambda rngs: Decoder(model_config, rngs=rngs), step_lib.lm_loss,
+                           step_lib.LM_FEATURES if packed else step_lib.LM_UNPACKED_FEATURES, mesh, rules,
+                           settings=optimizer.AdamWSettings(), total_steps=_SCHEDULE_STEPS, trainable=trainable,
+                           frozen=frozen, grad_accum_steps=grad_accum_steps)
 
 
 def compile_train_step(model_config: DecoderConfig, *, mesh_shape: Mapping[str, int], batch_size: int,
@@ -99,10 +90,12 @@ def compile_train_step(model_config: DecoderConfig, *, mesh_shape: Mapping[str, 
   """Compiles the LM train step for `mesh_shape` over `devices` (default: this host's) and reports memory."""
   mesh = sharding.make_mesh(mesh_shape, devices)
   check_batch(batch_size, mesh, grad_accum_steps)
-  spec, train_step, features = lm_train_step(model_config, mesh, rules, grad_accum_steps=grad_accum_steps,
-                                             packed=packed, trainable=trainable, frozen=frozen)
+  program = lm_program(model_config, mesh, rules, grad_accum_steps=grad_accum_steps, packed=packed,
+                       trainable=trainable, frozen=frozen)
+  spec = program.spec
   start = time.perf_counter()
-  compiled = train_step.lower(spec.abstract, abstract_batch(mesh, batch_size, seq_len, features)).compile()
+  compiled = program.train_step.lower(spec.abstract, abstract_batch(mesh, batch_size, seq_len,
+                                                                    program.features)).compile()
   seconds = time.perf_counter() - start
   analysis = compiled.memory_analysis()
   if analysis is None:

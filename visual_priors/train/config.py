@@ -6,7 +6,6 @@ import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -14,10 +13,11 @@ import ml_collections
 
 from visual_priors.models import sharding
 from visual_priors.models.decoder import REMAT_POLICIES, DecoderConfig
+from visual_priors.names import unknown_keys
 from visual_priors.train import optimizer
 
 # Subtrees whose keys are free-form (checked elsewhere): model overrides are DecoderConfig fields.
-_OPEN_KEYS = ("model",)
+OPEN_KEYS = ("model",)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -53,21 +53,6 @@ def default_config() -> ml_collections.ConfigDict:
   config.seed = 42  # the paper's seed
   config.work_dir = ""
   return config
-
-
-def _is_mapping(value: Any) -> bool:
-  return isinstance(value, (Mapping, ml_collections.ConfigDict))
-
-
-def _unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str) -> list[str]:
-  unknown = []
-  for key, value in config.items():
-    path = f"{prefix}{key}"
-    if key not in reference:
-      unknown.append(path)
-    elif key not in _OPEN_KEYS and _is_mapping(reference[key]) and _is_mapping(value):
-      unknown += _unknown_keys(value, reference[key], f"{path}.")
-  return unknown
 
 
 def total_steps(config: ml_collections.ConfigDict) -> int:
@@ -111,7 +96,7 @@ def validate(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | 
              mesh: jax.sharding.Mesh | None = None) -> None:
   """Raises ValueError naming the first problem; run before anything is traced or compiled. `mesh`: the run's
   (`run_mesh`), else the one config.mesh makes over `devices`."""
-  unknown = _unknown_keys(config, default_config(), "")
+  unknown = unknown_keys(config, default_config(), OPEN_KEYS)
   if unknown:
     raise ValueError(f"Unknown config keys {unknown}; valid top-level keys: {', '.join(default_config())}.")
   model_fields = {field.name for field in dataclasses.fields(DecoderConfig)}

@@ -11,7 +11,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import nnx
 
 from visual_priors.models import flops, sharding
 from visual_priors.models.mllm import MLLM, MLLMConfig
@@ -59,17 +58,11 @@ def run_sft_bench(config: MLLMConfig, *, batch_size: int, seq_len: int, steps: i
     raise ValueError(f"steps ({steps}) and warmup_steps ({warmup_steps}) must be positive.")
   mesh = sharding.make_mesh(mesh_shape or {"fsdp": -1})
   compile_check.check_batch(batch_size, mesh, grad_accum_steps)
-  tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(peak_lr=4e-5, warmup_steps=0), _SCHEDULE_STEPS)
-
-  def model_factory(rngs: nnx.Rngs) -> MLLM:
-    return MLLM(config, rngs=rngs)
-
-  spec = state_lib.build_state_spec(model_factory, tx, mesh, rules, trainable=trainable)
-  features = multimodal_step.MLLM_FEATURES
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(spec.graphdef, multimodal_step.mllm_loss, tx, schedule,
-                               grad_accum_steps=grad_accum_steps, mesh=mesh, rules=rules),
-      spec.shardings, mesh, features)
+  program = step_lib.assemble(lambda rngs: MLLM(config, rngs=rngs), multimodal_step.mllm_loss,
+                              multimodal_step.MLLM_FEATURES, mesh, rules,
+                              settings=optimizer.AdamWSettings(peak_lr=4e-5, warmup_steps=0),
+                              total_steps=_SCHEDULE_STEPS, trainable=trainable, grad_accum_steps=grad_accum_steps)
+  spec, train_step, features = program.spec, program.train_step, program.features
   state = spec.create()
   batch = step_lib.global_batch(synthetic_sft_batch(config, batch_size // jax.process_count(), seq_len),
                                 mesh, features)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import pathlib
 
-from visual_priors.train.commands import MESH_HELP, apply_override, parse_mesh
+from visual_priors.overrides import apply_assignments
+from visual_priors.train.commands import MESH_HELP, parse_mesh
 
 _STAGES = ("contrastive", "align", "sft", "blind")
 
@@ -89,22 +90,7 @@ def _stage_config(args):
       config.train[name] = value
   if args.epochs is not None:
     config.epochs = args.epochs
-  for assignment in args.set:
-    _override(config, assignment)
-  return config
-
-
-def _override(config, assignment: str) -> None:
-  """`apply_override`, also creating keys inside the stage config's free-form subtrees (train.model, ...)."""
-  from visual_priors.train import stages  # pylint: disable=import-outside-toplevel
-
-  parent, _, leaf = assignment.partition("=")[0].strip().rpartition(".")
-  node = config
-  for name in parent.split(".") if parent in stages.OPEN_KEYS else ():
-    node = node.get(name) if node is not None else None
-  if parent in stages.OPEN_KEYS and node is not None and leaf not in node:
-    node[leaf] = None  # a new key; apply_override sets its parsed value
-  apply_override(config, assignment)
+  return apply_assignments(config, args.set, stages.OPEN_KEYS)
 
 
 def _records(args) -> tuple[list, list[str]]:

@@ -43,11 +43,11 @@ import jax
 import ml_collections
 from flax import nnx
 
-from visual_priors.data import cache, segments
-from visual_priors.models import flops, sharding
+from visual_priors.data import cache
+from visual_priors.models import flops
 from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
-from visual_priors.models.vision import TextConfig, TwoTower, ViT, ViTConfig, contrastive_loss, get_encoder
+from visual_priors.models.vision import TextConfig, TwoTower, ViTConfig, contrastive_loss, get_encoder
 from visual_priors.models.vision import flops as vision_flops
 from visual_priors.models.vision import sources
 from visual_priors.names import lookup, unknown_keys
@@ -314,18 +314,6 @@ class DataSpec:
   system_prompt: str | None  # the chat template's system prompt of the upstream stage, if any
 
 
-def run_vocab(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
-  """(vocabulary path, sha256) a pretrain or stage manifest's data names, directly or via its segment store."""
-  data = manifest.get("data", {})
-  path = data.get("vocab")
-  if path is None and data.get("segment_store"):
-    try:
-      path = str(segments.recorded_store(data["segment_store"]).vocab_path)
-    except FileNotFoundError:  # The store is gone: nothing names the vocabulary any more.
-      pass
-  return path, data.get("vocab_sha256")
-
-
 def data_spec(config: ml_collections.ConfigDict) -> DataSpec:
   """Image size, visual-token count and the upstream's vocabulary and chat settings for the stage's data."""
   validate(config)
@@ -340,11 +328,11 @@ def data_spec(config: ml_collections.ConfigDict) -> DataSpec:
     else:
       vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
       vision = ViTConfig(**vision_run.manifest["model"]["vision"])
-    vocab, sha = run_vocab(lm.manifest)
+    vocab, sha = upstream_lib.recorded_vocabulary(lm.manifest)
     return DataSpec(vision.image_size, config.mllm.num_visual_tokens, vocab, sha, None)
   init = upstream_lib.read_run(config.upstream.init, "init", _INIT_STAGES[config.stage])
   mllm = init.manifest["model"]["mllm"]
-  vocab, sha = run_vocab(init.manifest)
+  vocab, sha = upstream_lib.recorded_vocabulary(init.manifest)
   chat_settings = init.manifest.get("data", {}).get("chat", {})
   return DataSpec(mllm["vision"]["image_size"], mllm["num_visual_tokens"], vocab, sha,
                   chat_settings.get("system_prompt"))
@@ -414,13 +402,3 @@ def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], tra
     cache.write_json_atomic(pathlib.Path(train.work_dir) / MANIFEST, manifest)
   return result
 
-
-def load_mllm(run_dir: str | pathlib.Path, mesh: jax.sharding.Mesh | None = None,
-              rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> tuple[MLLM, dict[str, Any]]:
-  """(the MLLM of a finished align/sft/blind run with its trained weights, the run's manifest).
-
-  The weights are restored straight into their shardings on `mesh` (default: the first device).
-  """
-  run = upstream_lib.read_run(run_dir, "model", ("align", "sft", "blind"))
-  config = MLLMConfig.from_dict(run.manifest["model"]["mllm"])
-  return upstream_lib.restore_module(run, lambda: MLLM(config, rngs=nnx.Rngs(0)), mesh, rules), run.manifest

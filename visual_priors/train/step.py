@@ -1,11 +1,14 @@
 """The pure train and eval steps: loss functions, gradient accumulation by `lax.scan`, jit with shardings.
 
 A loss function maps `(model, batch, rng)` to `(loss_sum, tokens)`, float32 scalars summed (not averaged)
-over the batch, so micro-batch sums add up to exactly the full batch's mean loss and gradient.
+over the batch, so micro-batch sums add up to exactly the full batch's mean loss and gradient. `assemble` is
+the one place a model, loss and optimizer become a sharded state spec with its jitted steps (trainer, benches,
+compile checks).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -16,7 +19,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from visual_priors.models import sharding
-from visual_priors.train import losses, partition
+from visual_priors.train import losses, optimizer, partition
+from visual_priors.train import state as state_lib
 from visual_priors.train.state import TrainState
 
 Batch = Mapping[str, jax.Array]
@@ -155,3 +159,29 @@ def global_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh, features: Seq
       name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(host_batch[name]))
       for name in features
   }
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgram:
+  """A model's sharded train-state spec, its jitted train and eval steps, and what they were built with."""
+
+  spec: state_lib.StateSpec
+  train_step: Callable
+  eval_step: Callable
+  schedule: optax.Schedule
+  features: tuple[str, ...]
+  mesh: Mesh
+
+
+def assemble(model_factory: state_lib.ModelFactory, loss_fn: LossFn, features: Sequence[str], mesh: Mesh,
+             rules: sharding.LogicalRules, *, settings: optimizer.AdamWSettings, total_steps: int,
+             trainable: str = ".*", frozen: str = "", seed: int = 42, grad_accum_steps: int = 1) -> TrainProgram:
+  """optimizer -> state spec (abstract, sharded by `rules` on `mesh`) -> train and eval steps under jit."""
+  tx, schedule = optimizer.make_optimizer(settings, total_steps)
+  spec = state_lib.build_state_spec(model_factory, tx, mesh, rules, trainable=trainable, frozen=frozen, seed=seed)
+  features = tuple(features)
+  train_step = jit_train_step(make_train_step(spec.graphdef, loss_fn, tx, schedule, grad_accum_steps=grad_accum_steps,
+                                              mesh=mesh, rules=rules), spec.shardings, mesh, features)
+  eval_step = jit_eval_step(make_eval_step(spec.graphdef, loss_fn, mesh=mesh, rules=rules), spec.shardings, mesh,
+                            features)
+  return TrainProgram(spec, train_step, eval_step, schedule, features, mesh)

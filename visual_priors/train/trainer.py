@@ -176,15 +176,11 @@ def train(config: ml_collections.ConfigDict, *, model_factory: state_lib.ModelFa
   tokens_per_step = config.batch_size * config.seq_len
   mesh = config_lib.run_mesh(config.mesh, devices, mesh)
   rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in config.logical_axis_rules)
-  tx, schedule = optimizer.make_optimizer(optimizer.AdamWSettings(**config.optimizer), total)
-  spec = state_lib.build_state_spec(model_factory, tx, mesh, rules, trainable=config.trainable,
-                                    frozen=config.frozen, seed=config.seed)
-  train_step = step_lib.jit_train_step(
-      step_lib.make_train_step(spec.graphdef, loss_fn, tx, schedule,
-                               grad_accum_steps=config.grad_accum_steps, mesh=mesh, rules=rules),
-      spec.shardings, mesh, features)
-  eval_step = step_lib.jit_eval_step(step_lib.make_eval_step(spec.graphdef, loss_fn, mesh=mesh, rules=rules),
-                                     spec.shardings, mesh, features)
+  program = step_lib.assemble(model_factory, loss_fn, features, mesh, rules,
+                              settings=optimizer.AdamWSettings(**config.optimizer), total_steps=total,
+                              trainable=config.trainable, frozen=config.frozen, seed=config.seed,
+                              grad_accum_steps=config.grad_accum_steps)
+  spec, train_step, eval_step = program.spec, program.train_step, program.eval_step
   device_kinds = [device.device_kind for device in mesh.devices.flat]
 
   work_dir = pathlib.Path(config.work_dir)

@@ -19,8 +19,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from visual_priors import moved_paths
-from visual_priors.data import cache
+from visual_priors.data import cache, segments
 from visual_priors.models import sharding
+from visual_priors.models.decoder import Decoder, DecoderConfig
+from visual_priors.models.mllm import MLLM, MLLMConfig
 from visual_priors.train import checkpoint, partition
 from visual_priors.train import state as state_lib
 from visual_priors.train.state import TrainState
@@ -226,6 +228,53 @@ def restore_module(run: UpstreamRun, build: Callable[[], nnx.Module], mesh: jax.
                                               nnx.to_pure_dict(abstract))
   nnx.replace_by_pure_dict(abstract, restored)
   return nnx.merge(graphdef, abstract)
+
+
+MLLM_STAGES = ("align", "sft", "blind")  # the runs that train an MLLM
+MODEL_STAGES = ("pretrain", *MLLM_STAGES)  # the runs whose trained model `load_trained` returns
+
+
+def load_trained(run_dir: str | pathlib.Path, stages: Sequence[str] = MODEL_STAGES,
+                 mesh: jax.sharding.Mesh | None = None,
+                 rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> tuple[nnx.Module, dict[str, Any]]:
+  """(the trained model of a finished run, its manifest): the Decoder of a pretrain run, the MLLM of an align,
+  sft or blind run; `stages` are the ones the caller accepts (another fails, naming it). The weights are
+  restored straight into their shardings on `mesh` (default: the first device); optimizer state is never read."""
+  run = read_run(run_dir, "model", stages)
+  model = run.manifest["model"]
+  if run.manifest["stage"] == "pretrain":
+    config = DecoderConfig(**model)
+    build: Callable[[], nnx.Module] = lambda: Decoder(config, rngs=nnx.Rngs(0))
+  else:
+    mllm = MLLMConfig.from_dict(model["mllm"])
+    build = lambda: MLLM(mllm, rngs=nnx.Rngs(0))
+  return restore_module(run, build, mesh, rules), run.manifest
+
+
+def recorded_vocabulary(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
+  """(vocabulary path, sha256) a pretrain or stage manifest's data names, directly or via its segment store;
+  (None, sha) when the store is gone."""
+  data = manifest.get("data") or {}
+  path = data.get("vocab")
+  if path is None and data.get("segment_store"):
+    try:
+      path = str(segments.recorded_store(data["segment_store"]).vocab_path)
+    except FileNotFoundError:
+      pass
+  return path, data.get("vocab_sha256")
+
+
+def vocabulary(manifest: Mapping[str, Any], where: str | pathlib.Path = "this run") -> pathlib.Path:
+  """The vocabulary a run was trained with, checked against the sha256 it recorded; a ValueError says what to
+  pass instead when it is not recorded, gone or changed."""
+  path, sha = recorded_vocabulary(manifest)
+  if path is None or not pathlib.Path(path).is_file():
+    raise ValueError(f"The vocabulary of {where} ({path or 'not recorded'}) is not on this machine; pass the path of "
+                     "its SentencePiece model explicitly.")
+  if sha and cache.sha256_file(pathlib.Path(path)) != sha:
+    raise ValueError(f"{path} is now another vocabulary than {where} was trained with (sha256 {sha[:12]}); pass "
+                     "the run's vocabulary path explicitly.")
+  return pathlib.Path(path)
 
 
 def targets_under(state: TrainState, prefixes: Sequence[str]) -> dict[str, jax.ShapeDtypeStruct]:

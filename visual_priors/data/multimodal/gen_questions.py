@@ -102,8 +102,13 @@ def _yes_no(task: str, question: str, truth: bool) -> QA:
 
 
 def _near_numbers(rng: np.random.Generator, answer: int, step: int = 1, low: int = 0) -> list[str]:
-  candidates = [answer + k * step for k in range(-4, 5) if k and answer + k * step >= low]
-  return [str(v) for v in rng.permutation(candidates)[:3]]
+  """Three distractors that make, with `answer`, four consecutive multiples of `step` (none below `low`).
+
+  The window's offset is drawn uniformly among those the bound allows, so the answer's rank among the sorted
+  options is uniform (except next to `low`) and a blind model cannot learn it from the options alone.
+  """
+  rank = int(rng.choice([r for r in range(4) if answer - r * step >= low]))
+  return [str(answer + (k - rank) * step) for k in range(4) if k != rank]
 
 
 def _pick(rng: np.random.Generator, items: Sequence, k: int) -> list:
@@ -259,7 +264,7 @@ def count(ctx, rng, task="count"):
     n = len(scene.named(c.name))
     question = f"How many {c.plural} are there in the image?"
     qas.append(QA(task, question, "open", str(n)) if task == "count_open"
-               else _mc(task, question, str(n), _near_numbers(rng, n, low=1), rng))
+               else _mc(task, question, str(n), _near_numbers(rng, n), rng))
   return scene, qas
 
 

@@ -108,6 +108,10 @@ from visual_priors.data.multimodal.gen_text_only import text_only_turns
 from visual_priors.names import lookup
 
 FORMAT = "visual_priors.generated_multimodal/1"
+# Bumped whenever the same settings would generate different data; it enters the mmdata stage key
+# (`config._stage_fields`), so finished stages are never reused across versions. 2: numeric distractors form
+# a window around the answer at a uniform offset (the answer was most often the middle option).
+GENERATOR_VERSION = 2
 BENCHMARKS = {"gen_general": "General", "gen_knowledge": "Knowledge", "gen_ocr_chart": "OCR & Chart",
               "gen_vision_centric": "Vision-Centric"}
 MLE_QUESTION = "Which of the following objects appears in the image?"
@@ -336,7 +340,8 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
     _jsonl(root / "scenes.jsonl", images.scenes)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*.json*"))
     manifest = {
-        "format": FORMAT, "seed": seed, "image_size": image_size, **counts,
+        "format": FORMAT, "generator_version": GENERATOR_VERSION, "seed": seed, "image_size": image_size,
+        **counts,
         "n_mle_per_level": n_mle, "object_source": object_source, "mc_answer": mc_answer,
         "vocabulary": [c.name for c in vocabulary],
         "backgrounds": [{"name": p.name, "contains": list(p.contains), "licence": p.licence,
