@@ -70,6 +70,7 @@ META_KEYS: tuple[str, ...] = ("name", "family", "scale", "params", "tokens", "mi
 VISION_KINDS = ("checkpoint", "contrastive")
 DATA_KINDS = ("generated", "llava")
 SFT_REMOVALS = ("none", "perception", "reasoning")
+SFT_LABELLERS = ("rule", "endpoint")
 JUDGES = ("rule", "llm")
 POOLINGS = ("mean", "last")
 # Subtrees whose keys are free-form (checked on their own): pretrain.overrides holds train-config keys.
@@ -127,6 +128,10 @@ def base_config() -> ml_collections.ConfigDict:
   # stages after it; "llava-v1" is left out of the align key (keys stay as before the field existed).
   config.adapt.system_prompt = "llava-v1"
   config.adapt.sft_data = _dict(remove="none", fraction=0.0)
+  # Who labels the instruction items perception / reasoning / other for a removal (data/multimodal/sft_split.py):
+  # "rule" (offline keyword rules, or the items' own kind field) or "endpoint" (the chat model `model` behind the
+  # OpenAI-compatible `url`; `send_images` for a VLM). An endpoint's model enters the sft key of a removal.
+  config.adapt.sft_data.labeller = _dict(kind="rule", url="", model="", send_images=False)
   config.eval = ml_collections.ConfigDict()
   config.eval.benchmarks = list(benchmark_registry.PAPER_BENCHMARKS)
   config.eval.mle_bench = True
@@ -341,7 +346,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"adapt.blind must be True or False, got {config.adapt.blind!r}.")
   _choice(config, "adapt.sft_data.remove", SFT_REMOVALS)
   _number(config, "adapt.sft_data.fraction", minimum=0, maximum=1)
+  _choice(config, "adapt.sft_data.labeller.kind", SFT_LABELLERS)
   variant = sft_variant(config)
+  labeller = config.adapt.sft_data.labeller
+  if labeller.kind == "endpoint" and variant != "full" and not (labeller.url and labeller.model):
+    raise ValueError("adapt.sft_data.labeller.kind 'endpoint' needs adapt.sft_data.labeller.url (an "
+                     "OpenAI-compatible base URL) and adapt.sft_data.labeller.model.")
   if variant not in VARIANTS:
     raise ValueError(f"adapt.sft_data {config.adapt.sft_data.to_dict()} is variant {variant!r}, which the SFT "
                      f"split does not define; variants: {', '.join(VARIANTS)} (fraction 0.5 or 1.0).")
@@ -673,6 +683,9 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
     vision["seed"] = config.seed
     vision_upstream = ("mmdata",)
   sft_fields = {"sft": config.adapt.sft.to_dict(), "sft_data": sft_variant(config)}
+  labeller = config.adapt.sft_data.labeller
+  if sft_fields["sft_data"] != "full" and labeller.kind == "endpoint":  # the rule labeller leaves keys as they were
+    sft_fields["labeller"] = {"model": labeller.model, "send_images": labeller.send_images}
   stages = {
       "pretrain": (pretrain_fields, ()),
       "mmdata": (mmdata_fields, ()),

@@ -1,4 +1,4 @@
-"""SFT-data ablation: rule and endpoint labellers (a local HTTP server), removal variants, written LLaVA files."""
+"""SFT-data ablation: rule and endpoint labellers (a local HTTP server), removal variants, the runner's use of them."""
 
 import base64
 import json
@@ -6,9 +6,10 @@ import json
 import pytest
 
 from chat_server import ChatServer, completion
-from visual_priors import names
+from visual_priors import config as config_lib, names
 from visual_priors.data.labelling import llm
 from visual_priors.data.multimodal import loaders, sft_split
+from visual_priors.run import stages as run_stages
 
 # Items with the kind a careful reader gives them, and the messy way the fake model replies.
 ITEMS = [
@@ -83,28 +84,6 @@ def test_removal_variants_drop_seeded_nested_shares_of_one_kind():
     sft_split.removal_variants(["perception", "vision"])
 
 
-def test_build_variants_writes_loadable_llava_files_and_a_manifest(tmp_path):
-  (tmp_path / "img").mkdir()
-  (tmp_path / "img" / "a.png").write_bytes(b"\x89PNG not needed for labelling")
-  source = tmp_path / "sft.json"
-  source.write_text(json.dumps([item for item, _, _ in ITEMS] * 2))
-  out = tmp_path / "variants"
-  manifest = sft_split.build_variants(source, out, sft_split.RuleSftLabeller(), image_folder=tmp_path / "img",
-                                      seed=3)
-  assert manifest == json.loads((out / "manifest.json").read_text())
-  assert manifest["kinds"] == {"perception": 4, "reasoning": 6, "other": 4}
-  assert manifest["labeller"] == "rule-v1" and manifest["items"] == 14
-  kinds = [row["kind"] for row in json.loads((out / "kinds.json").read_text())]
-  assert kinds == [kind for _, kind, _ in ITEMS] * 2
-  for name, entry in manifest["variants"].items():
-    written = loaders.read_items(out / entry["file"])
-    assert len(written) == entry["items"]
-    assert all(item in json.loads(source.read_text()) for item in written)  # unchanged items
-    assert len(loaders.load_llava(out / entry["file"], tmp_path / "img")) == entry["items"]
-  assert manifest["variants"]["reasoning-100"]["kinds"] == {"perception": 4, "reasoning": 0, "other": 4}
-  assert manifest["variants"]["perception-50"]["kinds"]["perception"] == 2
-
-
 class FakeKindServer(ChatServer):
   """The SFT-data labelling endpoint answering from `ITEMS`, after any statuses in `status_script`."""
 
@@ -173,6 +152,26 @@ def test_endpoint_labeller_retries_unavailability_and_stops_on_rejection(server,
   server.status_script = [503] * 10
   with pytest.raises(llm.LabellingFailedError, match="1 of 1 items got no kind"):
     endpoint_labeller(server, tmp_path, concurrency=1).kinds([dict(ITEMS[3][0], image=None)])
+
+
+def test_an_experiment_removes_the_items_its_endpoint_labeller_names(server, tmp_path):
+  instruct = tmp_path / "instruct.json"
+  instruct.write_text(json.dumps([item for item, _, _ in ITEMS if "image" not in item]))
+  rule = config_lib.apply_overrides(config_lib.base_config(), ["adapt.sft_data.remove=reasoning",
+                                                               "adapt.sft_data.fraction=1.0"])
+  endpoint = config_lib.apply_overrides(rule, ["adapt.sft_data.labeller.kind=endpoint",
+                                               f"adapt.sft_data.labeller.url={server.url!r}",
+                                               "adapt.sft_data.labeller.model=fake-vlm"])
+  keys = [config_lib.stage_identities(c)["sft"].key for c in (rule, endpoint)]
+  assert keys[0] != keys[1]  # the labeller's model enters the key of a removal
+  ctx = run_stages.StageContext(config=endpoint, stage="sft", key="k", out_dir=tmp_path, log=lambda _: None,
+                                devices=None, outputs={"mmdata": {"instruct": str(instruct), "images": None}})
+  kept, _, info = run_stages.instruction_records(ctx)
+  assert [record["id"] for record in kept] == ["chat"]  # the code item: reasoning to the model, removed
+  assert info["kinds"] == {"perception": 0, "reasoning": 0, "other": 1}
+  assert len(server.requests) == 3  # one per item, and the haiku item asked again
+  with pytest.raises(ValueError, match="needs adapt.sft_data.labeller.url"):
+    config_lib.validate(config_lib.apply_overrides(rule, ["adapt.sft_data.labeller.kind=endpoint"]))
 
 
 def test_sft_labeller_configs_fail_clearly(server, tmp_path):

@@ -332,6 +332,11 @@ class Decoder(nnx.Module):
   def decode(self, x_btd: jax.Array, positions_bt: jax.Array | None = None,
              segment_ids_bt: jax.Array | None = None) -> jax.Array:
     """Logits from input embeddings (e.g. token embeddings with visual tokens spliced in)."""
+    return self._logits(self.hidden(x_btd, positions_bt, segment_ids_bt))
+
+  def hidden(self, x_btd: jax.Array, positions_bt: jax.Array | None = None,
+             segment_ids_bt: jax.Array | None = None) -> jax.Array:
+    """The last block's output (before the final norm) from input embeddings: `logits` of it is `decode`."""
     if positions_bt is None:
       positions_bt = jnp.broadcast_to(jnp.arange(x_btd.shape[1]), x_btd.shape[:2])
     x_btd = constrain(x_btd.astype(jnp.dtype(self.config.dtype)), ("batch", "length", "embed"))
@@ -341,6 +346,10 @@ class Decoder(nnx.Module):
         x_btd = block(x_btd, positions_bt, segment_ids_bt)
       else:
         x_btd = nnx.remat(_apply_block, policy=policy)(block, x_btd, positions_bt, segment_ids_bt)
+    return x_btd
+
+  def logits(self, x_btd: jax.Array) -> jax.Array:
+    """Logits (B, T, V) of `hidden` states: the final norm and the output projection."""
     return self._logits(x_btd)
 
   def prefill(self, x_btd: jax.Array, positions_bt: jax.Array, segment_ids_bt: jax.Array | None,

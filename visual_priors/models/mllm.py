@@ -102,9 +102,14 @@ class MLLM(nnx.Module):
 
   def __call__(self, images_bhwc: jax.Array | None, tokens_bt: jax.Array, positions_bt: jax.Array | None = None,
                segment_ids_bt: jax.Array | None = None, image_mask_bt: jax.Array | None = None) -> jax.Array:
+    return self.llm.logits(self.hidden(images_bhwc, tokens_bt, positions_bt, segment_ids_bt, image_mask_bt))
+
+  def hidden(self, images_bhwc: jax.Array | None, tokens_bt: jax.Array, positions_bt: jax.Array | None = None,
+             segment_ids_bt: jax.Array | None = None, image_mask_bt: jax.Array | None = None) -> jax.Array:
+    """The LM's last hidden states (B, T, d_model) before the final norm; `llm.logits` of them is `__call__`."""
     x_btd = self.llm.embed(tokens_bt)
     if images_bhwc is not None:
       if image_mask_bt is None:
         raise ValueError("MLLM got images but no image_mask_bt; pass the batch's decoder_image_mask.")
       x_btd = splice_visual_tokens(x_btd, self.visual_tokens(images_bhwc), image_mask_bt)
-    return self.llm.decode(x_btd, positions_bt, segment_ids_bt)
+    return self.llm.hidden(x_btd, positions_bt, segment_ids_bt)

@@ -311,14 +311,20 @@ def run_align(ctx: StageContext) -> Outputs:
 
 
 def instruction_records(ctx: StageContext) -> tuple[list[dict], str, dict[str, Any]]:
-  """The instruction records with adapt.sft_data's removal applied (rule labeller, seeded by config.seed)."""
+  """The instruction records with adapt.sft_data's removal applied (its labeller's kinds, seeded by config.seed)."""
   from visual_priors.data.multimodal import loaders, sft_split  # pylint: disable=import-outside-toplevel
 
   mmdata = ctx.outputs["mmdata"]
   records = loaders.load_llava(mmdata["instruct"], mmdata["images"])
   variant = config_lib.sft_variant(ctx.config)
   lookup(sft_split.VARIANTS, variant, "SFT-data variant")
-  kinds = sft_split.RuleSftLabeller().kinds(records)
+  labeller = ctx.config.adapt.sft_data.labeller
+  if variant == "full" or labeller.kind == "rule":
+    kinds = sft_split.RuleSftLabeller().kinds(records)
+  else:
+    ctx.log(f"  labelling {len(records)} instruction items with {labeller.model} at {labeller.url}")
+    kinds = sft_split.make_sft_labeller({"kind": "endpoint", "base_url": labeller.url, "model": labeller.model,
+                                         "send_images": labeller.send_images}).kinds(records)
   keep = sft_split.removal_variants(kinds, seed=int(ctx.config.seed))[variant]
   kept = [records[i] for i in keep]
   info = {"sft_variant": variant, "items": len(kept), "items_before_removal": len(records),

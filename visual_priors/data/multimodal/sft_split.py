@@ -13,8 +13,8 @@ Labellers (`SftLabeller`: `name`, `kinds(records) -> [kind]`):
 
 Variants (the paper's five configs): full, perception-50, perception-100, reasoning-50, reasoning-100.
 Which items a removal drops is a seeded permutation per kind, so the 50% set is half of the 100% set
-and reruns drop the same items. `build_variants` writes one LLaVA JSON per variant (items unchanged,
-original order, image paths as in the source), `kinds.json` (the kind of every item, in order) and a manifest.
+and reruns drop the same items. The runner applies a variant to the instruction data before SFT
+(`adapt.sft_data`: the removal, and which labeller names the kinds).
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ import ml_collections
 import numpy as np
 
 from visual_priors import names
-from visual_priors.data import cache
 from visual_priors.data.labelling import base, label_cache, llm, reply
-from visual_priors.data.multimodal import chat, loaders
+from visual_priors.data.multimodal import chat
 
 KINDS = ("perception", "reasoning", "other")
 VARIANTS = {"full": {}, "perception-50": {"perception": 0.5}, "perception-100": {"perception": 1.0},
@@ -220,31 +219,3 @@ def removal_variants(kinds: Sequence[str], seed: int = 42) -> dict[str, np.ndarr
       keep[order[:int(np.floor(fraction * members.size + 0.5))]] = False  # rounded half up
     variants[name] = np.flatnonzero(keep)
   return variants
-
-
-def build_variants(json_path: str | pathlib.Path, out_dir: str | pathlib.Path, labeller: SftLabeller, *,
-                   image_folder: str | pathlib.Path | None = None, seed: int = 42) -> dict[str, Any]:
-  """Labels the items of a LLaVA JSON file and writes `<variant>.json`, `kinds.json` and `manifest.json`."""
-  json_path = pathlib.Path(json_path)
-  items = loaders.read_items(json_path)
-  records = loaders.load_llava(json_path, image_folder)
-  kinds = labeller.kinds(records)
-  if len(kinds) != len(records):
-    raise ValueError(f"Labeller {labeller.name} returned {len(kinds)} kinds for {len(records)} items.")
-  variants = removal_variants(kinds, seed)
-  counts = {kind: kinds.count(kind) for kind in KINDS}
-  manifest: dict[str, Any] = {
-      "source": str(json_path.resolve()), "source_sha256": cache.sha256_file(json_path),
-      "labeller": labeller.name, "seed": seed, "items": len(items), "kinds": counts, "variants": {}}
-  with cache.atomic_directory(pathlib.Path(out_dir)) as tmp:
-    for name, keep in variants.items():
-      kept = [items[i] for i in keep]
-      cache.write_text_atomic(tmp / f"{name}.json", json.dumps(kept, ensure_ascii=False) + "\n")
-      manifest["variants"][name] = {
-          "file": f"{name}.json", "items": len(kept),
-          "kinds": {kind: sum(kinds[i] == kind for i in keep) for kind in KINDS},
-          "removed": {kind: fraction for kind, fraction in VARIANTS[name].items()}}
-    cache.write_json_atomic(tmp / "kinds.json", [{"id": record["id"], "kind": kind}
-                                                 for record, kind in zip(records, kinds)])
-    cache.write_json_atomic(tmp / "manifest.json", manifest)
-  return manifest
