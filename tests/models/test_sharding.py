@@ -11,7 +11,6 @@ from jax.sharding import PartitionSpec as P
 
 from visual_priors.models import sharding
 from visual_priors.models.decoder import Decoder, DecoderConfig
-from visual_priors.models.init import create_sharded_model
 from visual_priors.train.losses import next_token_loss
 
 CONFIG = DecoderConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
@@ -82,9 +81,9 @@ def _loss_and_grads(mesh_shape: dict[str, int] | None):
         lambda s: _loss_fn(nnx.merge(graphdef, s), batch))(state))
     return step(state, batch), state
   mesh = sharding.make_mesh(mesh_shape)
-  model = create_sharded_model(CONFIG, mesh, seed=0)
-  graphdef, state = nnx.split(model)
+  graphdef, state = nnx.split(Decoder(CONFIG, rngs=nnx.Rngs(0)))
   state_sharding = sharding.state_shardings(state, mesh)
+  state = jax.device_put(state, state_sharding)
   batch_sharding = {key: sharding.batch_sharding(mesh) for key in batch}
   step = jax.jit(
       lambda state, batch: jax.value_and_grad(lambda s: _loss_fn(nnx.merge(graphdef, s), batch))(state),
