@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -245,11 +247,20 @@ def distributed_environment(environ: Mapping[str, str] | None = None) -> str | N
   return None
 
 
+# Timeouts of the job's coordination service (seconds), read by `maybe_initialize_distributed` when set: how long a
+# process waits for the others to start, and how long a silent process (killed, its host gone) goes unnoticed
+# before every other process is stopped (jax's defaults: 300 and 100).
+INIT_TIMEOUT_ENV = "VISUAL_PRIORS_DISTRIBUTED_INIT_TIMEOUT_S"
+HEARTBEAT_TIMEOUT_ENV = "VISUAL_PRIORS_DISTRIBUTED_HEARTBEAT_TIMEOUT_S"
+
+
 def maybe_initialize_distributed(environ: Mapping[str, str] | None = None) -> bool:
   """Calls `jax.distributed.initialize()` for a multi-process job; returns whether it is initialized.
 
   Call before anything touches `jax.devices()`. Single-process runs (no launcher variables) are
-  left alone and return False.
+  left alone and return False. Cross-process collectives on CPU go through gloo (jax's default since 0.4.3x,
+  set here for older versions). $VISUAL_PRIORS_DISTRIBUTED_INIT_TIMEOUT_S and
+  $VISUAL_PRIORS_DISTRIBUTED_HEARTBEAT_TIMEOUT_S set the coordination service's timeouts.
   """
   env = os.environ if environ is None else environ
   launcher = distributed_environment(env)
@@ -257,12 +268,47 @@ def maybe_initialize_distributed(environ: Mapping[str, str] | None = None) -> bo
     return False
   if jax.distributed.is_initialized():
     return True
+  if "jax_cpu_collectives_implementation" in jax.config.values:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  timeouts = {name: int(float(env[variable])) for name, variable in (
+      ("initialization_timeout", INIT_TIMEOUT_ENV), ("heartbeat_timeout_seconds", HEARTBEAT_TIMEOUT_ENV))
+      if env.get(variable)}
   if launcher == "explicit":
     jax.distributed.initialize(
         coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
         num_processes=int(env["JAX_NUM_PROCESSES"]) if "JAX_NUM_PROCESSES" in env else None,
         process_id=int(env["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in env else None,
+        **timeouts,
     )
   else:
-    jax.distributed.initialize()  # jax detects SLURM, Open MPI and Cloud TPU clusters itself.
+    jax.distributed.initialize(**timeouts)  # jax detects SLURM, Open MPI and Cloud TPU clusters itself.
   return True
+
+
+def is_multiprocess() -> bool:
+  """Whether this process is one of several of a `jax.distributed` job."""
+  return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+@contextlib.contextmanager
+def stop_job_on_error() -> Iterator[None]:
+  """In a multi-process job, an exception leaving the block prints its traceback and ends this process at once
+  (exit status 1); a single process just raises.
+
+  A process that merely raised would wait at interpreter exit in `jax.distributed`'s shutdown barrier for the
+  others, while they wait for it in their next collective: the job would hang until the heartbeat timeout.
+  Ending at once closes this process's connections, so the others' next collective fails (and they stop the same
+  way), or, where this was process 0, the coordination service is gone and jax ends them with that error.
+  """
+  try:
+    yield
+  except BaseException as error:  # pylint: disable=broad-exception-caught
+    if not is_multiprocess():
+      raise
+    traceback.print_exc()
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    print(f"process {jax.process_index()} of {jax.process_count()} failed ({type(error).__name__}: {first}); "
+          "ending it now so that the job's other processes stop too instead of waiting for it", file=sys.stderr,
+          flush=True)
+    sys.stdout.flush()
+    os._exit(1)  # pylint: disable=protected-access

@@ -66,10 +66,6 @@ class StageContext:
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def _get(node: Any, name: str, default: Any = None) -> Any:
-  return node[name] if name in node else default
-
-
 def open_store(spec: str):
   """A segment store from `data.store`: "latest" (the last `data build`), a store key in the cache, or a path."""
   from visual_priors.data import commands, segments  # pylint: disable=import-outside-toplevel
@@ -151,7 +147,7 @@ def run_pretrain(ctx: StageContext) -> Outputs:
     ctx.log("  " + store_data.skipped_line(skipped, eval_batch))
   store_record = {"path": str(store.root), "manifest_sha256": data.identity["segment_store_manifest_sha256"],
                   "vocab": str(store.vocab_path)}
-  init_from = hf_import.parse_init_from(_get(p, "init_from", ""))
+  init_from = hf_import.parse_init_from(p.init_from)
   if init_from is not None:
     hf_import.check_vocabulary(init_from, store.vocab_path)
     ctx.log(f"  starting from the Hugging Face checkpoint {init_from}")
@@ -193,7 +189,7 @@ def run_mmdata(ctx: StageContext) -> Outputs:
             "counts": manifest["counts"], "object_source": manifest["object_source"]["name"]}
   llava = lookup({"llava": data.llava}, data.kind, "adapt.data kind")
   files = {name: _file_record(llava[name], f"adapt.data.llava.{name}") for name in ("captions", "instruct")}
-  images = _get(llava, "images") or None
+  images = llava.images or None
   return {"kind": "llava", "captions": files["captions"]["path"], "instruct": files["instruct"]["path"],
           "images": str(pathlib.Path(images).expanduser().absolute()) if images else None, "eval_dir": None,
           "files": {name: record["sha256"] for name, record in files.items()}}
@@ -225,7 +221,7 @@ def run_vision(ctx: StageContext) -> Outputs:
   from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
 
   vision = ctx.config.vision
-  source = sources.parse_source(_get(vision, "init_from", ""), "vision.init_from")
+  source = sources.parse_source(vision.init_from, "vision.init_from")
   if source is not None and source.problem():
     raise FileNotFoundError(f"vision.init_from {vision.init_from!r}: {source.problem()}.")
   if vision.kind == "checkpoint" and source is not None:
@@ -240,8 +236,7 @@ def run_vision(ctx: StageContext) -> Outputs:
 
   settings = vision.contrastive
   captions, captions_path = _captions(ctx)
-  vocab = caption_vocab([c["caption"] for c in captions], ctx.out_dir / "caption_vocab" / "spm",
-                        int(_get(settings, "vocab_size", CAPTION_VOCAB_SIZE)))
+  vocab = caption_vocab([c["caption"] for c in captions], ctx.out_dir / "caption_vocab" / "spm")
   config = stages.stage_config("contrastive")
   config.vision.encoder = vision.encoder
   if source is not None:
@@ -251,8 +246,6 @@ def run_vision(ctx: StageContext) -> Outputs:
   config.train.batch_size = int(settings.batch_size)
   config.train.num_steps = int(settings.steps)
   config.train.optimizer.peak_lr = float(settings.peak_lr)
-  if _get(settings, "seq_len"):
-    config.train.seq_len = int(settings.seq_len)
   ctx.log(f"  contrastive {vision.encoder} on {len(captions)} captions")
   result = stage_commands.run_stage_on_records(config, captions, [captions_path], vocab=str(vocab),
                                                system_prompt="", devices=ctx.devices, mesh=ctx.mesh)
@@ -295,8 +288,6 @@ def run_align(ctx: StageContext) -> Outputs:
   _adapt_settings(config, settings, ctx.config, ctx.out_dir)
   config.mllm.projector = settings.projector
   config.mllm.num_visual_tokens = int(settings.num_visual_tokens)
-  if _get(settings, "resample"):
-    config.mllm.resample = settings.resample
   vision = ctx.outputs["vision"]
   config.vision.encoder = ctx.config.vision.encoder
   config.upstream.lm = ctx.outputs["pretrain"]["run"]

@@ -9,6 +9,10 @@ compile checks).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
@@ -26,6 +30,10 @@ from visual_priors.train.state import TrainState
 Batch = Mapping[str, jax.Array]
 LossFn = Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, jax.Array]]
 Metrics = dict[str, jax.Array]
+
+# A directory: each process appends, per global batch it feeds, a digest of each of its rows to
+# `<dir>/process_<i>-of-<n>.jsonl` (tests/run/test_multihost.py checks that hosts read disjoint slices).
+TRACE_BATCHES_ENV = "VISUAL_PRIORS_TRACE_BATCHES"
 
 # seqio's decoder feature names (the data contract); packed batches carry all five.
 LM_FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
@@ -154,6 +162,8 @@ def global_batch(host_batch: Mapping[str, np.ndarray], mesh: Mesh, features: Seq
     raise ValueError(
         f"A batch of {rows} rows cannot be split over data-parallel size {parallel}; use a batch size "
         f"(training or eval) that is a multiple of {parallel}.")
+  if os.environ.get(TRACE_BATCHES_ENV):
+    _trace_rows(host_batch, features, pathlib.Path(os.environ[TRACE_BATCHES_ENV]))
   batch_sharding = sharding.batch_sharding(mesh)
   return {
       name: jax.make_array_from_process_local_data(batch_sharding, np.asarray(host_batch[name]))
@@ -185,3 +195,14 @@ def assemble(model_factory: state_lib.ModelFactory, loss_fn: LossFn, features: S
   eval_step = jit_eval_step(make_eval_step(spec.graphdef, loss_fn, mesh=mesh, rules=rules), spec.shardings, mesh,
                             features)
   return TrainProgram(spec, train_step, eval_step, schedule, features, mesh)
+
+
+def _trace_rows(host_batch: Mapping[str, np.ndarray], features: Sequence[str], directory: pathlib.Path) -> None:
+  """Appends a digest of each of this host's rows (over `features`) as one line (see TRACE_BATCHES_ENV)."""
+  arrays = [np.ascontiguousarray(np.asarray(host_batch[name])) for name in features]
+  digests = [hashlib.sha256(b"".join(array[row].tobytes() for array in arrays)).hexdigest()[:16]
+             for row in range(arrays[0].shape[0])]
+  directory.mkdir(parents=True, exist_ok=True)
+  path = directory / f"process_{jax.process_index()}-of-{jax.process_count()}.jsonl"
+  with open(path, "a", encoding="utf-8") as handle:
+    handle.write(json.dumps({"features": list(features), "rows": digests}) + "\n")
