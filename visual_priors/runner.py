@@ -19,6 +19,12 @@ the same stage at once: the second waits and then finds it done. While a stage r
 the locks of the run's earlier stages shared (taken in stage order, so no two processes wait on each other),
 so a `force` from another process waits for the readers of a stage before clearing it and readers wait for
 its rebuild. Each process's record in run.json is its own (`attempts`); see `visual_priors.run.directories`.
+
+A multi-process job (`jax.distributed`, every process calling `run_experiment` alike on a root they share) is one
+writer: process 0 alone takes the locks, clears forced stages, writes run.json, the stage manifests and the
+results, and decides whether a stage is done (the others follow its decision, and read its manifests after a
+barrier). Every process runs the stages that compute on the mesh; process 0 alone runs the others
+(`stages.CHIEF_ONLY`).
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
 from visual_priors import config as config_lib
 from visual_priors.data import cache
 from visual_priors.models import sharding
 from visual_priors.names import lookup
 from visual_priors.run import directories, stages as stage_executors
-from visual_priors.train import compile_cache
+from visual_priors.train import checkpoint as checkpoint_lib, compile_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +100,38 @@ def _pin_latest_store(config: ml_collections.ConfigDict, log: Callable[[str], No
   return config
 
 
+class _Unwritten(directories.RunFile):
+  """The run record of a process other than 0 in a multi-process job: kept in memory, never written."""
+
+  def __init__(self, record: dict[str, Any]):  # pylint: disable=super-init-not-called
+    self.record = record
+
+  def write(self) -> None:
+    pass
+
+
+def _from_chief(flag: bool, name: str) -> bool:
+  """Process 0's `flag` in every process of a multi-process job (a barrier, named `name` in errors); `flag`
+  itself in a single process."""
+  if jax.process_count() == 1:
+    return flag
+  try:
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+  except jax.errors.JaxRuntimeError as error:
+    raise RuntimeError(f"Process {jax.process_index()} of {jax.process_count()}: another process of this job "
+                       f"failed or died before {name} ({checkpoint_lib.first_line(error)})") from error
+
+
+def _read_chief_done(directory: pathlib.Path, key: str, stage: str) -> dict[str, Any]:
+  """The manifest process 0 wrote for a stage, as a later process of the job reads it."""
+  done = directories.read_done(directory, key)
+  if done is None:
+    raise RuntimeError(f"Process {jax.process_index()}: process 0 has finished stage {stage}, but its manifest "
+                       f"{directory / directories.MANIFEST} is not to be seen here; every process of a multi-process "
+                       "job needs the run root on a filesystem they share.")
+  return done
+
+
 def _still_done(directory: pathlib.Path, key: str, stage: str) -> dict[str, Any]:
   """The outputs of an earlier stage of this run, read again under its shared lock: another process may have
   forced it since (and rebuilt it, or failed to)."""
@@ -125,6 +165,7 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
     start = selected[0] if force_from is None else force_from
     lookup(identities, start, "stage of this experiment")
     forced = set(list(identities)[list(identities).index(start):])
+  chief = jax.process_index() == 0  # the job's one writer (always, in a single process)
   run_id = config_lib.run_id(config)
   run_dir = directories.run_dir(root, run_id)
   dirs = {stage: directories.stage_dir(root, stage, identities[stage].key) for stage in identities}
@@ -149,7 +190,7 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
     if previous.get("status") == "interrupted":
       log(f"run {run_id}: its last attempt was interrupted ({previous.get('error')}); done stages are reused and an "
           "interrupted one resumes from its checkpoint")
-  run_file = directories.RunFile(run_dir, record)
+  run_file = directories.RunFile(run_dir, record) if chief else _Unwritten(record)
   outputs: dict[str, dict[str, Any]] = {}
   log(f"run {run_id} ({config.name or 'unnamed'}): stages {', '.join(selected)} under {root}")
   cache_dir = compile_cache.resolve(root, config.runtime.get("compile_cache", ""))
@@ -160,7 +201,7 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
       directory = dirs[stage]
       prefix = f"[{index + 1}/{len(selected)}] {stage} {identity.key}"
       with contextlib.ExitStack() as locks:
-        for earlier in selected[:index]:  # readers: a forced rebuild elsewhere waits for this stage to finish
+        for earlier in selected[:index] if chief else ():  # readers: a forced rebuild elsewhere waits for it
           locks.enter_context(directories.stage_lock(dirs[earlier], log, shared=True))
           try:
             outputs[earlier] = _still_done(dirs[earlier], identities[earlier].key, earlier)
@@ -168,10 +209,14 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
             run_file.stage(stage, status="failed", finished=directories.now(), error=str(error))
             run_file.run(status="failed", error=f"{stage}: {error}", finished=directories.now())
             raise
-        locks.enter_context(directories.stage_lock(directory, log))
-        if stage in forced:
-          directories.clear_stage(directory)
-        done = directories.read_done(directory, identity.key)
+        done = None
+        if chief:
+          locks.enter_context(directories.stage_lock(directory, log))
+          if stage in forced:
+            directories.clear_stage(directory)
+          done = directories.read_done(directory, identity.key)
+        if _from_chief(done is not None, f"stage {stage}") and not chief:
+          done = _read_chief_done(directory, identity.key, stage)
         if done is not None:
           outputs[stage] = done["outputs"]
           run_file.stage(stage, status="cached", seconds=0.0, finished=directories.now())
@@ -188,30 +233,40 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
             config=config, stage=stage, key=identity.key, out_dir=directory / directories.OUTPUT,
             outputs=dict(outputs), devices=devices, log=log, mesh=mesh)
         try:
-          stage_outputs = stage_executors.EXECUTORS[stage](context)
+          stage_outputs = None
+          if chief or stage not in stage_executors.CHIEF_ONLY:
+            stage_outputs = stage_executors.EXECUTORS[stage](context)
         except BaseException as error:
           seconds = time.perf_counter() - started
           status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
           text = f"{type(error).__name__}: {error}"
+          if jax.process_count() > 1:
+            text += f" (in process {jax.process_index()} of {jax.process_count()})"
           run_file.stage(stage, status=status, seconds=seconds, finished=directories.now(), error=text)
           run_file.run(status=status, error=f"{stage}: {text}", finished=directories.now())
           log(f"{prefix}: {status} after {seconds:.1f} s: {text}")
           raise
         seconds = time.perf_counter() - started
-        directories.write_done(directory, {
-            "stage": stage, "key": identity.key, "fields": identity.fields,
-            "upstream": {u: identities[u].key for u in identity.upstream}, "outputs": stage_outputs,
-            "seconds": seconds, "finished": directories.now(), "first_run": run_id})
+        if chief:
+          directories.write_done(directory, {
+              "stage": stage, "key": identity.key, "fields": identity.fields,
+              "upstream": {u: identities[u].key for u in identity.upstream}, "outputs": stage_outputs,
+              "seconds": seconds, "finished": directories.now(), "first_run": run_id})
+        if _from_chief(True, f"the end of stage {stage}") and stage_outputs is None:
+          stage_outputs = _read_chief_done(directory, identity.key, stage)["outputs"]
         outputs[stage] = stage_outputs
         run_file.stage(stage, status="done", seconds=seconds, finished=directories.now())
         log(f"{prefix}: done in {seconds:.1f} s")
   results = None
-  if "eval" in outputs:
+  if "eval" in outputs and not chief:
+    results = _results_rows(outputs["eval"])
+  elif "eval" in outputs:
     with directories.stage_lock(dirs["eval"], log, shared=True):
       results = _results_rows(_still_done(dirs["eval"], identities["eval"].key, "eval"))
     store_results(root, run_id, config.meta.to_dict(), results, outputs["eval"].get("item_scores"))
     log(f"results: {sum(len(rows) for rows in results.values())} rows in {root / 'results'} as run {run_id}")
   status = "done" if selected == list(identities) else "partial"
   run_file.run(status=status, finished=directories.now())
+  _from_chief(True, "the end of the run")  # no process returns before process 0 has recorded the run
   return RunRecord(run_id=run_id, run_dir=run_dir, status=status, stages=run_file.record["stages"], config=config,
                    results=results)

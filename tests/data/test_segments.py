@@ -89,7 +89,7 @@ def test_bad_segment_config():
 
 
 def test_a_moved_cache_finds_its_store_and_vocabulary(small_store, tmp_path):
-  from visual_priors.data import cache, commands  # pylint: disable=import-outside-toplevel
+  from visual_priors.data import cache  # pylint: disable=import-outside-toplevel
 
   moved = tmp_path / "moved"  # the cache copied elsewhere, the original gone (simulated: stale recorded paths)
   recorded_vocab = pathlib.Path(small_store.manifest["vocab"]["path"])
@@ -98,9 +98,9 @@ def test_a_moved_cache_finds_its_store_and_vocabulary(small_store, tmp_path):
   gone = f"/gone/vocab/{recorded_vocab.parent.name}/{recorded_vocab.name}"
   manifest = dict(small_store.manifest, vocab={**small_store.manifest["vocab"], "path": gone})
   cache.write_json_atomic(moved / "segments" / small_store.root.name / "manifest.json", manifest)
-  cache.write_json_atomic(moved / commands.LATEST, {"store": f"/gone/segments/{small_store.root.name}"})
+  cache.write_json_atomic(moved / segments.LATEST, {"store": f"/gone/segments/{small_store.root.name}"})
 
-  store = commands.open_store(None, str(moved))
+  store = segments.open_store(None, str(moved))
   assert store.root == moved / "segments" / small_store.root.name
   assert store.vocab_path == moved / "vocab" / recorded_vocab.parent.name / recorded_vocab.name
   store.check_vocab(store.vocab_path)

@@ -9,7 +9,7 @@ import pytest
 from visual_priors import config as config_lib
 from visual_priors.data.multimodal import chat
 from visual_priors.run import stages as run_stages
-from visual_priors.train import stage_commands
+from visual_priors.train import stages as train_stages
 
 
 @pytest.mark.parametrize("choice", sorted(chat.SYSTEM_PROMPTS))
@@ -23,7 +23,7 @@ def test_align_trains_with_the_experiments_system_prompt(choice, tmp_path, monke
     seen.update(kwargs, records=records)
     return type("Result", (), {"step": 1, "final_metrics": {}})()
 
-  monkeypatch.setattr(stage_commands, "run_stage_on_records", run_stage_on_records)
+  monkeypatch.setattr(train_stages, "run_on_records", run_stage_on_records)
   config = config_lib.apply_overrides(config_lib.apply_local(config_lib.base_config()),
                                       [f"adapt.system_prompt={choice!r}"])
   ctx = run_stages.StageContext(

@@ -7,10 +7,8 @@ import json
 import pathlib
 import time
 
-from visual_priors import moved_paths
-from visual_priors.data import cache, categories, mixtures
+from visual_priors.data import cache, categories, mixtures, segments
 
-LATEST = "data_latest.json"  # in the cache root: the segment store the last `data build` produced
 
 
 def add_parser(subparsers) -> None:
@@ -77,23 +75,8 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
                       help=f"Data cache (default: ${cache.CACHE_ENV} or ~/.cache/visual_priors).")
 
 
-def open_store(store: str | None, cache_dir: str | None):
-  """The segment store given, else the one the latest `data build` wrote into this cache."""
-  from visual_priors.data import segments  # pylint: disable=import-outside-toplevel
-  if store:
-    return segments.SegmentStore(pathlib.Path(store))
-  pointer = cache.cache_root(cache_dir) / LATEST
-  if not pointer.exists():
-    raise FileNotFoundError(f"No segment store built in {cache.cache_root(cache_dir)}; run "
-                            "`python -m visual_priors data build` first or pass --store.")
-  fix = "delete it and rerun `python -m visual_priors data build`, or pass --store"
-  recorded = pathlib.Path(cache.read_json(pointer, fix)["store"])
-  return segments.SegmentStore(moved_paths.relocated(recorded, pointer.parent / "segments" / recorded.name,
-                                                     own_first=True))
-
-
 def _build(args) -> int:
-  from visual_priors.data import corpora, segments, vocab  # pylint: disable=import-outside-toplevel
+  from visual_priors.data import corpora, vocab  # pylint: disable=import-outside-toplevel
   from visual_priors.data.labelling import make_labeller  # pylint: disable=import-outside-toplevel
   import ml_collections  # pylint: disable=import-outside-toplevel
 
@@ -124,7 +107,7 @@ def _build(args) -> int:
   else:
     model = vocab.train_vocab(sources, vocab_config, cache_dir=args.cache_dir)
   store = segments.build_segment_store(sources, model, labeller, segment_config, cache_dir=args.cache_dir)
-  cache.write_json_atomic(cache.cache_root(args.cache_dir) / LATEST, {"store": str(store.root)})
+  cache.write_json_atomic(cache.cache_root(args.cache_dir) / segments.LATEST, {"store": str(store.root)})
   print(f"segment store: {store.root} ({time.perf_counter() - start:.0f}s)")
   return 0
 
@@ -139,7 +122,7 @@ def format_rate_table(rows: dict[str, dict[str, float]], title: str = "source") 
 
 
 def _labels(args) -> int:
-  store = open_store(args.store, args.cache_dir)
+  store = segments.open_store(args.store, args.cache_dir)
   measured = {s: {c: 100 * store.label_rates(s, args.split)[c] for c in categories.TABLE_CATEGORIES}
               for s in store.sources}
   print(f"Measured label rates (% of {args.split} segments; labeller: {store.manifest['labeller']}):")
@@ -173,7 +156,7 @@ def _mixtures(args) -> int:
   columns = list(next(iter(mixtures.PAPER_MIXTURES.values())).weights)
   rates = {"published": None}
   if args.measured:
-    store = open_store(args.store, args.cache_dir)
+    store = segments.open_store(args.store, args.cache_dir)
     rates["measured"] = {s: store.label_rates(s) for s in store.sources}
   head = "| mix | " + " | ".join(columns) + " | " + " | ".join(
       f"reasoning % ({k}) | visual % ({k})" for k in rates) + " |"
@@ -191,7 +174,7 @@ def _mixtures(args) -> int:
 def _bench(args) -> int:
   from visual_priors.data import pipeline  # pylint: disable=import-outside-toplevel
 
-  store = open_store(args.store, args.cache_dir)
+  store = segments.open_store(args.store, args.cache_dir)
   spec = mixtures.parse_spec(args.mixture, known_sources=store.sources)
   results = {}
   for path in args.paths.split(","):

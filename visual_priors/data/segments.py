@@ -238,6 +238,27 @@ class SegmentStore:
                                           for c in categories.TABLE_CATEGORIES})
 
 
+LATEST = "data_latest.json"  # in the cache root: the segment store the last `data build` produced
+
+
+def open_store(spec: str | None = None, cache_dir: str | None = None) -> SegmentStore:
+  """A segment store: None or "latest" (the one the last `data build` wrote into the cache), a store key (its
+  directory name under <cache>/segments), or a path."""
+  root = cache.cache_root(cache_dir)
+  if spec in (None, "", "latest"):
+    pointer = root / LATEST
+    if not pointer.exists():
+      raise FileNotFoundError(f"No segment store built in {root}; run `python -m visual_priors data build` first "
+                              "or pass --store.")
+    fix = "delete it and rerun `python -m visual_priors data build`, or pass --store"
+    recorded = pathlib.Path(cache.read_json(pointer, fix)["store"])
+    return SegmentStore(moved_paths.relocated(recorded, pointer.parent / "segments" / recorded.name, own_first=True))
+  keyed = root / "segments" / spec
+  if "/" not in spec and keyed.is_dir():
+    return SegmentStore(keyed)
+  return SegmentStore(pathlib.Path(spec).expanduser())
+
+
 def recorded_store(path: str | pathlib.Path) -> SegmentStore:
   """The store a run manifest recorded, or the one of that name in the current data cache if it moved."""
   path = pathlib.Path(path)

@@ -290,6 +290,14 @@ def is_multiprocess() -> bool:
   return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
+def sync_processes(name: str) -> None:
+  """Waits until every process of a multi-process job gets here (`name` tells barriers apart in errors); a no-op
+  in a single process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
+
+
 @contextlib.contextmanager
 def stop_job_on_error() -> Iterator[None]:
   """In a multi-process job, an exception leaving the block prints its traceback and ends this process at once

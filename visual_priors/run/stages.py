@@ -23,6 +23,10 @@ manifest and hands to later stages.
 Every trainer and the evaluation run on the run's mesh (`StageContext.mesh`, built once by the runner from
 runtime.mesh). Trainer runs are given `drop_unsupervised=True`: an instruction row whose answers the sequence
 length cuts off entirely is skipped rather than failing the stage (LLaVA truncates the same way).
+
+In a multi-process job every process runs each executor but those of `CHIEF_ONLY` (process 0 alone: they compute
+nothing on the mesh), and what a stage writes beside its trainers (the caption vocabulary, the eval results) is
+written by process 0 while the others wait.
 """
 
 from __future__ import annotations
@@ -37,13 +41,15 @@ from typing import Any
 import jax
 import ml_collections
 
-from visual_priors import config as config_lib
+from visual_priors import config as config_lib, overrides
 from visual_priors.data import cache
 from visual_priors.data.multimodal import chat
-from visual_priors import overrides
+from visual_priors.models import sharding
+from visual_priors.data.segments import open_store
 from visual_priors.names import lookup
 
 Outputs = dict[str, Any]
+CHIEF_ONLY = ("mmdata",)  # stages that write files and compute nothing on the mesh: process 0 alone runs them
 CAPTION_VOCAB_SIZE = 1000  # the contrastive text tower's vocabulary, trained on the captions (default)
 
 
@@ -64,18 +70,6 @@ class StageContext:
 
 
 # --- helpers -------------------------------------------------------------------------------------------
-
-
-def open_store(spec: str):
-  """A segment store from `data.store`: "latest" (the last `data build`), a store key in the cache, or a path."""
-  from visual_priors.data import commands, segments  # pylint: disable=import-outside-toplevel
-
-  if spec == "latest":
-    return commands.open_store(None, None)
-  keyed = cache.cache_root() / "segments" / spec
-  if "/" not in spec and keyed.is_dir():
-    return segments.SegmentStore(keyed)
-  return segments.SegmentStore(pathlib.Path(spec).expanduser())
 
 
 def _runtime(train: ml_collections.ConfigDict, config: ml_collections.ConfigDict, work_dir: pathlib.Path) -> None:
@@ -232,11 +226,14 @@ def run_vision(ctx: StageContext) -> Outputs:
   if vision.kind == "checkpoint":
     return {"kind": "checkpoint", "encoder": vision.encoder, **_file_record(vision.checkpoint, "vision.checkpoint")}
   lookup({"contrastive": None}, vision.kind, "vision.kind")
-  from visual_priors.train import stage_commands, stages  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import stages  # pylint: disable=import-outside-toplevel
 
   settings = vision.contrastive
   captions, captions_path = _captions(ctx)
-  vocab = caption_vocab([c["caption"] for c in captions], ctx.out_dir / "caption_vocab" / "spm")
+  vocab = ctx.out_dir / "caption_vocab" / "spm.model"
+  if jax.process_index() == 0:
+    vocab = caption_vocab([c["caption"] for c in captions], vocab.with_suffix(""))
+  sharding.sync_processes("caption vocabulary")
   config = stages.stage_config("contrastive")
   config.vision.encoder = vision.encoder
   if source is not None:
@@ -247,7 +244,7 @@ def run_vision(ctx: StageContext) -> Outputs:
   config.train.num_steps = int(settings.steps)
   config.train.optimizer.peak_lr = float(settings.peak_lr)
   ctx.log(f"  contrastive {vision.encoder} on {len(captions)} captions")
-  result = stage_commands.run_stage_on_records(config, captions, [captions_path], vocab=str(vocab),
+  result = stages.run_on_records(config, captions, [captions_path], vocab=str(vocab),
                                                system_prompt="", devices=ctx.devices, mesh=ctx.mesh)
   return {"kind": "contrastive", "encoder": vision.encoder, "run": str(ctx.out_dir), "steps": result.step,
           "final_metrics": result.final_metrics}
@@ -281,7 +278,7 @@ def vision_upstream(vision: Outputs) -> str:
 
 
 def run_align(ctx: StageContext) -> Outputs:
-  from visual_priors.train import stage_commands, stage_data, stages  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import stage_data, stages  # pylint: disable=import-outside-toplevel
 
   settings = ctx.config.adapt.align
   config = stages.stage_config("align")
@@ -296,7 +293,7 @@ def run_align(ctx: StageContext) -> Outputs:
   records = stage_data.caption_conversations(captions)
   ctx.log(f"  align ({settings.projector}, {settings.num_visual_tokens} visual tokens) on {len(records)} captions")
   system_prompt = chat.SYSTEM_PROMPTS[ctx.config.adapt.system_prompt]
-  result = stage_commands.run_stage_on_records(config, records, [captions_path], drop_unsupervised=True,
+  result = stages.run_on_records(config, records, [captions_path], drop_unsupervised=True,
                                                system_prompt=system_prompt, devices=ctx.devices, mesh=ctx.mesh)
   return {"run": str(ctx.out_dir), "steps": result.step, "final_metrics": result.final_metrics}
 
@@ -324,14 +321,14 @@ def instruction_records(ctx: StageContext) -> tuple[list[dict], str, dict[str, A
 
 
 def _run_instruct(ctx: StageContext, stage: str, init: str) -> Outputs:
-  from visual_priors.train import stage_commands, stages  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import stages  # pylint: disable=import-outside-toplevel
 
   config = stages.stage_config(stage)
   _adapt_settings(config, ctx.config.adapt.sft, ctx.config, ctx.out_dir)
   config.upstream.init = ctx.outputs[init]["run"]
   records, path, info = instruction_records(ctx)
   ctx.log(f"  {stage} from {init} on {info['items']} instruction items ({info['sft_variant']})")
-  result = stage_commands.run_stage_on_records(config, records, [path], drop_unsupervised=True, devices=ctx.devices,
+  result = stages.run_on_records(config, records, [path], drop_unsupervised=True, devices=ctx.devices,
                                                mesh=ctx.mesh)
   return {"run": str(ctx.out_dir), "steps": result.step, "final_metrics": result.final_metrics, **info}
 

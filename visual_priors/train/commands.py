@@ -93,8 +93,7 @@ def _model_overrides(args) -> dict:
 
 
 def _pretrain(args) -> int:
-  from visual_priors.data import pipeline  # pylint: disable=import-outside-toplevel
-  from visual_priors.data.commands import open_store  # pylint: disable=import-outside-toplevel
+  from visual_priors.data import pipeline, segments  # pylint: disable=import-outside-toplevel
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import config as config_lib, optimizer  # pylint: disable=import-outside-toplevel
   from visual_priors.train import hf_import, pretrain, store_data  # pylint: disable=import-outside-toplevel
@@ -108,7 +107,7 @@ def _pretrain(args) -> int:
   config.num_steps, config.token_budget = (args.steps, 0) if args.steps else (0, args.tokens)
   config.mesh = parse_mesh(args.mesh)
   config = apply_assignments(config, args.set, config_lib.OPEN_KEYS)
-  store = open_store(args.store, args.cache_dir)
+  store = segments.open_store(args.store, args.cache_dir)
   if init_from is not None:
     hf_import.check_vocabulary(init_from, store.vocab_path)
   data = store_data.mixture_data(store, args.mixture, batch_size=config.batch_size, seq_len=config.seq_len,

@@ -109,47 +109,13 @@ def _records(args) -> tuple[list, list[str]]:
   return loaders.load_llava(args.instruct, args.images), [args.instruct]
 
 
-def run_stage_on_records(config, records: list, files: list, *, vocab: str | None = None,
-                         system_prompt: str | None = None, drop_unsupervised: bool = False, devices=None,
-                         mesh=None):
-  """Runs a configured stage (`stages.stage_config` with its upstreams set) on caption pairs (contrastive) or
-  instruction records; `files` are the data files the manifest records by sha256.
-
-  The vocabulary, image size, visual-token count and system prompt default to the upstream run's; an explicit
-  `vocab` must be the one the upstream LM was trained with (its sha256 is checked). `mesh` (the run's) or
-  `devices` place it (`stages.run_stage`).
-  """
-  from visual_priors.data import cache  # pylint: disable=import-outside-toplevel
-  from visual_priors.data.multimodal import chat  # pylint: disable=import-outside-toplevel
-  from visual_priors.data import vocab as vocab_lib  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import stage_data, stages  # pylint: disable=import-outside-toplevel
-
-  spec = stages.data_spec(config)
-  vocab = vocab or spec.vocab
-  if vocab is None:
-    raise ValueError(f"The {config.stage} stage needs a vocabulary (no upstream manifest names one).")
-  if spec.vocab_sha256 and cache.sha256_file(pathlib.Path(vocab)) != spec.vocab_sha256:
-    raise ValueError(f"Vocabulary {vocab} is not the one the upstream LM was trained with (sha256 differs); "
-                     "omit it to use the upstream's.")
-  if config.stage == "contrastive":
-    config.vocab_size = vocab_lib.load_processor(pathlib.Path(vocab)).get_piece_size()
-  system_prompt = next(p for p in (system_prompt, spec.system_prompt, chat.DEFAULT_SYSTEM_PROMPT) if p is not None)
-  data = stage_data.stage_data(
-      config.stage, records, vocab_path=vocab, batch_size=config.train.batch_size, seq_len=config.train.seq_len,
-      image_size=spec.image_size, num_visual_tokens=spec.num_visual_tokens, system_prompt=system_prompt,
-      seed=config.train.seed, drop_unsupervised=drop_unsupervised,
-      identity=stage_data.file_identity(files, vocab))
-  return stages.run_stage(config, train_data=data.train_data, num_examples=data.num_examples,
-                          data_identity=data.identity, devices=devices, mesh=mesh)
-
-
 def _run_stage(args) -> int:
   from visual_priors.train import stages  # pylint: disable=import-outside-toplevel
 
   config = _stage_config(args)
   stages.data_spec(config)  # a missing or unfinished upstream is reported before the data files are read
   records, files = _records(args)
-  result = run_stage_on_records(config, records, files, vocab=args.vocab, system_prompt=args.system_prompt,
+  result = stages.run_on_records(config, records, files, vocab=args.vocab, system_prompt=args.system_prompt,
                                 drop_unsupervised=args.drop_unsupervised)
   print(json.dumps({"work_dir": str(result.work_dir), "step": result.step,
                     "final_metrics": result.final_metrics}, indent=2))

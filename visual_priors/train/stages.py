@@ -43,7 +43,8 @@ import jax
 import ml_collections
 from flax import nnx
 
-from visual_priors.data import cache
+from visual_priors.data import cache, vocab as vocab_lib
+from visual_priors.data.multimodal import chat
 from visual_priors.models import flops
 from visual_priors.models.decoder import DecoderConfig
 from visual_priors.models.mllm import MLLM, MLLMConfig, feature_extractor
@@ -52,7 +53,7 @@ from visual_priors.models.vision import flops as vision_flops
 from visual_priors.models.vision import sources
 from visual_priors.names import lookup, unknown_keys
 from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
-from visual_priors.train import trainer
+from visual_priors.train import stage_data, trainer
 from visual_priors.train import upstream as upstream_lib
 from visual_priors.train.state import TrainState
 
@@ -402,3 +403,32 @@ def run_stage(config: ml_collections.ConfigDict, *, train_data: Callable[[], tra
     cache.write_json_atomic(pathlib.Path(train.work_dir) / MANIFEST, manifest)
   return result
 
+
+def run_on_records(config: ml_collections.ConfigDict, records: Sequence[Mapping[str, Any]], files: Sequence[str], *,
+                   vocab: str | None = None, system_prompt: str | None = None, drop_unsupervised: bool = False,
+                   devices: Sequence[jax.Device] | None = None,
+                   mesh: jax.sharding.Mesh | None = None) -> trainer.TrainResult:
+  """Runs a configured stage (`stage_config` with its upstreams set) on caption pairs (contrastive) or
+  instruction records; `files` are the data files the manifest records by sha256.
+
+  The vocabulary, image size, visual-token count and system prompt default to the upstream run's; an explicit
+  `vocab` must be the one the upstream LM was trained with (its sha256 is checked). `mesh` (the run's) or
+  `devices` place it (`run_stage`).
+  """
+  spec = data_spec(config)
+  vocab = vocab or spec.vocab
+  if vocab is None:
+    raise ValueError(f"The {config.stage} stage needs a vocabulary (no upstream manifest names one).")
+  if spec.vocab_sha256 and cache.sha256_file(pathlib.Path(vocab)) != spec.vocab_sha256:
+    raise ValueError(f"Vocabulary {vocab} is not the one the upstream LM was trained with (sha256 differs); "
+                     "omit it to use the upstream's.")
+  if config.stage == "contrastive":
+    config.vocab_size = vocab_lib.load_processor(pathlib.Path(vocab)).get_piece_size()
+  system_prompt = next(p for p in (system_prompt, spec.system_prompt, chat.DEFAULT_SYSTEM_PROMPT) if p is not None)
+  data = stage_data.stage_data(
+      config.stage, records, vocab_path=vocab, batch_size=config.train.batch_size, seq_len=config.train.seq_len,
+      image_size=spec.image_size, num_visual_tokens=spec.num_visual_tokens, system_prompt=system_prompt,
+      seed=config.train.seed, drop_unsupervised=drop_unsupervised,
+      identity=stage_data.file_identity(files, vocab))
+  return run_stage(config, train_data=data.train_data, num_examples=data.num_examples, data_identity=data.identity,
+                   devices=devices, mesh=mesh)
