@@ -55,6 +55,7 @@ from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS
 from visual_priors.data.multimodal.gen_questions import MC_ANSWERS, TASKS
 from visual_priors.eval import benchmarks as benchmark_registry
 from visual_priors.names import closest, lookup, unknown_keys
+from visual_priors.train.recipes import BATCH_SIZE, EPOCHS, NUM_VISUAL_TOKENS, PROJECTOR, RECIPES
 from visual_priors.overrides import apply_assignments, coerce_value, dotted_paths, get_key, is_mapping, parse_value, set_key
 
 # Execution order (see the module docstring). "blind" runs only when adapt.blind.
@@ -105,7 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
   # of kind "checkpoint" needs a big_vision-format .npz of the named architecture in vision.checkpoint.
   # SigLIP's recipe (LR 1e-3) for contrastive towers trained here; steps 0 = one epoch of the captions.
   config.vision = _dict(kind="checkpoint", encoder="metaclip-b16-224", checkpoint="",
-                        contrastive=_dict(steps=0, batch_size=512, peak_lr=1e-3))
+                        contrastive=_dict(steps=0, batch_size=BATCH_SIZE, peak_lr=RECIPES["contrastive"].peak_lr))
   # "" = none; "hf:DIR" (a Hugging Face directory) or "bv:FILE.npz" (big_vision) of vision.encoder's architecture
   # (visual_priors/models/vision/sources.py): kind "checkpoint" takes its weights from it (instead of
   # vision.checkpoint), kind "contrastive" starts its image tower from it. Its key field is the content hash;
@@ -118,11 +119,15 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.data = _dict(
       kind="llava",
       generated=_dict(seed=0, image_size=64, n_captions=64, n_instruct=160, n_eval_per_benchmark=32,
-                      objects="auto", tasks="", mc_answer="letter"),
+                      n_mle_per_level=None, objects="auto", tasks="", mc_answer="letter"),
       llava=_dict(captions="", instruct="", images=""))
-  config.adapt.align = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=1e-3, warmup_fraction=0.06,
-                             projector="mlp2x_gelu", num_visual_tokens=576, seq_len=2048)
-  config.adapt.sft = _dict(epochs=1.0, steps=0, batch_size=512, peak_lr=4e-5, warmup_fraction=0.03, seq_len=2048)
+  # The adaptation recipes' defaults (train/recipes.py: one place for the library's stage configs and these).
+  for stage in ("align", "sft"):
+    recipe = RECIPES[stage]
+    config.adapt[stage] = _dict(epochs=EPOCHS, steps=0, batch_size=BATCH_SIZE, peak_lr=recipe.peak_lr,
+                                warmup_fraction=recipe.warmup_fraction, seq_len=recipe.seq_len)
+  config.adapt.align.projector = PROJECTOR
+  config.adapt.align.num_visual_tokens = NUM_VISUAL_TOKENS
   config.adapt.blind = False
   # The chat template's system prompt (data/multimodal/chat.py SYSTEM_PROMPTS), set by align and kept by the
   # stages after it; "llava-v1" is left out of the align key (keys stay as before the field existed).
@@ -323,6 +328,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "adapt.data.generated.image_size", minimum=32, integer=True)
   for name in ("n_captions", "n_instruct", "n_eval_per_benchmark"):
     _number(config, f"adapt.data.generated.{name}", minimum=0, integer=True)
+  if config.adapt.data.generated.get("n_mle_per_level") is not None:  # None: as many as n_eval_per_benchmark
+    _number(config, "adapt.data.generated.n_mle_per_level", minimum=0, integer=True)
   _choice(config, "adapt.data.generated.objects", OBJECT_SOURCES)
   generated_tasks(config)
   _choice(config, "adapt.data.generated.mc_answer", MC_ANSWERS)
@@ -672,6 +679,8 @@ def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str
       generated.pop("tasks", None)
     if generated.get("mc_answer") == "letter":
       generated.pop("mc_answer")
+    if generated.get("n_mle_per_level") is None:
+      generated.pop("n_mle_per_level", None)
     from visual_priors.data.multimodal.generate import GENERATOR_VERSION  # pylint: disable=import-outside-toplevel
     generated["generator_version"] = GENERATOR_VERSION
   vision = {"kind": config.vision.kind, "encoder": config.vision.encoder, **_vision_init_identity(config)}

@@ -55,11 +55,17 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
+def steps_for(amount: float, per_step: int) -> int:
+  """The one step-count rule: optimizer steps that cover `amount` (tokens or examples) at `per_step` each,
+  rounded up, at least one."""
+  return max(1, math.ceil(amount / per_step))
+
+
 def total_steps(config: ml_collections.ConfigDict) -> int:
-  """Optimizer steps of the run: `num_steps`, or the token budget over tokens per step, rounded up."""
+  """Optimizer steps of the run: `num_steps`, or the token budget over tokens per step (`steps_for`)."""
   if config.num_steps > 0:
     return int(config.num_steps)
-  return math.ceil(config.token_budget / (config.batch_size * config.seq_len))
+  return steps_for(config.token_budget, config.batch_size * config.seq_len)
 
 
 def run_mesh(mesh_shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None,

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import pathlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -54,32 +53,13 @@ from visual_priors.models.vision import sources
 from visual_priors.names import lookup, unknown_keys
 from visual_priors.train import config as config_lib, multimodal_step, partition, pretrain, step as step_lib
 from visual_priors.train import stage_data, trainer
+from visual_priors.train.recipes import BATCH_SIZE, EPOCHS, NUM_VISUAL_TOKENS, PROJECTOR, RECIPES
 from visual_priors.train import upstream as upstream_lib
 from visual_priors.train.state import TrainState
 
 MANIFEST = upstream_lib.MANIFEST
 
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-  """A stage's defaults."""
-
-  trainable: str
-  peak_lr: float
-  warmup_fraction: float
-  weight_decay: float
-  b2: float
-  seq_len: int  # instruction rows in tokens; caption length for contrastive
-  upstream: tuple[str, ...]  # the config.upstream keys the stage reads
-
-
-RECIPES: dict[str, Recipe] = {
-    # SigLIP (Zhai et al. 2023): LR 1e-3, weight decay 1e-4; captions of at most 64 tokens.
-    "contrastive": Recipe(".*", 1e-3, 0.05, 1e-4, 0.95, 64, ()),
-    "align": Recipe("proj/.*", 1e-3, 0.06, 0.0, 0.999, 2048, ("lm", "vision")),
-    "sft": Recipe("(proj|llm)/.*", 4e-5, 0.03, 0.0, 0.999, 2048, ("init",)),
-    "blind": Recipe("llm/.*", 4e-5, 0.03, 0.0, 0.999, 2048, ("init",)),
-}
 # Which runs each stage's `upstream.init` may name.
 _INIT_STAGES = {"sft": ("align", "blind"), "blind": ("align",)}
 # Subtrees whose keys are free-form (checked when the model is built).
@@ -91,7 +71,7 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
   recipe = lookup(RECIPES, stage, "stage")
   train = config_lib.default_config()
   del train["scale"]
-  train.batch_size = 512
+  train.batch_size = BATCH_SIZE
   train.seq_len = recipe.seq_len
   train.num_steps = 0  # 0: `epochs` over the data decide
   train.token_budget = 0
@@ -103,7 +83,7 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.stage = stage
   config.train = train
-  config.epochs = 1.0
+  config.epochs = EPOCHS
   config.warmup_fraction = recipe.warmup_fraction
   config.upstream = ml_collections.ConfigDict({name: "" for name in recipe.upstream})
   if stage in ("contrastive", "align"):
@@ -116,7 +96,7 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
     config.embed_dim = 0  # 0: the image tower's width
     config.vocab_size = 0  # the caption vocabulary's size (set from the data)
   if stage == "align":
-    config.mllm = ml_collections.ConfigDict({"projector": "mlp2x_gelu", "num_visual_tokens": 576,
+    config.mllm = ml_collections.ConfigDict({"projector": PROJECTOR, "num_visual_tokens": NUM_VISUAL_TOKENS,
                                              "resample": "bilinear"})
   return config
 
@@ -147,7 +127,7 @@ def trainer_config(config: ml_collections.ConfigDict, num_examples: int) -> ml_c
   if train.num_steps <= 0:
     if num_examples <= 0:
       raise ValueError(f"The {config.stage} data holds no examples; check its input files.")
-    train.num_steps = max(1, math.ceil(config.epochs * num_examples / train.batch_size))
+    train.num_steps = config_lib.steps_for(config.epochs * num_examples, train.batch_size)
   train.token_budget = 0
   train.optimizer.warmup_steps = int(config.warmup_fraction * train.num_steps)
   return train
