@@ -40,3 +40,12 @@ def test_bench_lm_cli_prints_json(capsys):
 def test_cli_reports_bad_input_in_one_line(capsys):
   assert cli.main(["compile-check", "--scale", "13c"]) == 2
   assert "error: Unknown model scale '13c'. Did you mean '13b'" in capsys.readouterr().err
+
+
+def test_pretrain_seqio_mixture_errors_are_one_line(tmp_path, capsys):
+  base = ["pretrain", "--scale", "nano", "--work-dir", str(tmp_path), "--steps", "1",
+          "--cache-dir", str(tmp_path / "empty-cache")]
+  assert cli.main([*base, "--mixture", "seqio:x", "--seqio-module", "no_such_seqio_tasks"]) == 2
+  assert capsys.readouterr().err.startswith("error: Cannot import the seqio task module 'no_such_seqio_tasks'")
+  assert cli.main([*base, "--mixture", "seqio:no_such_task"]) == 2  # no store is needed to say so
+  assert capsys.readouterr().err.startswith("error: Unknown seqio Task or Mixture 'no_such_task'.")

@@ -36,13 +36,28 @@ class Component:
     return keep
 
 
+@dataclasses.dataclass(frozen=True)
+class FixedComponents:
+  """A plan given as components with example rates, as a seqio Mixture gives it (seqio samples examples, so
+  its rates are example rates); `plan_components` derives the token rates from the segment lengths."""
+
+  components: tuple[Component, ...]
+
+
 def predicate_name(predicate: Sequence[tuple[str, bool]]) -> str:
   return "+".join(("" if wanted else "not-") + category for category, wanted in predicate) or "all"
 
 
-def plan_components(store: segments.SegmentStore, spec: mixtures.MixtureSpec, split: str = "train",
-                    pool: Sequence[str] | None = None) -> list[Component]:
+def plan_components(store: segments.SegmentStore, spec: mixtures.MixtureSpec | FixedComponents,
+                    split: str = "train", pool: Sequence[str] | None = None) -> list[Component]:
   """Weighted components of `spec` over `store`; token rates and example rates each sum to 1."""
+  if isinstance(spec, FixedComponents):
+    total = sum(c.example_rate for c in spec.components)
+    if not spec.components or total <= 0:
+      raise ValueError(f"The fixed plan {[c.name for c in spec.components]} has no positive example rate.")
+    per_example = [c.example_rate / total * mean_segment_tokens(store, c, split) for c in spec.components]
+    return [dataclasses.replace(c, rate=r / sum(per_example), example_rate=c.example_rate / total)
+            for c, r in zip(spec.components, per_example)]
   if isinstance(spec, mixtures.SourceWeights):
     missing = [s for s in spec.weights if s not in store.sources]
     if missing:

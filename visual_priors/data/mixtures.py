@@ -102,6 +102,9 @@ def parse_spec(text: str, *, known_sources: Sequence[str] | None = None) -> Mixt
   """Parses a command-line spec: a paper mixture name ("mix6"), "code=0.5,web-crawl=0.5" (sources),
   or "cat:reasoning=0.75" / "cat:reasoning=0.6,visual=0.15" (category proportions)."""
   text = text.strip()
+  if text.startswith("seqio:"):
+    raise ValueError(f"Mixture {text!r} names a seqio Task or Mixture: it is resolved against the seqio registry "
+                     "(data.tasks.resolve, which store_data.mixture_data calls), not parsed as a spec.")
   if text in PAPER_MIXTURES:
     return PAPER_MIXTURES[text]
   is_category = text.startswith("cat:")

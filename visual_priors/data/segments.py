@@ -260,9 +260,11 @@ def open_store(spec: str | None = None, cache_dir: str | None = None) -> Segment
 
 
 def recorded_store(path: str | pathlib.Path) -> SegmentStore:
-  """The store a run manifest recorded, or the one of that name in the current data cache if it moved."""
+  """The store a run manifest recorded, or the one of that name in the current data cache if it moved (a segment
+  store, or a seqio task's cache store)."""
   path = pathlib.Path(path)
-  return SegmentStore(moved_paths.relocated(path, cache.cache_root() / "segments" / path.name))
+  root = cache.cache_root()
+  return SegmentStore(moved_paths.relocated(path, root / "segments" / path.name, root / "seqio" / path.name))
 
 
 def store_dir(corpus_manifests: dict[str, dict], vocab_sha: str, config: SegmentConfig, labeller_name: str,

@@ -24,7 +24,9 @@ def parse_mesh(text: str) -> dict[str, int]:
 def add_parser(subparsers) -> None:
   pretrain = subparsers.add_parser("pretrain", help="Pre-train a decoder scale on a mixture of a segment store.")
   pretrain.add_argument("--scale", required=True, help="Model scale, e.g. tiny, 340m, 3b.")
-  pretrain.add_argument("--mixture", default="mix6", help="A paper mixture, NAME=W,... or cat:CATEGORY=P.")
+  pretrain.add_argument("--mixture", default="mix6",
+                        help="A paper mixture, NAME=W,..., cat:CATEGORY=P, or seqio:NAME (a registered seqio Task or "
+                             "Mixture; see --seqio-module).")
   pretrain.add_argument("--work-dir", required=True, help="Run directory: checkpoints, metrics, manifest.json.")
   length = pretrain.add_mutually_exclusive_group(required=True)
   length.add_argument("--steps", type=int, help="Optimizer steps to train.")
@@ -37,6 +39,9 @@ def add_parser(subparsers) -> None:
                         help="Config override, repeatable: optimizer.peak_lr=1e-3, log_every_steps=10, ...")
   pretrain.add_argument("--store", default=None, help="Segment store directory (default: the latest build).")
   pretrain.add_argument("--cache-dir", default=None)
+  pretrain.add_argument("--seqio-module", action="append", default=[], metavar="MODULE",
+                        help="Python module to import first, repeatable: it registers the seqio Tasks / Mixtures that "
+                             "--mixture seqio:NAME names (a user Task is cached once as a segment store).")
   pretrain.add_argument("--init-from", default="", metavar="hf:DIR",
                         help="Start from a Hugging Face Llama directory's weights (its shapes must be --scale's; the "
                              "store must use its tokenizer: data build --vocab DIR).")
@@ -93,7 +98,7 @@ def _model_overrides(args) -> dict:
 
 
 def _pretrain(args) -> int:
-  from visual_priors.data import pipeline, segments  # pylint: disable=import-outside-toplevel
+  from visual_priors.data import pipeline, segments, tasks  # pylint: disable=import-outside-toplevel
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
   from visual_priors.train import config as config_lib, optimizer  # pylint: disable=import-outside-toplevel
   from visual_priors.train import hf_import, pretrain, store_data  # pylint: disable=import-outside-toplevel
@@ -107,11 +112,20 @@ def _pretrain(args) -> int:
   config.num_steps, config.token_budget = (args.steps, 0) if args.steps else (0, args.tokens)
   config.mesh = parse_mesh(args.mesh)
   config = apply_assignments(config, args.set, config_lib.OPEN_KEYS)
-  store = segments.open_store(args.store, args.cache_dir)
-  if init_from is not None:
+  tasks.import_modules(args.seqio_module)
+  try:
+    store = segments.open_store(args.store, args.cache_dir)
+  except FileNotFoundError:
+    if args.store or not tasks.is_seqio(args.mixture):
+      raise
+    store = None  # a user's seqio Task reads its own cache store
+  if init_from is not None and not tasks.is_seqio(args.mixture):
     hf_import.check_vocabulary(init_from, store.vocab_path)
   data = store_data.mixture_data(store, args.mixture, batch_size=config.batch_size, seq_len=config.seq_len,
-                                 eval_batch_size=args.eval_batch or config.batch_size, seed=config.seed)
+                                 eval_batch_size=args.eval_batch or config.batch_size, seed=config.seed,
+                                 cache_dir=args.cache_dir)
+  if init_from is not None and tasks.is_seqio(args.mixture):  # the store is known once the mixture is resolved
+    hf_import.check_vocabulary(init_from, data.store.vocab_path)
   config.model.vocab_size = data.vocab_size
   if not any(assignment.partition("=")[0].strip() == "optimizer.warmup_steps" for assignment in args.set):
     steps = config_lib.total_steps(config)

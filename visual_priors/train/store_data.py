@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from visual_priors.data import cache, components, mixtures, pipeline, segments, vocab
+from visual_priors.data import cache, components, mixtures, pipeline, segments, tasks, vocab
 from visual_priors.train import trainer
 
 
@@ -19,6 +19,7 @@ class MixtureData:
   identity: dict[str, Any]  # what the manifest records about the data
   vocab_size: int
   meter: pipeline.ProportionMeter  # realised token shares of what train_data() yielded in this process
+  store: segments.SegmentStore | None = None  # the store read: a `seqio:` user task's is its cache store
 
   def report(self) -> dict[str, Any]:
     """Nominal vs realised token share per mixture component, for the run manifest."""
@@ -34,14 +35,22 @@ def _validation_set(store: segments.SegmentStore, component: components.Componen
   return batches
 
 
-def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int, seq_len: int,
-                 eval_batch_size: int, seed: int) -> MixtureData:
-  """`mixture` is anything `mixtures.parse_spec` reads: a paper mix, NAME=W,... or cat:CATEGORY=P.
+def mixture_data(store: segments.SegmentStore | None, mixture: str, *, batch_size: int, seq_len: int,
+                 eval_batch_size: int, seed: int, cache_dir=None) -> MixtureData:
+  """`mixture` is anything `mixtures.parse_spec` reads (a paper mix, NAME=W,... or cat:CATEGORY=P) or
+  `seqio:NAME`, a registered seqio Task or Mixture (`tasks.resolve`: our tasks read `store`, a user's Task reads
+  its cache store, built on first use; `store` may then be None).
 
   The store is verified first (`SegmentStore.verify`: its vocabulary and data files against its manifest), so
   a wrong vocabulary or a damaged file fails before any compute."""
+  seqio_identity = None
+  if tasks.is_seqio(mixture):
+    store, spec, seqio_identity = tasks.resolve(mixture, store, cache_dir=cache_dir)
+  elif store is None:
+    raise ValueError(f"Mixture {mixture!r} reads a segment store; none was given.")
+  else:
+    spec = mixtures.parse_spec(mixture, known_sources=store.sources)
   store.verify()
-  spec = mixtures.parse_spec(mixture, known_sources=store.sources)
   train_config = pipeline.PipelineConfig(batch_size=batch_size, seq_len=seq_len, seed=seed)
   eval_config = pipeline.PipelineConfig(batch_size=eval_batch_size, seq_len=seq_len, split="validation",
                                         seed=seed, shuffle=False, num_epochs=1)
@@ -63,9 +72,11 @@ def mixture_data(store: segments.SegmentStore, mixture: str, *, batch_size: int,
       "components": [{"name": c.name, "rate": c.rate, "example_rate": c.example_rate,
                       "sources": list(c.sources)} for c in plan],
   }
+  if seqio_identity is not None:
+    identity["seqio"] = seqio_identity
   vocab_size = vocab.load_processor(store.vocab_path).get_piece_size()
   return MixtureData(train_data=train_data, eval_sets=eval_sets, identity=identity, vocab_size=vocab_size,
-                     meter=meter)
+                     meter=meter, store=store)
 
 
 def split_trackable(eval_sets: Mapping[str, Callable[[], Iterable]]) -> tuple[dict[str, Callable[[], Iterable]],
