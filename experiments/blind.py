@@ -5,29 +5,24 @@ Names "blind/mix0", "blind/mix6". Each shares pre-training, vision and alignment
 
 Launch:   python -m visual_priors grid --filter '^blind/'         (one: python -m visual_priors run blind/mix6)
 Cost:     after mix/mixN: blind + SFT, ~2.7e20 FLOPs (~400 TPU-v5p-hours at MFU 0.4) each.
-Local:    get_config("mix=mix6,local").
+Local:    python -m visual_priors run blind:mix=mix6,local.
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 
 MIXES = ("mix0", "mix6")
-DEFAULTS = {"mix": "mix6", "local": False}
+DEFAULTS = {"mix": "mix6"}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
-  config = config_lib.base_config()
-  config.name = f"blind/{args['mix']}"
+  args = experiment.parse_arg(arg, DEFAULTS)
+  config = experiment.base_config()
   config.description = f"mix/{args['mix']} with a blind (text-only) instruction pass before SFT."
   config.data.mixture = args["mix"]  # as mixes.py
   config.pretrain.token_budget = 50_000_000_000
   config.adapt.blind = True
-  config.meta.family = "blind"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

@@ -9,30 +9,25 @@ encoder-universality runs adapt (encoders.py shares their stages).
 
 Launch:   python -m visual_priors grid --filter '^category/'      (one family: --filter '^category/code-')
 Cost:     each ~7.2e20 FLOPs, ~1,100 TPU-v5p-hours at MFU 0.4.
-Local:    get_config("category=reasoning,percent=75,local").
+Local:    python -m visual_priors run category_sweep:category=reasoning,percent=75,local.
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 
 CATEGORIES = ("code", "math", "science", "reasoning", "visual-concept", "visual-attribute", "visual-relationship",
               "visual")
 PERCENTS = (0, 25, 50, 75, 100)
-DEFAULTS = {"category": "reasoning", "percent": 50, "local": False}
+DEFAULTS = {"category": "reasoning", "percent": 50}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
-  config = config_lib.base_config()
-  config.name = f"category/{args['category']}-{args['percent']}"
+  args = experiment.parse_arg(arg, DEFAULTS)
+  config = experiment.base_config()
   config.description = (f"3B LM on 30B tokens, {args['percent']}% from segments labelled {args['category']}, "
                         "the rest proportionally from the pool (category sweep).")
   config.data.mixture = f"cat:{args['category']}={args['percent'] / 100:g}"
-  config.meta.family = "category"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

@@ -1,6 +1,6 @@
 """The demo's nano ablation: four mixtures and an untrained control through the whole pipeline on a CPU; 5 runs.
 
-Every run is `visual_priors.config.apply_local` (nano LM, vit-nano contrastive tower on generated
+Every run is `visual_priors.experiment.schema.apply_local` (nano LM, vit-nano contrastive tower on generated
 32-pixel images, short align and SFT, the generated benchmarks) with `DEMO_SETTINGS` on top; the runs
 share the vision tower and the generated data (same stage keys) and differ only in the LM:
   demo/mix0          the paper's language-favourable mix0
@@ -22,7 +22,7 @@ Cost:     each ~8.6e11 FLOPs; minutes on two CPU cores (the demo reports measure
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 from visual_priors.names import lookup
 
 MIXTURES = {
@@ -31,7 +31,7 @@ MIXTURES = {
     "code-heavy": "code=0.7,math=0.1,academia=0.1,web-crawl=0.1",
     "visual-heavy": "visual-description=0.4,literature=0.3,web-crawl=0.2,encyclopedia=0.1",
 }
-# Tuning of the demo on top of config_lib.LOCAL_SETTINGS (dotted config paths).
+# Tuning of the demo on top of experiment.LOCAL_SETTINGS (dotted config paths).
 DEMO_SETTINGS: dict = {}
 REDUCED_SETTINGS = {
     "pretrain.token_budget": 40 * 8 * 64,
@@ -54,16 +54,16 @@ DEFAULTS = {"mixture": "mix6", "reduced": False, "untrained": False}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
+  args = experiment.parse_arg(arg, DEFAULTS)
   mixture = lookup(MIXTURES, args["mixture"], "demo mixture")
-  config = config_lib.base_config()
+  config = experiment.base_config()
   name = "untrained" if args["untrained"] else args["mixture"]
   config.name = f"demo/{name}" + ("-reduced" if args["reduced"] else "")
   config.description = ("Untrained-LM control of the demo (0 pre-training tokens)." if args["untrained"] else
                         f"Nano ablation of the demo: mixture {mixture}.")
   config.data.mixture = mixture
   config.meta.family = "demo"
-  config = config_lib.apply_local(config, {**DEMO_SETTINGS, **(REDUCED_SETTINGS if args["reduced"] else {})})
+  config = experiment.apply_local(config, {**DEMO_SETTINGS, **(REDUCED_SETTINGS if args["reduced"] else {})})
   if args["untrained"]:
     config.pretrain.token_budget = 0
   return config

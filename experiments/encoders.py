@@ -10,32 +10,28 @@ visual_priors/models/vision/README.md).
 Launch:   python -m visual_priors grid --filter '^encoder/' --set ... (one: run encoder/mae-reasoning-75)
 Cost:     adaptation only when the category sweep ran first: ~1.6e20 FLOPs, ~240 TPU-v5p-hours at MFU 0.4
           (the LM dominates; DINOv2-G adds ~2%); ~7.2e20 FLOPs, ~1,100 h with pre-training.
-Local:    get_config("encoder=dinov2,percent=50,local") (trains the CPU-sized contrastive tower instead).
+Local:    python -m visual_priors run encoders:encoder=dinov2,percent=50,local (trains the CPU-sized contrastive
+          tower instead).
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 from visual_priors.names import lookup
 
 ENCODERS = {"metaclip": "metaclip-b16-224", "dinov2": "dinov2-g14-224", "mae": "mae-h14-224"}
 PERCENTS = (0, 25, 50, 75, 100)
-DEFAULTS = {"encoder": "dinov2", "percent": 50, "local": False}
+DEFAULTS = {"encoder": "dinov2", "percent": 50}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
+  args = experiment.parse_arg(arg, DEFAULTS)
   encoder = lookup(ENCODERS, args["encoder"], "encoder")
-  config = config_lib.base_config()
-  config.name = f"encoder/{args['encoder']}-reasoning-{args['percent']}"
+  config = experiment.base_config()
   config.description = (f"category/reasoning-{args['percent']}'s LM adapted with the {encoder} encoder "
                         "(encoder universality).")
   config.data.mixture = f"cat:reasoning={args['percent'] / 100:g}"  # as category_sweep.py
   config.vision.encoder = encoder
-  config.meta.family = "encoder"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

@@ -9,7 +9,7 @@
     python experiments/launch_xm.py --sweep='^demo/' --print_only     # prints the work units, launches nothing
 
 What is selected: `--experiment=NAME` (repeatable; a registered name or FILE:ARG, as `python -m visual_priors
-run` takes), `--sweep=REGEX` (every registered name it matches, `visual_priors.registry.experiment_names`),
+run` takes), `--sweep=REGEX` (every registered name it matches, `visual_priors.experiment.registry.experiment_names`),
 or `--demo` (the `python -m visual_priors demo` command as one work unit). Each experiment is one work unit
 running `python -m visual_priors run NAME --root ROOT [--until STAGE] [--force] [--set KEY=VALUE ...]`;
 finished stages are shared through ROOT, so relaunching a sweep resumes it.
@@ -148,7 +148,7 @@ def select_work_units(options: Options) -> list[WorkUnit]:
     return [WorkUnit("demo", ("demo", "--root", options.root, *(["--reduced"] if options.reduced else [])))]
   if options.reduced:
     raise ValueError("--reduced applies only to --demo.")
-  from visual_priors import registry  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import registry  # pylint: disable=import-outside-toplevel
   from visual_priors.names import lookup  # pylint: disable=import-outside-toplevel
 
   if options.sweep is not None:
@@ -163,8 +163,8 @@ def select_work_units(options: Options) -> list[WorkUnit]:
       if ":" not in name:  # FILE:ARG variants are resolved by the run itself
         lookup(registered, name, "experiment")
   if options.until is not None:
-    from visual_priors import config as config_lib  # pylint: disable=import-outside-toplevel
-    lookup({stage: stage for stage in config_lib.STAGES}, options.until, "stage")
+    from visual_priors import experiment  # pylint: disable=import-outside-toplevel
+    lookup({stage: stage for stage in experiment.STAGES}, options.until, "stage")
   extra = [*(["--until", options.until] if options.until else []), *(["--force"] if options.force else [])]
   for override in options.overrides:
     extra += ["--set", override]

@@ -6,28 +6,23 @@ share these runs' pre-training and alignment.
 
 Launch:   python -m visual_priors grid --filter '^mix/'           (one: python -m visual_priors run mix/mix6)
 Cost:     each ~1.1e21 FLOPs, ~1,600 TPU-v5p-hours at MFU 0.4 (3B, 50B tokens, paper adaptation data).
-Local:    get_config("mix=mix6,local") (the demo's demo/mix6 is that plus its own tuning).
+Local:    python -m visual_priors run mixes:mix=mix6,local (the demo's demo/mix6 is that plus its own tuning).
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 from visual_priors.data.mixtures import PAPER_MIXTURES
 
-DEFAULTS = {"mix": "mix6", "local": False}
+DEFAULTS = {"mix": "mix6"}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
-  config = config_lib.base_config()
-  config.name = f"mix/{args['mix']}"
+  args = experiment.parse_arg(arg, DEFAULTS)
+  config = experiment.base_config()
   config.description = f"3B LM on 50B tokens of the paper's {args['mix']} source mixture."
   config.data.mixture = args["mix"]
   config.pretrain.token_budget = 50_000_000_000
-  config.meta.family = "mix"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

@@ -7,30 +7,25 @@ scale/3b-30b is the paper's default setting: it shares every stage with source/w
 Launch:   python -m visual_priors grid --filter '^scale/'        (one: python -m visual_priors run scale/3b-30b)
 Cost:     scale/13b-100b ~8.6e21 FLOPs, ~13,000 TPU-v5p-hours at MFU 0.4; scale/3b-30b ~7.2e20 FLOPs,
           ~1,100 h (`python -m visual_priors show NAME` prints the breakdown).
-Local:    get_config("scale=1b,tokens=30,local") shrinks a config to the CPU recipe (nano LM, minutes).
+Local:    python -m visual_priors run scale_sweep:scale=1b,tokens=30,local (the CPU recipe: nano LM, minutes).
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 
 SCALES = ("340m", "1b", "3b", "7b", "13b")
 BUDGETS_B = (0, 5, 10, 20, 30, 50, 70, 100)  # billions of tokens
-DEFAULTS = {"scale": "3b", "tokens": 30, "local": False}
+DEFAULTS = {"scale": "3b", "tokens": 30}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
-  config = config_lib.base_config()
-  config.name = f"scale/{args['scale']}-{args['tokens']}b"
+  args = experiment.parse_arg(arg, DEFAULTS)
+  config = experiment.base_config()
   config.description = f"{args['scale']} LM on {args['tokens']}B web-crawl tokens (scale sweep)."
   config.data.mixture = "web-crawl=1"
   config.pretrain.scale = args["scale"]
   config.pretrain.token_budget = int(args["tokens"] * 1_000_000_000)
-  config.meta.family = "scale"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

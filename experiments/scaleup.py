@@ -7,30 +7,25 @@ tokens at batch 2048, i.e. 238,419 steps. Names "scaleup/mix0-7b-1t", "scaleup/m
 Launch:   xmanager launch experiments/launch_xm.py -- --executor=tpu --tpu=NAME --zone=ZONE --tpu_type=v5p-128 \
               --experiment=scaleup/mix6-7b-1t --root=/shared/runs   (a pod; `run` works on any machine with room)
 Cost:     each ~4.3e22 FLOPs, ~66,000 TPU-v5p-hours at MFU 0.4 (the paper: 128 A100s x ~32 days).
-Local:    get_config("mix=mix6,local").
+Local:    python -m visual_priors run scaleup:mix=mix6,local.
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 
 MIXES = ("mix0", "mix6")
-DEFAULTS = {"mix": "mix6", "local": False}
+DEFAULTS = {"mix": "mix6"}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
-  config = config_lib.base_config()
-  config.name = f"scaleup/{args['mix']}-7b-1t"
+  args = experiment.parse_arg(arg, DEFAULTS)
+  config = experiment.base_config()
   config.description = f"7B LM on 1T tokens of {args['mix']} (scale-up verification)."
   config.data.mixture = args["mix"]
   config.pretrain.scale = "7b"
   config.pretrain.token_budget = 1_000_000_000_000
   config.pretrain.batch_size = 2048
-  config.meta.family = "scaleup"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

@@ -10,15 +10,15 @@ Names "sft_data/full", "sft_data/remove-perception-50", "sft_data/remove-percept
 Launch:   python -m visual_priors grid --filter '^sft_data/'      (one: run sft_data/remove-perception-50)
 Cost:     after scale/3b-30b: SFT only, at most ~1.3e20 FLOPs (~200 TPU-v5p-hours at MFU 0.4) each; with
           everything ~7.2e20 FLOPs, ~1,100 h.
-Local:    get_config("remove=reasoning,fraction=1.0,local").
+Local:    python -m visual_priors run sft_data:remove=reasoning,fraction=1.0,local.
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 
 VARIANTS = (("none", 0.0), ("perception", 0.5), ("perception", 1.0), ("reasoning", 0.5), ("reasoning", 1.0))
-DEFAULTS = {"remove": "none", "fraction": 0.0, "local": False}
+DEFAULTS = {"remove": "none", "fraction": 0.0}
 
 
 def _short(remove: str, fraction: float) -> str:
@@ -26,17 +26,12 @@ def _short(remove: str, fraction: float) -> str:
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
-  config = config_lib.base_config()
-  config.name = f"sft_data/{_short(args['remove'], args['fraction'])}"
+  args = experiment.parse_arg(arg, DEFAULTS)
+  config = experiment.base_config()
   config.description = (f"Default setting (3B, 30B web-crawl) with SFT data "
                         f"{'complete' if args['remove'] == 'none' else _short(args['remove'], args['fraction'])}.")
   config.adapt.sft_data.remove = args["remove"]
   config.adapt.sft_data.fraction = float(args["fraction"])
-  config.meta.family = "sft_data"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

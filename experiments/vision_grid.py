@@ -6,29 +6,24 @@ marginals are met by iterative proportional fitting over the labelled pool (data
 
 Launch:   python -m visual_priors grid --filter '^grid/'          (one: python -m visual_priors run grid/r60-v15)
 Cost:     each ~7.2e20 FLOPs, ~1,100 TPU-v5p-hours at MFU 0.4.
-Local:    get_config("reasoning=60,visual=15,local").
+Local:    python -m visual_priors run vision_grid:reasoning=60,visual=15,local.
 """
 
 from __future__ import annotations
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 
 CELLS = tuple((r, v) for r in (50, 55, 60, 65, 70, 75, 80, 85) for v in (5, 10, 15)) + tuple(
     (r, v) for r in (60, 65) for v in (20, 25, 30))
-DEFAULTS = {"reasoning": 60, "visual": 15, "local": False}
+DEFAULTS = {"reasoning": 60, "visual": 15}
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, DEFAULTS)
+  args = experiment.parse_arg(arg, DEFAULTS)
   r, v = args["reasoning"], args["visual"]
-  config = config_lib.base_config()
-  config.name = f"grid/r{r}-v{v}"
+  config = experiment.base_config()
   config.description = f"3B LM on 30B tokens with {r}% reasoning-comb. and {v}% visual-comb. segments."
   config.data.mixture = f"cat:reasoning={r / 100:g},visual={v / 100:g}"
-  config.meta.family = "grid"
-  if args["local"]:
-    config = config_lib.apply_local(config)
-    config.name += "-local"
   return config
 
 

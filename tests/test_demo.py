@@ -9,7 +9,8 @@ import time
 import jax
 import pytest
 
-from visual_priors import cli, demo, registry
+from visual_priors import cli, demo
+from visual_priors.experiment import registry
 from visual_priors.analysis.results import ResultsStore
 from visual_priors.data.multimodal.gen_questions import GROUPS
 
@@ -84,7 +85,7 @@ def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
 
 
 def test_the_demo_measures_alignment_against_its_own_tower_and_a_random_hugging_face_one(tmp_path):
-  from visual_priors import config as config_lib  # pylint: disable=import-outside-toplevel
+  from visual_priors import experiment  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis import report  # pylint: disable=import-outside-toplevel
   started = time.perf_counter()
   tower = demo.alignment_tower(tmp_path / "a" / "data")
@@ -101,9 +102,9 @@ def test_the_demo_measures_alignment_against_its_own_tower_and_a_random_hugging_
   configs = [registry.get_experiment(name, [f"data.store={tmp_path}", demo.alignment_override(path)])
              for path in (tower, other)]
   assert list(configs[0].eval.alignment.vision_models) == ["self", f"dinov2-nano=hf:{tower}"]
-  config_lib.finalize(configs[0], strict=True)
-  keys = [config_lib.stage_identities(config) for config in configs]
-  plain = config_lib.stage_identities(registry.get_experiment(name, [f"data.store={tmp_path}"]))
+  experiment.finalize(configs[0], strict=True)
+  keys = [experiment.stage_identities(config) for config in configs]
+  plain = experiment.stage_identities(registry.get_experiment(name, [f"data.store={tmp_path}"]))
   assert keys[0]["eval"].key == keys[1]["eval"].key != plain["eval"].key  # the tower's content, not its place
   assert all(keys[0][stage].key == plain[stage].key for stage in plain if stage != "eval")
 

@@ -34,7 +34,7 @@ def test_selection_by_name_sweep_and_demo():
                                               overrides=("seed=1",), force=True))
   assert [unit.label for unit in units] == ["demo/mix6", "mix/mix0"]
   assert units[0].cli_args == ("run", "demo/mix6", "--root", "/r", "--until", "pretrain", "--force", "--set", "seed=1")
-  from visual_priors import registry
+  from visual_priors.experiment import registry
   assert [unit.label for unit in launch_xm.select_work_units(Options(sweep="^demo/"))] == \
       registry.experiment_names("^demo/")
   [demo] = launch_xm.select_work_units(Options(demo=True, reduced=True, root="runs/demo"))
@@ -154,7 +154,7 @@ def test_print_only_through_xmanager_cli(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   commands = [line for line in result.stdout.splitlines() if not line.startswith("#")]
-  from visual_priors import registry
+  from visual_priors.experiment import registry
   assert len(commands) == len(registry.experiment_names("^demo/"))
   assert all(shlex.split(line)[1:4] == ["-m", "visual_priors", "run"] for line in commands)
   assert not (tmp_path / "home" / ".xmanager").exists(), "--print_only must not create an experiment"

@@ -16,8 +16,7 @@ COMMAND_MODULES = (
     "visual_priors.train.commands",
     "visual_priors.train.stage_commands",
     "visual_priors.analysis.commands",
-    "visual_priors.run_commands",
-    "visual_priors.experiments_commands",
+    "visual_priors.experiment.commands",
     "visual_priors.interop.commands",
 )
 

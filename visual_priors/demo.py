@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 
 import jax
 
-from visual_priors.run import grid
-from visual_priors.run.grid import GridRow
+from visual_priors.experiment import grid
+from visual_priors.experiment.grid import GridRow
 
 REDUCED_MIXTURES = 1
 # The reduced data's 1000-piece vocabulary spells captions and questions in more tokens, so its rows need more room
@@ -128,7 +128,7 @@ def alignment_override(tower: pathlib.Path) -> str:
 
 def experiment_names(reduced: bool) -> list[str]:
   """The registered demo experiments, or (reduced) the first REDUCED_MIXTURES of them as reduced variants."""
-  from visual_priors import registry  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import registry  # pylint: disable=import-outside-toplevel
 
   entries = {name: entry for name, entry in registry.entries().items() if name.startswith("demo/")}
   if len(entries) < 4 and not reduced:
@@ -141,7 +141,7 @@ def experiment_names(reduced: bool) -> list[str]:
 def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, names: Sequence[str] | None = None,
              devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> DemoResult:
   """Builds the data, runs the demo experiments (or `names`), writes the report; see the module docstring."""
-  from visual_priors import registry  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import registry  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis import report  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis.results import ResultsStore  # pylint: disable=import-outside-toplevel
 

@@ -6,10 +6,11 @@ import json
 import pytest
 
 from chat_server import ChatServer, completion
-from visual_priors import config as config_lib, names
+from visual_priors import experiment, names
 from visual_priors.data.labelling import llm
 from visual_priors.data.multimodal import loaders, sft_split
-from visual_priors.run import stages as run_stages
+from visual_priors.experiment import sft
+from visual_priors.experiment.stage import StageContext
 
 # Items with the kind a careful reader gives them, and the messy way the fake model replies.
 ITEMS = [
@@ -157,21 +158,21 @@ def test_endpoint_labeller_retries_unavailability_and_stops_on_rejection(server,
 def test_an_experiment_removes_the_items_its_endpoint_labeller_names(server, tmp_path):
   instruct = tmp_path / "instruct.json"
   instruct.write_text(json.dumps([item for item, _, _ in ITEMS if "image" not in item]))
-  rule = config_lib.apply_overrides(config_lib.base_config(), ["adapt.sft_data.remove=reasoning",
+  rule = experiment.apply_overrides(experiment.base_config(), ["adapt.sft_data.remove=reasoning",
                                                                "adapt.sft_data.fraction=1.0"])
-  endpoint = config_lib.apply_overrides(rule, ["adapt.sft_data.labeller.kind=endpoint",
+  endpoint = experiment.apply_overrides(rule, ["adapt.sft_data.labeller.kind=endpoint",
                                                f"adapt.sft_data.labeller.url={server.url!r}",
                                                "adapt.sft_data.labeller.model=fake-vlm"])
-  keys = [config_lib.stage_identities(c)["sft"].key for c in (rule, endpoint)]
+  keys = [experiment.stage_identities(c)["sft"].key for c in (rule, endpoint)]
   assert keys[0] != keys[1]  # the labeller's model enters the key of a removal
-  ctx = run_stages.StageContext(config=endpoint, stage="sft", key="k", out_dir=tmp_path, log=lambda _: None,
+  ctx = StageContext(config=endpoint, stage="sft", key="k", out_dir=tmp_path, log=lambda _: None,
                                 devices=None, outputs={"mmdata": {"instruct": str(instruct), "images": None}})
-  kept, _, info = run_stages.instruction_records(ctx)
+  kept, _, info = sft.instruction_records(ctx)
   assert [record["id"] for record in kept] == ["chat"]  # the code item: reasoning to the model, removed
   assert info["kinds"] == {"perception": 0, "reasoning": 0, "other": 1}
   assert len(server.requests) == 3  # one per item, and the haiku item asked again
   with pytest.raises(ValueError, match="needs adapt.sft_data.labeller.url"):
-    config_lib.validate(config_lib.apply_overrides(rule, ["adapt.sft_data.labeller.kind=endpoint"]))
+    experiment.validate(experiment.apply_overrides(rule, ["adapt.sft_data.labeller.kind=endpoint"]))
 
 
 def test_sft_labeller_configs_fail_clearly(server, tmp_path):

@@ -14,7 +14,7 @@ from visual_priors.eval import alignment
 from visual_priors.models.decoder import Decoder, DecoderConfig
 from visual_priors.models.vision import ViT, get_encoder
 from visual_priors.models.vision.checkpoint import big_vision_key
-from visual_priors.train import stages
+from visual_priors.train import adaptation
 
 CAPTIONS = [
     "A red circle above a blue square.", "Two dogs run across the green field.", "A cat sleeps on the mat.",
@@ -205,7 +205,7 @@ def test_vision_from_a_contrastive_run_uses_its_trained_image_tower(tmp_path):
   rows = [{"images": rng.uniform(-1, 1, (16, 16, 3)).astype(np.float32),
            "text_tokens": rng.integers(3, 50, 8).astype(np.int32)} for _ in range(8)]
   dataset = grain.MapDataset.source(rows).repeat(None).batch(8, drop_remainder=True)
-  config = stages.stage_config("contrastive")
+  config = adaptation.stage_config("contrastive")
   config.train.work_dir = str(tmp_path / "contrastive")
   config.train.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
   config.train.batch_size, config.train.seq_len, config.train.num_steps = 8, 8, 1
@@ -214,7 +214,7 @@ def test_vision_from_a_contrastive_run_uses_its_trained_image_tower(tmp_path):
   config.vision.encoder = "vit-nano"
   config.vocab_size = 50
   import jax  # pylint: disable=import-outside-toplevel
-  stages.run_stage(config, train_data=lambda: iter(dataset.to_iter_dataset()), num_examples=8,
+  adaptation.run_stage(config, train_data=lambda: iter(dataset.to_iter_dataset()), num_examples=8,
                    devices=jax.devices()[:1])
   vit = alignment.load_contrastive_vit(tmp_path / "contrastive")
   fresh = ViT(vit.config, rngs=nnx.Rngs(0))

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from visual_priors import config as config_lib
+from visual_priors import experiment
 from visual_priors.eval import suite
 from visual_priors.models.decoder import Decoder, DecoderConfig
 from visual_priors.models.vision import ViT, get_encoder
@@ -53,13 +53,13 @@ def decoder() -> Decoder:
 
 
 def _config(vision_models: list[str], *settings: str):
-  config = config_lib.apply_local(config_lib.base_config(), {"eval.alignment.k": 3})
-  return config_lib.apply_overrides(config, [f"eval.alignment.vision_models={vision_models!r}", *settings])
+  config = experiment.apply_local(experiment.base_config(), {"eval.alignment.k": 3})
+  return experiment.apply_overrides(config, [f"eval.alignment.vision_models={vision_models!r}", *settings])
 
 
 def test_one_alignment_row_per_vision_model_each_named(files, decoder, tmp_path):
   config = _config(["self", f"dinov2-nano=hf:{files['hf']}", f"vit-nano=bv:{files['npz']}"])
-  config_lib.finalize(config, strict=True)
+  experiment.finalize(config, strict=True)
   stages = {"mmdata": files["mmdata"], "vision": files["npz"]}
   specs = suite.vision_model_specs(config, stages["vision"])
   assert list(specs) == ["vit-nano", "dinov2-nano", "vit-nano-2"]  # "self" keeps its encoder's name
@@ -81,7 +81,7 @@ def test_best_layer_search_with_outlier_clamp_takes_every_layer_of_each_model(fi
   config = _config(["self", f"dinov2-nano=hf:{files['hf']}"], "eval.alignment.layer=best",
                    "eval.alignment.outlier_quantile=0.95")
   stages = {"mmdata": files["mmdata"], "vision": files["hf"]}  # a vision stage of kind checkpoint from hf:DIR
-  config = config_lib.apply_overrides(config, ["vision.encoder=dinov2-nano"])
+  config = experiment.apply_overrides(config, ["vision.encoder=dinov2-nano"])
   specs = suite.vision_model_specs(config, stages["vision"])
   assert list(specs) == ["dinov2-nano", "dinov2-nano-2"]
   assert specs["dinov2-nano"] == {"kind": "hf", "path": str(files["hf"]), "encoder": "dinov2-nano", "pooling": "cls",

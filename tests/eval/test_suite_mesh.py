@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 
 from tiny_run import TINY_RUN
-from visual_priors import config as config_lib, runner
+from visual_priors import experiment
+from visual_priors.experiment import runner
 from visual_priors.data import segments
 from visual_priors.data.multimodal import chat
 from visual_priors.eval import benchmarks, decode, loglik, multiple_choice, suite, vqa
 from visual_priors.models import sharding
-from visual_priors.run import stages as stage_executors
+from visual_priors.experiment import evaluate
 from visual_priors.train import upstream
 
 ONE_DEVICE = jax.devices()[:1]
 MESHES = {"fsdp=8": {"data": 1, "fsdp": 8, "tensor": 1}, "data=2,fsdp=2,tensor=2": {"data": 2, "fsdp": 2, "tensor": 2}}
-# The tiny chain of tests/test_runner.py (float32 nano LM, vit-nano tower), evaluated on a few items.
+# The tiny chain of tests/experiment/test_runner.py (float32 nano LM, vit-nano tower), evaluated on a few items.
 TINY = {**TINY_RUN, "runtime.eval_batch_size": 8, "eval.limit": 4, "eval.probe.max_new_tokens": 8,
         "eval.alignment.k": 3}
 
@@ -30,14 +31,14 @@ TINY = {**TINY_RUN, "runtime.eval_batch_size": 8, "eval.limit": 4, "eval.probe.m
 def run(tmp_path_factory, small_store) -> dict:
   """A tiny run through sft (one device) and its evaluation on one device."""
   root = tmp_path_factory.mktemp("mesh_eval")
-  config = config_lib.apply_local(config_lib.base_config(), TINY)
+  config = experiment.apply_local(experiment.base_config(), TINY)
   config.name, config.data.mixture = "test/mesh-eval", "code=0.5,web-crawl=0.5"
   config.data.store = str(small_store.root)
   config.pretrain.overrides = {"eval_max_batches": 1, "model": {"attention_impl": "xla"}}
   record = runner.run_experiment(config, root=root, until="sft", devices=ONE_DEVICE, log=lambda _: None)
   outputs = {stage: json.loads((pathlib.Path(s["dir"]) / "manifest.json").read_text())["outputs"]
              for stage, s in record.stages.items()}
-  locations = stage_executors.stage_locations(outputs)
+  locations = evaluate.stage_locations(outputs)
   one = sharding.make_mesh({"fsdp": 1}, ONE_DEVICE)
   rows = suite.evaluate_run(record.config, locations, root / "eval-one", log=lambda _: None, mesh=one)
   return {"config": record.config, "locations": locations, "root": root, "rows": rows}

@@ -1,4 +1,4 @@
-"""Tests of the `list` and `show` commands (visual_priors.experiments_commands)."""
+"""Tests of the `list` and `show` commands (visual_priors.experiment.commands)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import pytest
 import yaml
 
 from visual_priors import cli
-from visual_priors import config as config_lib
-from visual_priors import experiments_commands, registry
+from visual_priors import experiment
+from visual_priors.experiment import commands, registry
 
 
 def run(argv, capsys):
   parser = argparse.ArgumentParser()
-  experiments_commands.add_parser(parser.add_subparsers(dest="command", required=True))
+  commands.add_parser(parser.add_subparsers(dest="command", required=True))
   args = parser.parse_args(argv)
   try:
     code = args.func(args)
@@ -25,7 +25,7 @@ def run(argv, capsys):
 
 
 def test_wired_into_the_cli():
-  assert "visual_priors.experiments_commands" in cli.COMMAND_MODULES
+  assert "visual_priors.experiment.commands" in cli.COMMAND_MODULES
 
 
 def test_list_filters_and_shows_shares(capsys):
@@ -46,8 +46,8 @@ def test_show_prints_config_keys_shares_and_cost(capsys):
   code, out = run(["show", "demo/mix6", "--set", "pretrain.peak_lr=1e-3", "--chip", "H100"], capsys)
   assert code == 0
   config = registry.get_experiment("demo/mix6", ["pretrain.peak_lr=1e-3"])
-  assert f"## Run id  {config_lib.run_id(config)}" in out
-  for stage, identity in config_lib.stage_identities(config).items():
+  assert f"## Run id  {experiment.run_id(config)}" in out
+  for stage, identity in experiment.stage_identities(config).items():
     assert f"{stage:<9} {identity.key}" in out
   assert "peak_lr: 0.001" in out and "reasoning 52.0%, visual 14.8%" in out
   assert "on one H100 at MFU 0.4" in out and "Before it can run" not in out
@@ -85,9 +85,9 @@ def test_show_prints_the_config_as_plain_yaml(capsys, name):
   config_text = out.split("## Config\n", 1)[1].split("\n## Run id", 1)[0]
   config = registry.get_experiment(name)
   assert yaml.safe_load(config_text) == lists(config.to_dict())
-  assert f"## Run id  {config_lib.run_id(config)}" in out
+  assert f"## Run id  {experiment.run_id(config)}" in out
 
 
 def test_plain_turns_objects_into_yaml_data():
   value = {"a": (1, (2.5, None)), "b": {"c": True}, 3: object}
-  assert experiments_commands.plain(value) == {"a": [1, [2.5, None]], "b": {"c": True}, "3": str(object)}
+  assert commands.plain(value) == {"a": [1, [2.5, None]], "b": {"c": True}, "3": str(object)}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from visual_priors import cli, config as config_lib, registry
-from visual_priors.run import grid, stages as stage_executors
+from fake_stages import replace_runs
+from visual_priors import cli, experiment
+from visual_priors.experiment import grid, pretrain, registry
 
 
 def _experiment(name: str, overrides=()):
-  config = config_lib.apply_local(config_lib.base_config())
+  config = experiment.apply_local(experiment.base_config())
   config.name = name
   config.data.mixture = {"t/a": "mix0", "t/b": "code=1", "t/c": "mix6"}[name]
-  return config_lib.finalize(config_lib.apply_overrides(config, overrides))
+  return experiment.finalize(experiment.apply_overrides(config, overrides))
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def fake(monkeypatch):
       return {"run": str(ctx.out_dir)}
     return execute
 
-  monkeypatch.setattr(stage_executors, "EXECUTORS", {stage: make(stage) for stage in config_lib.STAGES})
-  monkeypatch.setattr(stage_executors, "preflight", lambda config: None)
+  replace_runs({stage: make(stage) for stage in experiment.STAGES}, monkeypatch)
+  monkeypatch.setattr(pretrain, "preflight", lambda config: None)
   monkeypatch.setattr(registry, "get_experiment", _experiment)
   monkeypatch.setattr(registry, "experiment_names", lambda pattern=None: [
       n for n in ("t/a", "t/b", "t/c") if not pattern or pattern in n])

@@ -1,4 +1,4 @@
-"""Tests of visual_priors.registry and the named experiments of experiments/ (the paper's grid + demo)."""
+"""Tests of visual_priors.experiment.registry and the named experiments of experiments/ (the paper's grid + demo)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from visual_priors import config as config_lib
-from visual_priors import registry
+from visual_priors import experiment
+from visual_priors.experiment import registry
 from visual_priors.eval import benchmarks
 
 FAMILY_COUNTS = {"scale": 40, "source": 16, "category": 40, "grid": 30, "mix": 11, "encoder": 15, "sft_data": 5,
@@ -21,7 +21,7 @@ def configs():
 
 
 def keys(config) -> dict[str, str]:
-  return {stage: identity.key for stage, identity in config_lib.stage_identities(config).items()}
+  return {stage: identity.key for stage, identity in experiment.stage_identities(config).items()}
 
 
 def test_family_counts_and_pinned_names(configs):
@@ -44,7 +44,7 @@ def test_every_config_is_valid_named_and_described(configs):
     assert config.name == name and config.meta.name == name
     assert config.meta.family == registry.family_of(name)
     assert config.description
-    run_ids.add(config_lib.run_id(config))
+    run_ids.add(experiment.run_id(config))
   assert len(run_ids) == len(configs)
 
 
@@ -99,7 +99,7 @@ def test_shared_stages_across_families(configs):
 def test_demo_configs_are_runnable_and_share_vision_and_data(configs):
   demos = {n: c for n, c in configs.items() if n.startswith("demo/")}
   for config in demos.values():
-    config_lib.finalize(config, strict=True)  # no file is needed
+    experiment.finalize(config, strict=True)  # no file is needed
     assert config.pretrain.scale == "nano" and config.vision.encoder == "vit-nano"
     assert config.vision.kind == "contrastive" and config.adapt.data.kind == "generated"
     assert config.adapt.data.generated.image_size == 32
@@ -138,12 +138,11 @@ def _write(folder, name, text):
 
 
 _GOOD = """
-    from visual_priors import config as config_lib
+    from visual_priors import experiment
 
     def get_config(arg=None):
-      args = config_lib.parse_arg(arg, {"lr": 0.001})
-      config = config_lib.base_config()
-      config.name = f"mine/lr-{args['lr']:g}"
+      args = experiment.parse_arg(arg, {"lr": 0.001})
+      config = experiment.base_config()
       config.pretrain.peak_lr = args["lr"]
       return config
 
@@ -159,7 +158,10 @@ def test_own_folder_by_argument_and_environment(tmp_path, monkeypatch):
   assert registry.get_experiment("mine/lr-0.01", directory=tmp_path).pretrain.peak_lr == 0.01
   monkeypatch.setenv(registry.ENV_VAR, str(tmp_path))
   assert registry.experiment_names() == ["mine/lr-0.001", "mine/lr-0.01"]
-  assert registry.get_experiment("mine:lr=0.1").name == "mine/lr-0.1"
+  assert registry.get_experiment("mine:lr=0.01").name == "mine/lr-0.01"  # the entry with those arguments
+  assert registry.get_experiment("mine:lr=0.1").name == "mine/lr-0.1"  # no such entry: named after its arguments
+  local = registry.get_experiment("mine:lr=0.1,local")  # the registry's switch: no file declares it
+  assert local.name == "mine/lr-0.1-local" and local.pretrain.scale == "nano" and local.pretrain.peak_lr == 3e-3
 
 
 def test_missing_folder_says_how_to_point_at_one(tmp_path, monkeypatch):
@@ -178,8 +180,9 @@ def test_bad_experiment_files_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match="lists no experiments"):
     registry.experiment_names(directory=tmp_path)
   _write(tmp_path, "c.py", _GOOD.replace('"mine/lr-0.001": ""', '"mine/other": ""').replace('"mine/lr-0.01": "lr=0.01"', ""))
-  with pytest.raises(ValueError, match="names its config 'mine/lr-0.001'.*registers it as 'mine/other'"):
-    registry.get_experiment("mine/other", directory=tmp_path)
+  assert registry.get_experiment("mine/other", directory=tmp_path).name == "mine/other"  # named by its entry
+  with pytest.raises(ValueError, match="Experiment argument 'local' is a switch"):
+    registry.get_experiment("c:local=3", directory=tmp_path)
   _write(tmp_path, "c.py", _GOOD.replace('"mine/lr-0.001": ""', '"Mine/Bad Name": ""').replace('"mine/lr-0.01": "lr=0.01"', ""))
   with pytest.raises(ValueError, match="not '<family>/<short>'"):
     registry.experiment_names(directory=tmp_path)

@@ -13,18 +13,23 @@ import time
 import jax
 import pytest
 
+import ml_collections
+
+from fake_stages import current_runs, replace_runs
 from tiny_run import TINY_RUN
-from visual_priors import config as config_lib, runner
+from visual_priors import experiment
+from visual_priors.experiment import evaluate, pretrain, runner, vision
 from visual_priors.analysis.results import ResultsStore
 from visual_priors.data import cache
-from visual_priors.run import directories, stages as stage_executors
+from visual_priors.experiment import directories
+from visual_priors.experiment.stage import StageContext
 from visual_priors.train import compile_cache
 
 ONE_DEVICE = jax.devices()[:1]
 
 
-def _config(mixture: str = "mix6", **settings) -> config_lib.ml_collections.ConfigDict:
-  config = config_lib.apply_local(config_lib.base_config(), settings)
+def _config(mixture: str = "mix6", **settings) -> ml_collections.ConfigDict:
+  config = experiment.apply_local(experiment.base_config(), settings)
   config.name = f"test/{mixture}"
   config.data.mixture = mixture
   return config
@@ -37,7 +42,7 @@ def fake(monkeypatch):
   failing: dict[str, Exception] = {}
 
   def make(stage):
-    def execute(ctx: stage_executors.StageContext):
+    def execute(ctx: StageContext):
       calls.append((stage, ctx.key))
       if stage in failing:
         raise failing[stage]
@@ -51,9 +56,9 @@ def fake(monkeypatch):
       return outputs
     return execute
 
-  monkeypatch.setattr(stage_executors, "EXECUTORS", {stage: make(stage) for stage in config_lib.STAGES})
-  monkeypatch.setattr(stage_executors, "preflight", lambda config: None)
-  monkeypatch.setattr(stage_executors, "open_store", _no_store)  # hermetic: whatever `data build` left aside
+  replace_runs({stage: make(stage) for stage in experiment.STAGES}, monkeypatch)
+  monkeypatch.setattr(pretrain, "preflight", lambda config: None)
+  monkeypatch.setattr(runner, "open_store", _no_store)  # hermetic: whatever `data build` left aside
   return calls, failing
 
 
@@ -64,9 +69,9 @@ def _no_store(spec):
 def test_stages_run_in_order_into_keyed_directories_and_a_rerun_reuses_them(tmp_path, fake):
   calls, _ = fake
   record = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
-  identities = config_lib.stage_identities(config_lib.finalize(_config()))
+  identities = experiment.stage_identities(experiment.finalize(_config()))
   assert [stage for stage, _ in calls] == list(identities) == ["pretrain", "mmdata", "vision", "align", "sft", "eval"]
-  assert record.status == "done" and record.run_id == config_lib.run_id(config_lib.finalize(_config()))
+  assert record.status == "done" and record.run_id == experiment.run_id(experiment.finalize(_config()))
   for stage, identity in identities.items():
     directory = tmp_path / "stages" / stage / identity.key
     manifest = cache.read_json(directory / "manifest.json")
@@ -92,13 +97,13 @@ def test_a_moved_root_reuses_its_stages_and_finds_their_outputs_where_they_now_a
   (tmp_path / "old").rename(tmp_path / "new")
   calls.clear()
   seen = {}
-  real_eval = stage_executors.EXECUTORS["eval"]
+  real_eval = current_runs()["eval"]
 
   def eval_stage(ctx):
     seen.update(ctx.outputs)
     return real_eval(ctx)
 
-  stage_executors.EXECUTORS["eval"] = eval_stage
+  replace_runs({"eval": eval_stage})
   runner.run_experiment(_config(), root=tmp_path / "new", force_from="eval", log=lambda _: None)
   assert calls == [("eval", first.stages["eval"]["key"])]  # the same keys: nothing upstream reran
   sft_dir = tmp_path / "new" / "stages" / "sft" / first.stages["sft"]["key"]
@@ -110,7 +115,7 @@ def test_a_run_pins_the_store_latest_resolves_to(tmp_path, fake, monkeypatch):
   unpinned = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
   assert unpinned.config.data.store == "latest"  # no store built: the name stays (preflight would say so)
   stores = {"latest": tmp_path / "segments" / "L256-aaaa"}
-  monkeypatch.setattr(stage_executors, "open_store", lambda spec: type("Store", (), {"root": stores[spec]}))
+  monkeypatch.setattr(runner, "open_store", lambda spec: type("Store", (), {"root": stores[spec]}))
   first = runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
   assert first.config.data.store == str(stores["latest"]) and first.run_id != unpinned.run_id
   stores["latest"] = tmp_path / "segments" / "L256-bbbb"  # `data build` made another store
@@ -192,15 +197,14 @@ def test_eval_rows_and_run_meta_land_in_the_results_store(tmp_path, fake):
 
 def _recording(monkeypatch, record) -> None:
   """Wraps every (fake) executor so that `record(ctx)` sees its context first."""
-  executors = dict(stage_executors.EXECUTORS)
-  monkeypatch.setattr(stage_executors, "EXECUTORS", {
-      stage: (lambda ctx, run=run: record(ctx) or run(ctx)) for stage, run in executors.items()})
+  replace_runs({stage: (lambda ctx, run=run: record(ctx) or run(ctx)) for stage, run in current_runs().items()},
+               monkeypatch)
 
 
 def test_the_run_builds_one_mesh_from_runtime_mesh_and_hands_it_to_every_stage(tmp_path, fake, monkeypatch):
   meshes = []
   _recording(monkeypatch, lambda ctx: meshes.append(ctx.mesh))
-  config = config_lib.apply_overrides(_config(), ["runtime.mesh.data=2", "runtime.mesh.tensor=2"])
+  config = experiment.apply_overrides(_config(), ["runtime.mesh.data=2", "runtime.mesh.tensor=2"])
   runner.run_experiment(config, root=tmp_path, log=lambda _: None)
   assert len(meshes) == 6 and all(mesh is meshes[0] for mesh in meshes)
   assert dict(meshes[0].shape) == {"data": 2, "fsdp": 2, "tensor": 2} and meshes[0].devices.size == 8
@@ -217,7 +221,7 @@ def test_stages_compile_through_the_runs_compile_cache_unless_it_is_off(tmp_path
   runner.run_experiment(_config(), root=tmp_path, log=lambda _: None)
   assert seen == [tmp_path / ".jax_cache"] * 6 and compile_cache.current() == before
   seen.clear()
-  runner.run_experiment(config_lib.apply_overrides(_config(), ["runtime.compile_cache='off'"]), root=tmp_path / "b",
+  runner.run_experiment(experiment.apply_overrides(_config(), ["runtime.compile_cache='off'"]), root=tmp_path / "b",
                         log=lambda _: None)
   assert seen == [None] * 6
   seen.clear()
@@ -265,31 +269,31 @@ def test_a_missing_vision_checkpoint_fails_before_any_stage_runs(tmp_path, fake)
 def test_the_vision_stage_takes_a_checkpoint_from_vision_init_from_and_hands_it_to_align(tmp_path):
   from visual_priors.models.vision import random_hf  # pylint: disable=import-outside-toplevel
   tower = random_hf.write_random_dinov2(tmp_path / "dinov2-nano", seed=0)
-  config = config_lib.apply_overrides(_config(), ["vision.kind=checkpoint", "vision.encoder=dinov2-nano",
+  config = experiment.apply_overrides(_config(), ["vision.kind=checkpoint", "vision.encoder=dinov2-nano",
                                                   f"vision.init_from=hf:{tower}"])
-  config = config_lib.finalize(config, strict=True)  # no vision.checkpoint needed
+  config = experiment.finalize(config, strict=True)  # no vision.checkpoint needed
   lines = []
-  ctx = stage_executors.StageContext(config=config, stage="vision", key="k", out_dir=tmp_path / "out", outputs={},
+  ctx = StageContext(config=config, stage="vision", key="k", out_dir=tmp_path / "out", outputs={},
                                      devices=ONE_DEVICE, log=lines.append)
-  outputs = stage_executors.run_vision(ctx)
+  outputs = vision.run(ctx)
   assert outputs["kind"] == "checkpoint" and outputs["format"] == "hf" and outputs["path"] == str(tower)
-  assert outputs["content_sha256"] == config_lib.stage_identities(config)["vision"].fields["init_from"]["hf"]
-  assert stage_executors.vision_upstream(outputs) == f"hf:{tower}"
-  assert stage_executors.stage_locations({"vision": outputs})["vision"] == tower
+  assert outputs["content_sha256"] == experiment.stage_identities(config)["vision"].fields["init_from"]["hf"]
+  assert vision.align_upstream(outputs) == f"hf:{tower}"
+  assert evaluate.stage_locations({"vision": outputs})["vision"] == tower
   assert any("from hf:" in line for line in lines)
-  npz = pathlib.Path(__file__).parent / "fixtures" / "big_vision" / "vit_tok.npz"
+  npz = pathlib.Path(__file__).parents[1] / "fixtures" / "big_vision" / "vit_tok.npz"
   legacy = {"kind": "checkpoint", "encoder": "vit-nano", "path": str(npz), "sha256": "x"}
-  assert stage_executors.vision_upstream(legacy) == str(npz)
-  assert stage_executors.vision_upstream({"kind": "contrastive", "run": "/r"}) == "/r"
-  wrong = config_lib.apply_overrides(config, ["vision.encoder=vit-nano"])
+  assert vision.align_upstream(legacy) == str(npz)
+  assert vision.align_upstream({"kind": "contrastive", "run": "/r"}) == "/r"
+  wrong = experiment.apply_overrides(config, ["vision.encoder=vit-nano"])
   with pytest.raises(ValueError, match="not this encoder's architecture"):
-    stage_executors.run_vision(dataclasses.replace(ctx, config=wrong))
+    vision.run(dataclasses.replace(ctx, config=wrong))
 
 
 # --- the real stages ---------------------------------------------------------------------------------------
 
 
-def _tiny(store: pathlib.Path, **settings) -> config_lib.ml_collections.ConfigDict:
+def _tiny(store: pathlib.Path, **settings) -> ml_collections.ConfigDict:
   config = _config("code=0.5,web-crawl=0.5", **{**TINY_RUN, **settings})
   config.data.store = str(store)
   config.pretrain.overrides = {"eval_max_batches": 1, "model": {"attention_impl": "xla"}}

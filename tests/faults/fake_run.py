@@ -9,14 +9,20 @@ import pathlib
 import sys
 import time
 
-from visual_priors import config as config_lib, runner
-from visual_priors.run import stages as stage_executors
+import ml_collections
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: fake_stages
+
+from fake_stages import replace_runs  # noqa: E402
+from visual_priors import experiment  # noqa: E402
+from visual_priors.experiment import pretrain, runner  # noqa: E402
+from visual_priors.experiment.stage import StageContext  # noqa: E402
 
 DELAYS = {"align": 0.5, "sft": 1.5}  # seconds a stage takes, reading its upstream stages all along
 
 
-def _config() -> config_lib.ml_collections.ConfigDict:
-  config = config_lib.apply_local(config_lib.base_config(), {})
+def _config() -> ml_collections.ConfigDict:
+  config = experiment.apply_local(experiment.base_config(), {})
   config.name = "faults/concurrent"
   config.data.mixture = "mix6"
   return config
@@ -52,7 +58,7 @@ def main() -> int:
     (args.root.parent / f"{args.name}.{stage}.{what}").touch()
 
   def make(stage: str):
-    def execute(ctx: stage_executors.StageContext):
+    def execute(ctx: StageContext):
       event(stage, "started")
       deadline = time.monotonic() + DELAYS.get(stage, 0.05)
       while True:  # what a trainer does: read its upstream runs while it runs (manifests, then checkpoints)
@@ -71,9 +77,9 @@ def main() -> int:
       return {"run": str(ctx.out_dir)}
     return execute
 
-  stage_executors.EXECUTORS = {stage: make(stage) for stage in config_lib.STAGES}
-  stage_executors.preflight = lambda config: None
-  stage_executors.open_store = _no_store  # hermetic: whatever `data build` left aside
+  replace_runs({stage: make(stage) for stage in experiment.STAGES})
+  pretrain.preflight = lambda config: None
+  runner.open_store = _no_store  # hermetic: whatever `data build` left aside
   if args.after:
     _wait_for(args.after)
   try:

@@ -20,7 +20,9 @@ import threading
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: tiny_run
 
 from tiny_run import TINY_RUN  # noqa: E402
-from visual_priors import config as config_lib  # noqa: E402
+import ml_collections  # noqa: E402
+
+from visual_priors import experiment  # noqa: E402
 
 TINY = {
     **TINY_RUN, "adapt.align.steps": 4, "adapt.align.seq_len": 192, "adapt.sft.steps": 4, "adapt.sft.seq_len": 192,
@@ -31,14 +33,14 @@ TINY = {
 STEPS = {"pretrain": 6, "vision": 3, "align": 4, "sft": 4}  # each training stage's steps (a checkpoint every 2)
 
 
-def config(store: pathlib.Path) -> config_lib.ml_collections.ConfigDict:
+def config(store: pathlib.Path) -> ml_collections.ConfigDict:
   """The tiny experiment every SIGKILL case runs, on a segment store."""
-  experiment = config_lib.apply_local(config_lib.base_config(), dict(TINY))
-  experiment.name = "faults/sigkill"
-  experiment.data.mixture = "code=0.5,web-crawl=0.5"
-  experiment.data.store = str(store)
-  experiment.pretrain.overrides = {"eval_max_batches": 1, "model": {"attention_impl": "xla"}}
-  return experiment
+  tiny = experiment.apply_local(experiment.base_config(), dict(TINY))
+  tiny.name = "faults/sigkill"
+  tiny.data.mixture = "code=0.5,web-crawl=0.5"
+  tiny.data.store = str(store)
+  tiny.pretrain.overrides = {"eval_max_batches": 1, "model": {"attention_impl": "xla"}}
+  return tiny
 
 
 def _die() -> None:
@@ -48,7 +50,8 @@ def _die() -> None:
 
 def _arm(point: str) -> None:
   """Patches the hooks the kill point needs (imports here: jax only in the process that runs)."""
-  from visual_priors.run import directories, stages as stage_executors  # pylint: disable=import-outside-toplevel
+  from fake_stages import current_runs, replace_runs  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import directories  # pylint: disable=import-outside-toplevel
   from visual_priors.train import checkpoint, metrics  # pylint: disable=import-outside-toplevel
 
   kind, stage, *rest = point.split(":")
@@ -63,7 +66,7 @@ def _arm(point: str) -> None:
       return execute(ctx)
     return run
 
-  stage_executors.EXECUTORS = {name: wrap(name, execute) for name, execute in stage_executors.EXECUTORS.items()}
+  replace_runs({name: wrap(name, execute) for name, execute in current_runs().items()})
   if kind == "step":
     write_scalars = metrics.MetricWriter.write_scalars
 
@@ -104,7 +107,7 @@ def main() -> int:
   args = parser.parse_args()
   import jax  # pylint: disable=import-outside-toplevel
 
-  from visual_priors import runner  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import runner  # pylint: disable=import-outside-toplevel
 
   if args.kill:
     _arm(args.kill)

@@ -10,10 +10,12 @@ import pathlib
 
 import pytest
 
-from visual_priors import config as config_lib, runner
+from fake_stages import replace_runs
+from visual_priors import experiment
 from visual_priors.analysis.results import load_results
 from visual_priors.data import cache, segments
-from visual_priors.run import directories, stages as stage_executors
+from visual_priors.experiment import directories, pretrain, runner
+from visual_priors.experiment.stage import StageContext
 from visual_priors.train import store_data, upstream
 
 
@@ -41,7 +43,7 @@ def chain(monkeypatch):
   calls: list[str] = []
 
   def make(stage):
-    def execute(ctx: stage_executors.StageContext):
+    def execute(ctx: StageContext):
       calls.append(stage)
       for name, outputs in ctx.outputs.items():
         if name != "mmdata":
@@ -59,13 +61,13 @@ def chain(monkeypatch):
       return outputs
     return execute
 
-  monkeypatch.setattr(stage_executors, "EXECUTORS", {stage: make(stage) for stage in config_lib.STAGES})
-  monkeypatch.setattr(stage_executors, "preflight", lambda config: None)
+  replace_runs({stage: make(stage) for stage in experiment.STAGES}, monkeypatch)
+  monkeypatch.setattr(pretrain, "preflight", lambda config: None)
   return calls
 
 
 def _run(root: pathlib.Path):
-  config = config_lib.apply_local(config_lib.base_config(), {})
+  config = experiment.apply_local(experiment.base_config(), {})
   config.name = "faults/damaged"
   config.data.mixture = "mix6"
   return runner.run_experiment(config, root=root, log=lambda _: None)

@@ -5,10 +5,10 @@ import pathlib
 import pytest
 from flax import nnx
 
+from fake_stages import replace_runs
 from visual_priors import cli
 from visual_priors.data import cache
 from visual_priors.models.decoder import Decoder, DecoderConfig
-from visual_priors.run import stages as stage_executors
 from visual_priors.train import upstream
 
 
@@ -26,8 +26,7 @@ def lm_readers(monkeypatch):
     upstream.restore_module(run, lambda: Decoder(config, rngs=nnx.Rngs(0)))
     return nothing(ctx)
 
-  executors = {**stage_executors.EXECUTORS, "mmdata": nothing, "vision": nothing, "align": align}
-  monkeypatch.setattr(stage_executors, "EXECUTORS", executors)
+  replace_runs({"mmdata": nothing, "vision": nothing, "align": align}, monkeypatch)
 
 
 def _run(root, store):

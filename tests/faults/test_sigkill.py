@@ -22,7 +22,7 @@ import sys
 import pytest
 
 from visual_priors.data import cache
-from visual_priors.run import directories
+from visual_priors.experiment import directories
 
 SCRIPT = pathlib.Path(__file__).with_name("kill_run.py")
 sys.path.insert(0, str(SCRIPT.parent))

@@ -10,7 +10,7 @@ import time
 
 from visual_priors import cli
 from visual_priors.data import cache
-from visual_priors.run import directories
+from visual_priors.experiment import directories
 
 SCRIPT = pathlib.Path(__file__).with_name("fake_run.py")
 

@@ -23,7 +23,7 @@ from visual_priors.data.multimodal.gen_questions import MC_INSTRUCTION, SHORT_IN
 from visual_priors.eval import multiple_choice
 from visual_priors.models.vision import TextConfig, TwoTower, get_encoder
 from visual_priors.models.vision.checkpoint import big_vision_key
-from visual_priors.train import checkpoint, partition, pretrain, stage_data, stages, upstream
+from visual_priors.train import adaptation, checkpoint, partition, pretrain, stage_data, upstream
 
 VOCAB = 64
 IMAGE = 16  # vit-nano: 16 x 16 images, 4 x 4 patches
@@ -113,65 +113,65 @@ def chain(tmp_path_factory) -> dict[str, pathlib.Path]:
   root = tmp_path_factory.mktemp("chain")
   runs = {"lm": _pretrain(root / "lm")}
 
-  contrastive = stages.stage_config("contrastive")
+  contrastive = adaptation.stage_config("contrastive")
   _train_settings(contrastive, root / "contrastive")
   contrastive.train.seq_len = 8
   contrastive.vision.encoder = "vit-nano"
   contrastive.vocab_size = VOCAB
-  stages.run_stage(contrastive, train_data=_data(_caption_rows(16, 0)), num_examples=16, devices=ONE_DEVICE)
+  adaptation.run_stage(contrastive, train_data=_data(_caption_rows(16, 0)), num_examples=16, devices=ONE_DEVICE)
   runs["contrastive"] = root / "contrastive"
 
-  align = stages.stage_config("align")
+  align = adaptation.stage_config("align")
   _train_settings(align, root / "align")
   align.train.seq_len = SEQ
   align.mllm.num_visual_tokens = VISUAL
   align.upstream.lm, align.upstream.vision = str(runs["lm"]), str(runs["contrastive"])
-  stages.run_stage(align, train_data=_data(_instruct_rows(16, 1)), num_examples=16,
+  adaptation.run_stage(align, train_data=_data(_instruct_rows(16, 1)), num_examples=16,
                    data_identity={"instruct": "synthetic"})
   runs["align"] = root / "align"
 
   for name, init, with_images in (("sft", "align", True), ("blind", "align", False), ("blind_sft", "blind", True)):
-    config = stages.stage_config("blind" if name == "blind" else "sft")
+    config = adaptation.stage_config("blind" if name == "blind" else "sft")
     _train_settings(config, root / name)
     config.train.seq_len = SEQ
     config.upstream.init = str(runs[init])
-    stages.run_stage(config, train_data=_data(_instruct_rows(16, 2, with_images)), num_examples=16,
+    adaptation.run_stage(config, train_data=_data(_instruct_rows(16, 2, with_images)), num_examples=16,
                      devices=ONE_DEVICE)
     runs[name] = root / name
   return runs
 
 
 def test_stage_defaults_are_the_papers():
-  align, sft = stages.stage_config("align"), stages.stage_config("sft")
+  align, sft = adaptation.stage_config("align"), adaptation.stage_config("sft")
   assert (align.train.optimizer.peak_lr, align.warmup_fraction, align.epochs) == (1e-3, 0.06, 1.0)
   assert (sft.train.optimizer.peak_lr, sft.warmup_fraction, sft.epochs) == (4e-5, 0.03, 1.0)
   assert align.train.batch_size == sft.train.batch_size == 512
   assert align.train.trainable == "proj/.*" and sft.train.trainable == "(proj|llm)/.*"
-  assert stages.stage_config("blind").train.trainable == "llm/.*"
+  assert adaptation.stage_config("blind").train.trainable == "llm/.*"
   assert align.mllm.num_visual_tokens == 576
   # One epoch of 51,200 examples at batch 512 is 100 steps, 6 (align) and 3 (sft) of them warm-up.
   align.train.work_dir = sft.train.work_dir = "/tmp/unused"
-  assert (stages.trainer_config(align, 51_200).num_steps, stages.trainer_config(align, 51_200).optimizer.warmup_steps) \
+  assert (adaptation.trainer_config(align, 51_200).num_steps, adaptation.trainer_config(align, 51_200).optimizer.warmup_steps) \
       == (100, 6)
-  assert stages.trainer_config(sft, 51_200).optimizer.warmup_steps == 3
-  assert stages.trainer_config(sft, 51_201).num_steps == 101  # a partial last batch still counts
+  assert adaptation.trainer_config(sft, 51_200).optimizer.warmup_steps == 3
+  assert adaptation.trainer_config(sft, 51_201).num_steps == 101  # a partial last batch still counts
 
 
 def test_stage_configs_are_validated_loudly():
   with pytest.raises(KeyError, match="Did you mean 'align'"):
-    stages.stage_config("allign")
-  config = stages.stage_config("align")
+    adaptation.stage_config("allign")
+  config = adaptation.stage_config("align")
   with pytest.raises(ValueError, match="upstream.lm"):
-    stages.validate(config)
+    adaptation.validate(config)
   config.upstream.lm = config.upstream.vision = "/somewhere"
   config.mllm.num_visual_token = 9
   with pytest.raises(ValueError, match="mllm.num_visual_token"):
-    stages.validate(config)
-  missing = stages.stage_config("sft")
+    adaptation.validate(config)
+  missing = adaptation.stage_config("sft")
   missing.upstream.init = "/no/such/run"
   missing.train.work_dir = "/tmp/unused"
   with pytest.raises(FileNotFoundError, match="init upstream /no/such/run has no manifest.json"):
-    stages.run_stage(missing, train_data=_data(_instruct_rows(8, 0)), num_examples=8)
+    adaptation.run_stage(missing, train_data=_data(_instruct_rows(8, 0)), num_examples=8)
 
 
 @pytest.mark.slow
@@ -226,12 +226,12 @@ def test_blind_phase_trains_only_the_lm_on_text_and_refuses_image_batches(chain,
   align, blind = _stored(chain["align"]), _stored(chain["blind"])
   changed = {path.split("/")[0] for path in align if not np.array_equal(align[path], blind[path])}
   assert changed == {"llm"}
-  config = stages.stage_config("blind")
+  config = adaptation.stage_config("blind")
   _train_settings(config, tmp_path / "blind")
   config.train.seq_len = SEQ
   config.upstream.init = str(chain["align"])
   with pytest.raises(ValueError, match="text_only=True"):
-    stages.run_stage(config, train_data=_data(_instruct_rows(16, 3, with_images=True)), num_examples=16,
+    adaptation.run_stage(config, train_data=_data(_instruct_rows(16, 3, with_images=True)), num_examples=16,
                      devices=ONE_DEVICE)
 
 
@@ -255,13 +255,13 @@ def test_align_loads_a_big_vision_npz_encoder(chain, tmp_path):
             for path, variable in nnx.to_flat_state(nnx.state(towers, nnx.Param))}
   npz = tmp_path / "siglip.npz"
   np.savez(npz, **arrays)
-  config = stages.stage_config("align")
+  config = adaptation.stage_config("align")
   _train_settings(config, tmp_path / "align", steps=1)
   config.train.seq_len = SEQ
   config.mllm.num_visual_tokens = VISUAL
   config.vision.encoder = "vit-nano"
   config.upstream.lm, config.upstream.vision = str(chain["lm"]), str(npz)
-  stages.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
+  adaptation.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
   stored = _stored(tmp_path / "align")
   for path, value in stored.items():
     if path.startswith("img/"):
@@ -349,27 +349,27 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   # An untrained LM (the scale sweep's "0B" runs): what the chain learns here comes from align and sft.
   pretrain.save_untrained(lm, data_identity={"vocab": str(vocab)}, devices=ONE_DEVICE)
 
-  contrastive = stages.stage_config("contrastive")
+  contrastive = adaptation.stage_config("contrastive")
   settings(contrastive, "contrastive", 30, 1e-3)
   contrastive.train.seq_len = 24
   contrastive.vision.encoder, contrastive.vocab_size = "vit-tiny", vocab_size
   caption_data = data("contrastive", captions, seq=24)
-  stages.run_stage(contrastive, train_data=caption_data.train_data, num_examples=len(captions), devices=ONE_DEVICE)
+  adaptation.run_stage(contrastive, train_data=caption_data.train_data, num_examples=len(captions), devices=ONE_DEVICE)
 
-  align = stages.stage_config("align")
+  align = adaptation.stage_config("align")
   settings(align, "align", 15, 2e-3, seq=align_seq_len)
   align.mllm.num_visual_tokens, align.mllm.resample = visual, "area"
   align.upstream.lm, align.upstream.vision = str(tmp_path / "lm"), str(tmp_path / "contrastive")
   align_records = stage_data.caption_conversations(captions)
-  stages.run_stage(align, train_data=data("align", align_records, seq=align_seq_len).train_data,
+  adaptation.run_stage(align, train_data=data("align", align_records, seq=align_seq_len).train_data,
                    num_examples=len(align_records),
                    devices=ONE_DEVICE)
 
   # Half batches, more steps: on a 2-core CPU a 16-row step takes under half the time of a 32-row one.
-  sft = stages.stage_config("sft")
+  sft = adaptation.stage_config("sft")
   settings(sft, "sft", 250, 3e-3, rows=16)
   sft.upstream.init = str(tmp_path / "align")
-  stages.run_stage(sft, train_data=data("sft", instruct, rows=16).train_data, num_examples=len(instruct),
+  adaptation.run_stage(sft, train_data=data("sft", instruct, rows=16).train_data, num_examples=len(instruct),
                    devices=ONE_DEVICE)
 
   template = chat.ChatTemplate(vocab, chat.ChatConfig(visual, system_prompt=""))
@@ -431,14 +431,14 @@ def _expected_tower(source: str, encoder: str, prefix: str = "img/") -> dict[str
 def test_contrastive_starts_its_image_tower_from_a_checkpoint(kind, hf_dinov2, fixture_encoder, tmp_path):
   source, encoder = ((f"hf:{hf_dinov2}", "dinov2-nano") if kind == "hf" else
                      (f"bv:{BIG_VISION / 'siglip_map_prefixed.npz'}", fixture_encoder))
-  config = stages.stage_config("contrastive")
+  config = adaptation.stage_config("contrastive")
   _train_settings(config, tmp_path / "contrastive", steps=1)
   config.train.seq_len = 8
   config.train.frozen = "img/(?!head/).*"  # the tower as loaded; its new head, the text tower, t and b train
   config.vision.encoder = encoder
   config.vision.init_from = source
   config.vocab_size = VOCAB
-  stages.run_stage(config, train_data=_data(_caption_rows(16, 0)), num_examples=16, devices=ONE_DEVICE)
+  adaptation.run_stage(config, train_data=_data(_caption_rows(16, 0)), num_examples=16, devices=ONE_DEVICE)
   stored = _stored(tmp_path / "contrastive")
   expected = _expected_tower(source, encoder)
   assert expected and "img/head/kernel" in stored and "img/head/kernel" not in expected
@@ -457,7 +457,7 @@ def test_align_reads_a_hugging_face_tower_frozen_or_trained_by_the_regex(lm_run,
   expected = _expected_tower(source, "dinov2-nano")
   runs = {}
   for name, trainable in (("frozen", "proj/.*"), ("trained", "(proj|img)/.*")):
-    config = stages.stage_config("align")
+    config = adaptation.stage_config("align")
     _train_settings(config, tmp_path / name, steps=1)
     config.train.seq_len = SEQ
     config.train.trainable = trainable
@@ -466,8 +466,8 @@ def test_align_reads_a_hugging_face_tower_frozen_or_trained_by_the_regex(lm_run,
     config.mllm.num_visual_tokens = VISUAL
     config.vision.encoder = "dinov2-nano"
     config.upstream.lm, config.upstream.vision = str(lm_run), source
-    assert stages.data_spec(config).image_size == IMAGE
-    stages.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
+    assert adaptation.data_spec(config).image_size == IMAGE
+    adaptation.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
     runs[name] = _stored(tmp_path / name)
   for path, value in expected.items():
     np.testing.assert_array_equal(runs["frozen"][path], value, err_msg=path)
@@ -484,13 +484,13 @@ def test_align_reads_a_hugging_face_tower_frozen_or_trained_by_the_regex(lm_run,
 @pytest.mark.slow
 def test_align_reads_a_big_vision_file_named_as_a_source(lm_run, fixture_encoder, tmp_path):
   npz = BIG_VISION / "siglip_map_scan.npz"
-  config = stages.stage_config("align")
+  config = adaptation.stage_config("align")
   _train_settings(config, tmp_path / "align", steps=1)
   config.train.seq_len = SEQ
   config.mllm.num_visual_tokens = VISUAL
   config.vision.encoder = fixture_encoder
   config.upstream.lm, config.upstream.vision = str(lm_run), f"bv:{npz}"
-  stages.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
+  adaptation.run_stage(config, train_data=_data(_instruct_rows(8, 4)), num_examples=8, devices=ONE_DEVICE)
   stored = _stored(tmp_path / "align")
   expected = _expected_tower(f"bv:{npz}", fixture_encoder)
   assert not any(path.startswith("img/map_head/") for path in stored)  # the MLLM reads patch tokens
@@ -502,15 +502,15 @@ def test_align_reads_a_big_vision_file_named_as_a_source(lm_run, fixture_encoder
 
 
 def test_vision_sources_are_checked_before_a_stage_runs(hf_dinov2):
-  config = stages.stage_config("align")
+  config = adaptation.stage_config("align")
   config.upstream.lm, config.upstream.vision = "/somewhere", "bv:/somewhere/weights.pt"
   with pytest.raises(ValueError, match=r"upstream.vision .* a .npz file"):
-    stages.validate(config)
-  contrastive = stages.stage_config("contrastive")
+    adaptation.validate(config)
+  contrastive = adaptation.stage_config("contrastive")
   contrastive.vision.init_from = "dinov2"
   with pytest.raises(ValueError, match=r"vision.init_from 'dinov2' must be 'hf:DIR'"):
-    stages.validate(contrastive)
+    adaptation.validate(contrastive)
   contrastive.vision.init_from, contrastive.vision.encoder = f"hf:{hf_dinov2}", "vit-nano"
   contrastive.vocab_size = VOCAB
   with pytest.raises(ValueError, match="not this encoder's architecture: depth: checkpoint 2, encoder 1"):
-    stages.run_stage(contrastive, train_data=_data(_caption_rows(8, 0)), num_examples=8)
+    adaptation.run_stage(contrastive, train_data=_data(_caption_rows(8, 0)), num_examples=8)

@@ -12,7 +12,7 @@ import transformers
 from flax import nnx
 
 from hf_helpers import tiny_config, train_spm, variables_of, vocab_size, write_random_run
-from visual_priors import config as experiment_config
+from visual_priors import experiment
 from visual_priors.interop import hf_export
 from visual_priors.models import scales, sharding
 from visual_priors.models.decoder import Decoder
@@ -135,28 +135,28 @@ def test_shapes_that_do_not_fit_the_scale_fail_naming_the_parameter(exported, tm
 
 def test_init_from_enters_the_pretrain_key_as_the_content_hash(exported, tmp_path):
   _, out = exported
-  base = experiment_config.base_config()
-  plain = experiment_config.stage_identities(base)["pretrain"].key
+  base = experiment.base_config()
+  plain = experiment.stage_identities(base)["pretrain"].key
   base.pretrain.init_from = ""
-  assert experiment_config.stage_identities(base)["pretrain"].key == plain  # the default keeps every key
+  assert experiment.stage_identities(base)["pretrain"].key == plain  # the default keeps every key
   copy = tmp_path / "copy"
   shutil.copytree(out, copy)
   base.pretrain.init_from = f"hf:{copy}"
-  first = experiment_config.stage_identities(base)["pretrain"]
+  first = experiment.stage_identities(base)["pretrain"]
   assert first.key != plain and first.fields["init_from"] == {"hf": hf_import.content_sha256(out)}
   moved = tmp_path / "moved"
   shutil.copytree(out, moved)
   base.pretrain.init_from = f"hf:{moved}"
-  assert experiment_config.stage_identities(base)["pretrain"].key == first.key  # content, not location
+  assert experiment.stage_identities(base)["pretrain"].key == first.key  # content, not location
   weights = bytearray((moved / "model.safetensors").read_bytes())
   weights[-1] ^= 1
   (moved / "model.safetensors").write_bytes(bytes(weights))
-  assert experiment_config.stage_identities(base)["pretrain"].key != first.key
+  assert experiment.stage_identities(base)["pretrain"].key != first.key
   base.pretrain.init_from = "/no/prefix"
   with pytest.raises(ValueError, match="hf:DIR"):
-    experiment_config.validate(base)
+    experiment.validate(base)
   base.pretrain.init_from = f"hf:{tmp_path / 'absent'}"
-  assert any("pretrain.init_from" in line for line in experiment_config.missing_files(base))
+  assert any("pretrain.init_from" in line for line in experiment.missing_files(base))
 
 
 def test_one_device_placement_of_an_import(exported):

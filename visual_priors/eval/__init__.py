@@ -1,1 +1,2 @@
-"""Evaluation of trained models: multiple-choice scoring of an MLLM by log-likelihood."""
+"""Evaluation of trained models: the eval stage's suite (VQA in four groups, MLE-Bench, answer likelihood, the
+reasoning probe; the LM's perplexity, zero-shot tasks and LM-vision alignment) and the benchmark registry."""

@@ -2,7 +2,7 @@
 
     evaluate_run(config, stages, out_dir, log) -> {"sft": [rows], "pretrain": [rows]}
 
-`stages` maps stage names to what the runner finished (`visual_priors.run.stages.stage_locations`): the
+`stages` maps stage names to what the runner finished (`visual_priors.experiment.evaluate.stage_locations`): the
 trainer run directories of "pretrain" and "sft" (or "blind"/"align"), the generated data directory
 "mmdata" and the "vision" run (a contrastive run directory, a big_vision .npz or a Hugging Face directory).
 
@@ -199,7 +199,7 @@ def evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathlib
                  rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> dict[str, Rows]:
   """Result rows keyed by the evaluated stage; see the module docstring.
 
-  `mesh` (the run's, `visual_priors.runner`): the trained models are restored into their shardings on it
+  `mesh` (the run's, `visual_priors.experiment.runner`): the trained models are restored into their shardings on it
   (`rules`, as training places them) and every evaluator of the LM and MLLM runs on it, batches split over its
   batch axes (eval batch sizes rounded up to a multiple of them). None, or a mesh of one device, evaluates on
   that one device.

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 
 import jax
 
-from visual_priors import console, registry, runner
+from visual_priors import console
+from visual_priors.experiment import registry, runner
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The named experiments: loads the config-as-code files of experiments/ and resolves names to configs.
 
-Each experiment file, experiments/<file>.py, defines `get_config(arg: str | None) -> ConfigDict` (arg: a big_vision-style
-"key=value,..." string, `visual_priors.config.parse_arg`) and lists its named experiments with either
-`sweep(add)`, calling `add(name, arg)` once per experiment, or a module-level `EXPERIMENTS` mapping
-{name: arg}. Names are "<family>/<short>" ("mix/mix6") and unique across files. Other Python files in the folder
-(launch scripts) are recognised by having no top-level `def get_config(` and are left alone.
+Each experiment file, experiments/<file>.py, defines `get_config(arg: str | None) -> ConfigDict` (arg: a
+big_vision-style "key=value,..." string, `parse_arg`) and lists its named experiments with either `sweep(add)`, calling
+`add(name, arg)` once per experiment, or a module-level `EXPERIMENTS` mapping {name: arg}. Names are
+"<family>/<short>" ("mix/mix6") and unique across files. The registry names each config after its entry and sets
+`meta.family` to the name's family, so files say neither. Other Python files in the folder (launch scripts) are
+recognised by having no top-level `def get_config(` and are left alone.
 
 Where the files are: `directory` when given, else `$VISUAL_PRIORS_EXPERIMENTS`, else the experiments/
 folder of the checkout this package was imported from (an editable install or a source tree). The
@@ -12,8 +13,11 @@ folder is deliberately not package data: the configs are meant to be read and ed
 and a copy inside site-packages would go stale silently. A non-editable install therefore has no
 folder; every call then fails naming where it looked and how to point at one.
 
-Besides registered names, `get_experiment("<file>:<arg>")` builds an unregistered variant straight from
-a file, e.g. "mixes:mix=mix3,local" (the `local` switch shrinks a config to the CPU-sized recipe).
+Besides registered names, `get_experiment("<file>:<arg>")` builds a variant straight from a file, e.g.
+"mixes:mix=mix3,local": it is named after the file's entry with the same arguments, else as its get_config names
+it, else after its arguments in the file's family ("category/category-visual-percent-33"). The `local` switch,
+which every experiment accepts without declaring it, shrinks a config to the CPU-sized recipe
+(`local.apply_local`) and appends "-local" to its name.
 """
 
 from __future__ import annotations
@@ -24,16 +28,19 @@ import os
 import pathlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
+from typing import Any
 
 import ml_collections
 
-from visual_priors import config as config_lib
+from visual_priors.experiment import graph, schema
+from visual_priors.experiment.local import apply_local
 from visual_priors.names import UnknownNameError, closest, lookup
+from visual_priors.overrides import parse_value
 
 ENV_VAR = "VISUAL_PRIORS_EXPERIMENTS"
-_CHECKOUT_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+_CHECKOUT_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,16 +142,58 @@ def experiment_names(filter: str | None = None, *,  # pylint: disable=redefined-
   return names
 
 
+def parse_arg(arg: str | None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """A big_vision-style experiment argument: "key=value,key2=value2"; a bare word means word=True
+  ("reduced" == "reduced=True"). Keys must be in `defaults` (when given), whose values set the types."""
+  result = dict(defaults or {})
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    value = parse_value(text.strip()) if sep else True
+    if defaults is not None:
+      if key not in defaults:
+        near = closest(key, defaults)
+        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        raise ValueError(f"Unknown experiment argument {key!r} in {arg!r}.{hint} "
+                         f"Arguments: {', '.join(defaults)}.")
+      old = defaults[key]
+      if isinstance(old, str) and not isinstance(value, str):
+        value = text.strip()
+      elif isinstance(old, bool) and not isinstance(value, bool):
+        raise ValueError(f"Experiment argument {key!r} is a switch: give True/False, got {text!r}.")
+    result[key] = value
+  return result
+
+
+def _split_local(arg: str) -> tuple[str, bool]:
+  """(the argument without the registry's own `local` switch, whether it was on)."""
+  parsed = parse_arg(arg)
+  local = parsed.pop("local", False)
+  if not isinstance(local, bool):
+    raise ValueError(f"Experiment argument 'local' is a switch: give True/False, got {local!r}.")
+  kept = [part.strip() for part in arg.split(",") if part.strip() and part.partition("=")[0].strip() != "local"]
+  return ",".join(kept), local
+
+
 def _build(module_file: pathlib.Path, arg: str, name: str | None) -> ml_collections.ConfigDict:
+  arg, local = _split_local(arg)
+  listed = _entries_of(module_file) if name is None else []
+  if name is None:  # a "<file>:<arg>" variant: named as the file's entry with the same arguments, if any
+    wanted = parse_arg(arg)
+    name = next((entry.name for entry in listed if parse_arg(entry.arg) == wanted), None)
   config = load_file(module_file).get_config(arg or None)
   if not isinstance(config, ml_collections.ConfigDict):
     raise ValueError(f"{module_file.name}:get_config({arg!r}) returned a {type(config).__name__}, "
                      "not a ConfigDict.")
-  if name is not None and config.name != name:
-    raise ValueError(f"{module_file.name}:get_config({arg!r}) names its config {config.name!r}, but the file "
-                     f"registers it as {name!r}; the two must agree.")
-  if not config.name:
-    raise ValueError(f"{module_file.name}:get_config({arg!r}) leaves config.name empty.")
+  if name is None and not config.name:  # else after its arguments, in the file's family
+    family = family_of(listed[0].name) if listed else module_file.stem
+    name = f"{family}/{graph.slug(arg.replace('=', '-').replace(',', '-')) or 'default'}"
+  config.name = name or config.name
+  if family_of(config.name) in schema.FAMILIES:
+    config.meta.family = family_of(config.name)
+  if local:
+    config = apply_local(config)
+    config.name += "-local"
   return config
 
 
@@ -166,7 +215,7 @@ def get_experiment(name: str, overrides: Sequence[str] = (), *,
                              "`python -m visual_priors list` shows every name.")
     entry = table[name]
     config = _build(entry.file, entry.arg, entry.name)
-  return config_lib.finalize(config_lib.apply_overrides(config, overrides))
+  return schema.finalize(schema.apply_overrides(config, overrides))
 
 
 def family_of(name: str) -> str:

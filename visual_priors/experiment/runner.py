@@ -2,8 +2,8 @@
 
     record = run_experiment(get_experiment("demo/mix6"), root="runs")
 
-On disk under `root` (see `visual_priors.run.directories`):
-  stages/<stage>/<key>/      one per stage identity (`config.stage_identities`): `out/` holds what the stage
+On disk under `root` (see `directories`):
+  stages/<stage>/<key>/      one per stage identity (`graph.stage_identities`): `out/` holds what the stage
                              wrote, `manifest.json` (key, hashed fields, upstream keys, outputs) is written last
   runs/<run_id>/run.json     the resolved config, each stage's key, directory, status, timings and error,
                              rewritten atomically at every transition
@@ -18,13 +18,13 @@ settings); earlier stages are reused. A fcntl lock per stage directory keeps two
 the same stage at once: the second waits and then finds it done. While a stage runs, its process also holds
 the locks of the run's earlier stages shared (taken in stage order, so no two processes wait on each other),
 so a `force` from another process waits for the readers of a stage before clearing it and readers wait for
-its rebuild. Each process's record in run.json is its own (`attempts`); see `visual_priors.run.directories`.
+its rebuild. Each process's record in run.json is its own (`attempts`); see `directories`.
 
 A multi-process job (`jax.distributed`, every process calling `run_experiment` alike on a root they share) is one
 writer: process 0 alone takes the locks, clears forced stages, writes run.json, the stage manifests and the
 results, and decides whether a stage is done (the others follow its decision, and read its manifests after a
 barrier). Every process runs the stages that compute on the mesh; process 0 alone runs the others
-(`stages.CHIEF_ONLY`).
+(the stages marked `chief_only`).
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from visual_priors import config as config_lib
 from visual_priors.data import cache
 from visual_priors.models import sharding
 from visual_priors.names import lookup
-from visual_priors.run import directories, stages as stage_executors
+from visual_priors.data.segments import open_store
+from visual_priors.experiment import directories, graph, pretrain, schema
+from visual_priors.experiment.stage import StageContext
 from visual_priors.train import checkpoint as checkpoint_lib, compile_cache
 
 
@@ -91,7 +92,7 @@ def _pin_latest_store(config: ml_collections.ConfigDict, log: Callable[[str], No
   if config.data.store != "latest":
     return config
   try:
-    store = stage_executors.open_store("latest")
+    store = open_store("latest")
   except (FileNotFoundError, ValueError):
     return config
   config = config.copy_and_resolve_references()
@@ -154,8 +155,8 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
   $VISUAL_PRIORS_COMPILE_CACHE choose another directory, or "off").
   """
   root = pathlib.Path(root).absolute()
-  config = _pin_latest_store(config_lib.finalize(config, strict=True), log)
-  identities = config_lib.stage_identities(config)
+  config = _pin_latest_store(schema.finalize(config, strict=True), log)
+  identities = graph.stage_identities(config)
   selected = list(identities)
   if until is not None:
     lookup(identities, until, "stage of this experiment")
@@ -166,12 +167,12 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
     lookup(identities, start, "stage of this experiment")
     forced = set(list(identities)[list(identities).index(start):])
   chief = jax.process_index() == 0  # the job's one writer (always, in a single process)
-  run_id = config_lib.run_id(config)
+  run_id = graph.run_id(config)
   run_dir = directories.run_dir(root, run_id)
   dirs = {stage: directories.stage_dir(root, stage, identities[stage].key) for stage in identities}
   if "pretrain" in selected and ("pretrain" in forced
                                  or directories.read_done(dirs["pretrain"], identities["pretrain"].key) is None):
-    stage_executors.preflight(config)
+    pretrain.preflight(config)
   record = {
       "run_id": run_id, "name": config.name, "description": config.description, "status": "running",
       "root": str(root), "started": directories.now(), "finished": None, "until": until,
@@ -229,13 +230,13 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
           mesh = sharding.make_mesh(config.runtime.mesh, devices)
           log(f"mesh: {', '.join(f'{axis}={size}' for axis, size in mesh.shape.items())} over {mesh.devices.size} "
               f"{mesh.devices.flat[0].platform} devices; compile cache: {cache_dir or 'off'}")
-        context = stage_executors.StageContext(
+        context = StageContext(
             config=config, stage=stage, key=identity.key, out_dir=directory / directories.OUTPUT,
             outputs=dict(outputs), devices=devices, log=log, mesh=mesh)
         try:
           stage_outputs = None
-          if chief or stage not in stage_executors.CHIEF_ONLY:
-            stage_outputs = stage_executors.EXECUTORS[stage](context)
+          if chief or not graph.STAGES[stage].chief_only:
+            stage_outputs = graph.STAGES[stage].run(context)
         except BaseException as error:
           seconds = time.perf_counter() - started
           status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"

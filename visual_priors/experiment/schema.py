@@ -1,33 +1,8 @@
-"""The experiment schema (ml_collections): defaults, validation, derived metadata, and run identity.
+"""The experiment schema (ml_collections): defaults, validation, derived metadata, and --set overrides.
 
-An experiment is one `base_config()` with some fields changed (experiments/<file>.py builds them). Its
-run is a chain of stages, each cached on disk under a key that hashes the stage's result-changing fields
-and its upstream stages' keys, so two experiments that agree on a stage share it:
-
-  stage     its own fields (hashed)                              upstream (their keys are hashed too)
-  pretrain  seed, data.store, data.mixture (canonical), pretrain   -
-  mmdata    adapt.data (the selected kind's; generated: + version)   -
-  vision    vision (contrastive settings only when contrastive)     mmdata when vision.kind == "contrastive"
-  align     adapt.align                                             pretrain, vision, mmdata
-  blind     adapt.sft, adapt.sft_data (only when adapt.blind)       align
-  sft       adapt.sft, adapt.sft_data                               blind if adapt.blind else align
-  eval      eval                                                    sft (+ pretrain when eval.language)
-
-`STAGES` and `stage_identities` list stages in execution order (mmdata comes before vision, which trains
-on its captions when contrastive). name, description, meta and runtime never enter a key.
-
-Canonical hashing: JSON with sorted keys of the fields, where floats are normalised (an integral float
-becomes an int, so token_budget 3e10 == 30_000_000_000; others are printed with 12 significant digits, so
-3e-4 == 0.0003 == 0.00030000000000000003) and the mixture is parsed (so "mix6" and its source weights
-written out, or "code=50%,math=50%" and "math=0.5,code=0.5", are one mixture). A stage's key is the first
-12 hex digits of the sha256 of that JSON. Fields that cannot change a stage's result are left out where
-that is certain: an untrained LM (token_budget 0) does not depend on the mixture, LR or warm-up; a
-checkpoint encoder does not depend on the contrastive settings; sft_data "none"/0 is one variant.
-Paths (vision.checkpoint, llava files, .npz vision models) are hashed as strings; the runner records their file
-digests. Weights named as sources ("hf:DIR", "bv:FILE.npz": pretrain.init_from, vision.init_from, alignment
-vision models) are hashed by their content, and fields added later enter a key only when set. A
-segment store in its content-addressed directory (`L<segment length>-<hash of its inputs>`) is hashed by
-that name, wherever it lies, so a data cache or runs root moved elsewhere keeps its stage keys.
+An experiment is one `base_config()` with some fields changed (experiments/<file>.py builds them). Which of its
+fields enter which stage's key is each stage module's business (`graph` lists them); name, description, meta
+and runtime never enter a key.
 
 Validation is split in two. `validate` checks the config itself (unknown keys, names, ranges, the
 mixture). `finalize(config, strict=True)`, which the runner uses before it starts, also checks what a run
@@ -41,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import pathlib
@@ -55,11 +29,8 @@ from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS
 from visual_priors.data.multimodal.gen_questions import MC_ANSWERS, TASKS
 from visual_priors.eval import benchmarks as benchmark_registry
 from visual_priors.names import closest, lookup, unknown_keys
+from visual_priors.overrides import apply_assignments, coerce_value, dotted_paths, get_key, is_mapping, set_key
 from visual_priors.train.recipes import BATCH_SIZE, EPOCHS, NUM_VISUAL_TOKENS, PROJECTOR, RECIPES
-from visual_priors.overrides import apply_assignments, coerce_value, dotted_paths, get_key, is_mapping, parse_value, set_key
-
-# Execution order (see the module docstring). "blind" runs only when adapt.blind.
-STAGES: tuple[str, ...] = ("pretrain", "mmdata", "vision", "align", "blind", "sft", "eval")
 
 MLE_BENCHMARKS: tuple[str, ...] = ("mle_bench", "gen_mle_bench")
 
@@ -83,7 +54,6 @@ _OWNED_TRAIN_KEYS = {
     "work_dir": "the runner", "mesh": "runtime.mesh", "log_every_steps": "runtime.log_every_steps",
     "optimizer.peak_lr": "pretrain.peak_lr", "optimizer.warmup_steps": "pretrain.warmup_steps",
 }
-KEY_LENGTH = 12
 
 
 def _dict(**fields: Any) -> ml_collections.ConfigDict:
@@ -96,7 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.name = ""
   config.description = ""
   config.seed = 42
-  config.data = _dict(store="latest", mixture="web-crawl=1")
+  # mixture: a paper mix, "NAME=W,...", "cat:CATEGORY=P" (data/mixtures.py) or "seqio:NAME", a registered seqio
+  # Task or Mixture (data/tasks.py); seqio_modules: modules imported first, which register a user's tasks.
+  config.data = _dict(store="latest", mixture="web-crawl=1", seqio_modules=[])
   config.pretrain = _dict(scale="3b", token_budget=30_000_000_000, batch_size=1024, seq_len=2048, peak_lr=3e-4,
                           warmup_steps=1024, overrides=ml_collections.ConfigDict())
   # "" = random initialisation; "hf:DIR" = start from a Hugging Face Llama directory (visual_priors/train/
@@ -220,13 +192,17 @@ def benchmark_names() -> tuple[str, ...]:
   return tuple(dict.fromkeys((*benchmark_registry.BENCHMARKS, *MLE_BENCHMARKS)))
 
 
-def parse_mixture(text: str) -> Any:
-  """data/mixtures.parse_spec, with errors that name the field."""
-  from visual_priors.data import mixtures  # pylint: disable=import-outside-toplevel
+def parse_mixture(text: str, seqio_modules: Sequence[str] = ()) -> Any:
+  """data/mixtures.parse_spec, with errors that name the field; "seqio:NAME" is returned as it is, once the modules
+  that register tasks are imported (the pretrain stage's key resolves the name: `tasks.mixture_identity`)."""
+  from visual_priors.data import mixtures, tasks  # pylint: disable=import-outside-toplevel
   if not isinstance(text, str) or not text.strip():
     raise ValueError(f"data.mixture must be a mixture spec string (e.g. 'mix6', 'code=0.5,web-crawl=0.5', "
-                     f"'cat:reasoning=0.75'), got {text!r}.")
+                     f"'cat:reasoning=0.75', 'seqio:TASK'), got {text!r}.")
   try:
+    if tasks.is_seqio(text):
+      tasks.import_modules(seqio_modules)
+      return text.strip()
     return mixtures.parse_spec(text)
   except (ValueError, KeyError) as error:
     raise ValueError(f"data.mixture {text!r} does not parse: {error}") from None
@@ -288,7 +264,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   present = set(_paths(config))
   missing = [p for p in _paths(reference) if p not in present and not p.startswith("pretrain.overrides.")]
   if missing:
-    raise ValueError(f"Config lacks key(s) {missing}; start from visual_priors.config.base_config().")
+    raise ValueError(f"Config lacks key(s) {missing}; start from visual_priors.experiment.schema.base_config().")
   from visual_priors.models.scales import SCALES  # pylint: disable=import-outside-toplevel
   from visual_priors.models.vision.registry import ENCODERS  # pylint: disable=import-outside-toplevel
   from visual_priors.models.projector import PROJECTOR_TYPES, grid_side  # pylint: disable=import-outside-toplevel
@@ -301,7 +277,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "seed", minimum=0, integer=True)
   if not isinstance(config.data.store, str) or not config.data.store:
     raise ValueError(f"data.store must be 'latest', a segment-store key or a path, got {config.data.store!r}.")
-  parse_mixture(config.data.mixture)
+  if not (isinstance(config.data.seqio_modules, (list, tuple))
+          and all(isinstance(m, str) and m for m in config.data.seqio_modules)):
+    raise ValueError(f"data.seqio_modules must be a list of module names, got {config.data.seqio_modules!r}.")
+  parse_mixture(config.data.mixture, config.data.seqio_modules)
 
   _named("pretrain.scale", SCALES, config.pretrain.scale, "model scale")
   _number(config, "pretrain.token_budget", minimum=0, integer=True)
@@ -317,7 +296,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _named("vision.encoder", ENCODERS, config.vision.encoder, "vision encoder")
   if not isinstance(config.vision.checkpoint, str):
     raise ValueError(f"vision.checkpoint must be a path string ('' for none), got {config.vision.checkpoint!r}.")
-  if _vision_source(config.vision.init_from, "vision.init_from") and config.vision.checkpoint:
+  if vision_source(config.vision.init_from, "vision.init_from") and config.vision.checkpoint:
     raise ValueError("vision.checkpoint and vision.init_from are both set; set one ('' for the other).")
   _number(config, "vision.contrastive.steps", minimum=0, integer=True)
   _number(config, "vision.contrastive.batch_size", minimum=0, exclusive=True, integer=True)
@@ -382,7 +361,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "eval.alignment.outlier_quantile", minimum=0, exclusive=True, maximum=1)
   for entry in config.eval.alignment.vision_models:
     if entry != "self":
-      _vision_model_entry(entry)
+      vision_model_entry(entry)
   _choice(config, "eval.probe.judge", JUDGES)
   if config.eval.probe.enabled and config.eval.probe.judge == "llm" and not (config.eval.probe.url
                                                                               and config.eval.probe.model):
@@ -404,10 +383,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def missing_files(config: ml_collections.ConfigDict) -> list[str]:
   """What a run of `config` needs from disk and lacks: one line per field to set (empty when none)."""
   problems = []
-  init_from = _init_from_dir(config)
+  init_from = init_from_dir(config)
   if init_from is not None and not (init_from / "config.json").is_file():
     problems.append(f"pretrain.init_from {config.pretrain.init_from!r}: {init_from} holds no config.json.")
-  source = _vision_source(config.vision.init_from, "vision.init_from")
+  source = vision_source(config.vision.init_from, "vision.init_from")
   if source is not None and _source_problem(source, config.vision.encoder):
     problems.append(f"vision.init_from {config.vision.init_from!r}: {_source_problem(source, config.vision.encoder)}")
   if config.vision.kind == "checkpoint" and source is None:
@@ -428,7 +407,7 @@ def missing_files(config: ml_collections.ConfigDict) -> list[str]:
         problems.append(f"adapt.data.llava.{name} {path!r} does not exist.")
   for entry in config.eval.alignment.vision_models if config.eval.alignment.enabled else ():
     if entry != "self":
-      encoder, entry_source = _vision_model_entry(entry)
+      encoder, entry_source = vision_model_entry(entry)
       if _source_problem(entry_source, encoder):
         problems.append(f"eval.alignment.vision_models entry {entry!r}: {_source_problem(entry_source, encoder)}")
   return problems
@@ -447,13 +426,13 @@ def _source_problem(source: Any, encoder: str) -> str | None:
   return None
 
 
-def _vision_source(text: Any, field: str) -> Any:
+def vision_source(text: Any, field: str) -> Any:
   """models.vision.sources.parse_source, imported when a config is checked (VisionSource | None)."""
   from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
   return sources.parse_source(text, field)
 
 
-def _vision_model_entry(entry: Any) -> tuple[str, Any]:
+def vision_model_entry(entry: Any) -> tuple[str, Any]:
   """(encoder, VisionSource) of an eval.alignment.vision_models entry other than "self"."""
   from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
   from visual_priors.models.vision.registry import ENCODERS  # pylint: disable=import-outside-toplevel
@@ -464,6 +443,12 @@ def _vision_model_entry(entry: Any) -> tuple[str, Any]:
                      "'<encoder>=hf:DIR'.")
   _named("eval.alignment.vision_models", ENCODERS, encoder, "vision encoder")
   return encoder, sources.parse_source(text, f"{field} {entry!r}:", plain_npz=True)
+
+
+def init_from_dir(config: ml_collections.ConfigDict) -> pathlib.Path | None:
+  """The Hugging Face directory of pretrain.init_from ("hf:DIR"), or None."""
+  from visual_priors.train.hf_import import parse_init_from  # pylint: disable=import-outside-toplevel
+  return parse_init_from(config.pretrain.get("init_from", ""))
 
 
 # ------------------------------------------------------------------------------------------------- metadata
@@ -480,17 +465,23 @@ def decoder_params(llm: Any) -> int:
   return llm.vocab_size * d + llm.n_layers * per_layer + d + output
 
 
+def decoder_config(config: ml_collections.ConfigDict) -> Any:
+  """The DecoderConfig of the experiment's LM: its scale with pretrain.overrides.model applied (CPU scales: their
+  default vocabulary)."""
+  overrides = config.pretrain.overrides.get("model", {})
+  overrides = overrides.to_dict() if isinstance(overrides, ml_collections.ConfigDict) else dict(overrides)
+  return _decoder_config(config.pretrain.scale, json.dumps(overrides, sort_keys=True))
+
+
 @functools.lru_cache(maxsize=64)
-def _param_count(scale: str, model_overrides: str) -> int:
+def _decoder_config(scale: str, model_overrides: str) -> Any:
   from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
-  return decoder_params(scales.get_scale(scale, **json.loads(model_overrides)))
+  return scales.get_scale(scale, **json.loads(model_overrides))
 
 
 def param_count(config: ml_collections.ConfigDict) -> int:
-  """LM parameters of the config's scale with its model overrides (CPU scales: their default vocabulary)."""
-  overrides = config.pretrain.overrides.get("model", {})
-  overrides = overrides.to_dict() if isinstance(overrides, ml_collections.ConfigDict) else dict(overrides)
-  return _param_count(config.pretrain.scale, json.dumps(overrides, sort_keys=True))
+  """LM parameters of the config's scale with its model overrides."""
+  return decoder_params(decoder_config(config))
 
 
 def mixture_meta(text: str) -> dict[str, Any]:
@@ -500,10 +491,12 @@ def mixture_meta(text: str) -> dict[str, Any]:
   published rate. Category mixtures: the proportions the spec pins ("reasoning", "visual"); the others
   depend on the labelled pool and are None.
   """
-  from visual_priors.data import mixtures  # pylint: disable=import-outside-toplevel
-  spec = parse_mixture(text)
+  from visual_priors.data import mixtures, tasks  # pylint: disable=import-outside-toplevel
   meta: dict[str, Any] = {"source": None, "category": None, "proportion": None, "reasoning_share": None,
                           "visual_share": None}
+  if tasks.is_seqio(text):  # a seqio Task or Mixture: its shares are whatever its data holds
+    return meta
+  spec = parse_mixture(text)
   if isinstance(spec, mixtures.SourceWeights):
     if len(spec.weights) == 1:
       meta["source"] = next(iter(spec.weights))
@@ -547,192 +540,7 @@ def finalize(config: ml_collections.ConfigDict, *, strict: bool = False) -> ml_c
   return config
 
 
-# --------------------------------------------------------------------------------------------- run identity
-
-
-@dataclasses.dataclass(frozen=True)
-class StageIdentity:
-  """One stage of a run: its key, the result-changing fields the key hashes, and the stages it consumes."""
-
-  stage: str
-  key: str
-  fields: dict[str, Any]
-  upstream: tuple[str, ...]
-
-
-def canonical(value: Any) -> Any:
-  """`value` as plain JSON data with floats normalised (integral floats -> int, 12 significant digits)."""
-  if isinstance(value, ml_collections.ConfigDict):
-    value = value.to_dict()
-  if isinstance(value, bool) or value is None or isinstance(value, str):
-    return value
-  if isinstance(value, int):
-    return int(value)
-  if isinstance(value, float):
-    if not math.isfinite(value):
-      raise ValueError(f"Cannot hash the non-finite number {value!r}.")
-    if value.is_integer() and abs(value) < 2 ** 63:
-      return int(value)
-    return float(f"{value:.12g}")
-  if isinstance(value, Mapping):
-    return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda item: str(item[0]))}
-  if isinstance(value, (list, tuple)):
-    return [canonical(v) for v in value]
-  if isinstance(value, pathlib.PurePath):
-    return str(value)
-  raise TypeError(f"Cannot hash a {type(value).__name__} ({value!r}) in an experiment config.")
-
-
-def fingerprint(fields: Mapping[str, Any]) -> str:
-  """sha256 (first KEY_LENGTH hex digits) of the canonical JSON of `fields`."""
-  text = json.dumps(canonical(fields), sort_keys=True, separators=(",", ":"), allow_nan=False)
-  return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
-
-
-def canonical_mixture(text: str) -> dict[str, Any]:
-  """The parsed mixture as data: {"sources": {name: weight}} or {"categories": {name: fraction}}."""
-  from visual_priors.data import mixtures  # pylint: disable=import-outside-toplevel
-  spec = parse_mixture(text)
-  if isinstance(spec, mixtures.SourceWeights):
-    return {"sources": {s: round(w, 9) for s, w in spec.weights.items()}}
-  return {"categories": {c: round(float(p), 9) for c, p in spec.proportions.items()}}
-
-
-_STORE_DIR = re.compile(r"L\d+-[0-9a-f]{12}")  # segments.store_dir's content-addressed name
-
-
-def _store_identity(store: str) -> str:
-  """data.store as a key sees it: a content-addressed store directory by its name, anything else as given."""
-  name = pathlib.PurePath(store).name
-  return name if _STORE_DIR.fullmatch(name) else store
-
-
-def _init_from_dir(config: ml_collections.ConfigDict) -> pathlib.Path | None:
-  from visual_priors.train.hf_import import parse_init_from  # pylint: disable=import-outside-toplevel
-  return parse_init_from(config.pretrain.get("init_from", ""))
-
-
-def _init_from_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """pretrain.init_from as a key sees it: nothing when unset (keys stay as before the field existed), else the
-  checkpoint's content hash (its path when the directory is not on this machine, which `finalize(strict=True)`
-  refuses to run)."""
-  directory = _init_from_dir(config)
-  if directory is None:
-    return {}
-  from visual_priors.train import hf_import  # pylint: disable=import-outside-toplevel
-  if not (directory / "config.json").is_file():
-    return {"init_from": {"hf": None, "missing": str(directory)}}
-  return {"init_from": {"hf": hf_import.content_sha256(directory)}}
-
-
-def _source_identity(source: Any) -> dict[str, Any]:
-  """A vision weights source as a key sees it: {kind: content hash}, or its path when it is not on this machine
-  (which `finalize(strict=True)` refuses to run)."""
-  from visual_priors.models.vision import sources  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import hf_import  # pylint: disable=import-outside-toplevel
-  if source.problem():
-    return {source.kind: None, "missing": str(source.path)}
-  return {source.kind: sources.content_sha256(source, hf_import.memoised_sha256)}
-
-
-def _vision_init_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """vision.init_from as a key sees it: nothing when unset (keys stay as before the field existed)."""
-  source = _vision_source(config.vision.get("init_from", ""), "vision.init_from")
-  return {} if source is None else {"init_from": _source_identity(source)}
-
-
-def _eval_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The eval fields as a key sees them: eval.alignment.outlier_quantile left out at 1.0 (none), and vision
-  models given as "bv:" / "hf:" sources by their content (a plain .npz path stays the string it was)."""
-  fields = config.eval.to_dict()
-  alignment = fields["alignment"]
-  if alignment.get("outlier_quantile", 1.0) == 1.0:
-    alignment.pop("outlier_quantile", None)
-  models = []
-  for entry in alignment["vision_models"]:
-    encoder, _, text = str(entry).partition("=")
-    if entry != "self" and text.startswith(("bv:", "hf:")):
-      entry = {"encoder": encoder, **_source_identity(_vision_model_entry(entry)[1])}
-    models.append(entry)
-  alignment["vision_models"] = models
-  return fields
-
-
-def _stage_fields(config: ml_collections.ConfigDict) -> dict[str, tuple[dict[str, Any], tuple[str, ...]]]:
-  """Each stage's own result-changing fields and upstream stages, in execution order."""
-  pretrain = config.pretrain.to_dict()
-  pretrain.pop("init_from", None)
-  if pretrain["token_budget"] == 0:  # An untrained LM: only the architecture, vocabulary and seed matter.
-    pretrain_fields = {"seed": config.seed, "store": _store_identity(config.data.store), "scale": pretrain["scale"],
-                       "token_budget": 0, "model": pretrain["overrides"].get("model", {}),
-                       **_init_from_identity(config)}
-  else:
-    pretrain_fields = {"seed": config.seed, "store": _store_identity(config.data.store),
-                       "mixture": canonical_mixture(config.data.mixture), **pretrain, **_init_from_identity(config)}
-  data = config.adapt.data
-  mmdata_fields = {"kind": data.kind, data.kind: data[data.kind].to_dict()}
-  # Generated data: fields at their defaults leave the key as it was before they existed; the generator's version
-  # always enters it (the same settings give other data when the generator changes).
-  if data.kind == "generated":
-    generated = mmdata_fields["generated"]
-    if not generated.get("tasks"):
-      generated.pop("tasks", None)
-    if generated.get("mc_answer") == "letter":
-      generated.pop("mc_answer")
-    if generated.get("n_mle_per_level") is None:
-      generated.pop("n_mle_per_level", None)
-    from visual_priors.data.multimodal.generate import GENERATOR_VERSION  # pylint: disable=import-outside-toplevel
-    generated["generator_version"] = GENERATOR_VERSION
-  vision = {"kind": config.vision.kind, "encoder": config.vision.encoder, **_vision_init_identity(config)}
-  if config.vision.kind == "checkpoint":
-    vision["checkpoint"] = config.vision.checkpoint
-    vision_upstream: tuple[str, ...] = ()
-  else:
-    vision["contrastive"] = config.vision.contrastive.to_dict()
-    vision["seed"] = config.seed
-    vision_upstream = ("mmdata",)
-  sft_fields = {"sft": config.adapt.sft.to_dict(), "sft_data": sft_variant(config)}
-  labeller = config.adapt.sft_data.labeller
-  if sft_fields["sft_data"] != "full" and labeller.kind == "endpoint":  # the rule labeller leaves keys as they were
-    sft_fields["labeller"] = {"model": labeller.model, "send_images": labeller.send_images}
-  stages = {
-      "pretrain": (pretrain_fields, ()),
-      "mmdata": (mmdata_fields, ()),
-      "vision": (vision, vision_upstream),
-      "align": ({"align": config.adapt.align.to_dict(), "seed": config.seed,
-                 **({} if config.adapt.system_prompt == "llava-v1" else {"system_prompt": config.adapt.system_prompt})},
-                ("pretrain", "vision", "mmdata")),
-  }
-  if config.adapt.blind:
-    stages["blind"] = ({"blind": True, **sft_fields}, ("align",))
-  stages["sft"] = (sft_fields, ("blind",) if config.adapt.blind else ("align",))
-  stages["eval"] = (_eval_identity(config), ("sft", "pretrain") if config.eval.language else ("sft",))
-  return stages
-
-
-def stage_identities(config: ml_collections.ConfigDict) -> dict[str, StageIdentity]:
-  """The stages `config` runs, in execution order, each with its key (see the module docstring)."""
-  validate(config)
-  identities: dict[str, StageIdentity] = {}
-  for stage, (fields, upstream) in _stage_fields(config).items():
-    hashed = {"stage": stage, "fields": fields, "upstream": {name: identities[name].key for name in upstream}}
-    identities[stage] = StageIdentity(stage=stage, key=fingerprint(hashed), fields=canonical(fields),
-                                      upstream=upstream)
-  return identities
-
-
-def slug(name: str) -> str:
-  """A file-name-safe form of an experiment name: "mix/mix6" -> "mix-mix6" ("run" when empty)."""
-  text = re.sub(r"[^a-z0-9._]+", "-", name.lower()).strip("-.")
-  return text or "run"
-
-
-def run_id(config: ml_collections.ConfigDict) -> str:
-  """f"{slug(name)}-{eval stage key}": the run's directory name under <root>/runs/."""
-  return f"{slug(config.name)}-{stage_identities(config)['eval'].key}"
-
-
-# -------------------------------------------------------------------------- overrides and experiment args
+# ---------------------------------------------------------------------------------------------------- overrides
 
 
 def set_field(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
@@ -744,84 +552,3 @@ def set_field(config: ml_collections.ConfigDict, path: str, value: Any) -> None:
 def apply_overrides(config: ml_collections.ConfigDict, assignments: Sequence[str]) -> ml_collections.ConfigDict:
   """A copy of `config` with the CLI's --set "key=value" assignments applied (`names.apply_assignments`)."""
   return apply_assignments(config, assignments, _OPEN_KEYS)
-
-
-def parse_arg(arg: str | None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-  """A big_vision-style experiment argument: "key=value,key2=value2"; a bare word means word=True
-  ("local" == "local=True"). Keys must be in `defaults` (when given), whose values set the types."""
-  result = dict(defaults or {})
-  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    value = parse_value(text.strip()) if sep else True
-    if defaults is not None:
-      if key not in defaults:
-        near = closest(key, defaults)
-        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-        raise ValueError(f"Unknown experiment argument {key!r} in {arg!r}.{hint} "
-                         f"Arguments: {', '.join(defaults)}.")
-      old = defaults[key]
-      if isinstance(old, str) and not isinstance(value, str):
-        value = text.strip()
-      elif isinstance(old, bool) and not isinstance(value, bool):
-        raise ValueError(f"Experiment argument {key!r} is a switch: give True/False, got {text!r}.")
-    result[key] = value
-  return result
-
-
-# --------------------------------------------------------------------------------- the local (nano) recipe
-
-# What finishes in about two minutes per experiment on two CPU cores (the demo's settings; tests/train/
-# test_stages.py's tiny chain is the reference for the adaptation sizes): the nano LM on a few hundred
-# thousand tokens, a vit-nano contrastive tower on generated 32-pixel images, short align and sft.
-LOCAL_SETTINGS: dict[str, Any] = {
-    "pretrain.scale": "nano",
-    "pretrain.token_budget": 400 * 16 * 128,
-    "pretrain.batch_size": 16,
-    "pretrain.seq_len": 128,
-    "pretrain.peak_lr": 3e-3,
-    "pretrain.warmup_steps": 20,
-    "vision.kind": "contrastive",
-    "vision.encoder": "vit-nano",
-    "vision.checkpoint": "",
-    "vision.contrastive.steps": 150,
-    "vision.contrastive.batch_size": 32,
-    "vision.contrastive.peak_lr": 3e-3,
-    "adapt.data.kind": "generated",
-    "adapt.data.generated.seed": 0,
-    "adapt.data.generated.image_size": 32,
-    "adapt.data.generated.n_captions": 256,
-    "adapt.data.generated.n_instruct": 512,
-    "adapt.data.generated.n_eval_per_benchmark": 32,
-    "adapt.data.generated.objects": "shapes",
-    "adapt.align.steps": 60,
-    "adapt.align.batch_size": 16,
-    "adapt.align.peak_lr": 3e-3,
-    "adapt.align.num_visual_tokens": 16,
-    # Without a system prompt every caption fits in 80 tokens (at most 76 with the demo's 4k vocabulary) and every
-    # first answer of the instruction data in 128 (at most 89); with LLaVA-v1's they need 123 and 136.
-    "adapt.system_prompt": "none",
-    "adapt.align.seq_len": 80,
-    "adapt.sft.steps": 120,
-    "adapt.sft.batch_size": 16,
-    "adapt.sft.peak_lr": 1e-3,
-    "adapt.sft.seq_len": 128,
-    "eval.benchmarks": list(benchmark_registry.GENERATED_BENCHMARKS),
-    "eval.max_new_tokens": 8,
-    "eval.alignment.k": 5,
-    "eval.probe.judge": "rule",
-    "eval.probe.max_new_tokens": 32,
-    "runtime.eval_batch_size": 64,
-    "runtime.log_every_steps": 20,
-    "runtime.checkpoint_every_steps": 100,
-}
-
-
-def apply_local(config: ml_collections.ConfigDict, settings: Mapping[str, Any] | None = None
-                ) -> ml_collections.ConfigDict:
-  """A copy of `config` shrunk to the local recipe (`LOCAL_SETTINGS`, updated by `settings`), keeping its
-  mixture, SFT-data variant and blind switch: the `local` / `tiny` switch of every experiment file."""
-  config = copy.deepcopy(config)
-  for path, value in {**LOCAL_SETTINGS, **(settings or {})}.items():
-    set_field(config, path, value)
-  return config

@@ -60,7 +60,7 @@ def resolve_run(source: str | pathlib.Path, stage: str | None = None,
   """The trainer run behind `source`: a trainer run directory (its manifest names a stage), a runner stage
   directory (`<root>/stages/<stage>/<key>`), or a runner run (`<root>/runs/<run_id>`: `stage` if given, else
   the last of `stages` it finished)."""
-  from visual_priors.run import directories  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import directories  # pylint: disable=import-outside-toplevel
 
   path = pathlib.Path(source).expanduser().absolute()
   if (path / RUN_FILE).is_file():

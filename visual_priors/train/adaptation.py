@@ -110,7 +110,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"Unknown {stage} config keys {unknown}; valid keys: {', '.join(stage_config(stage))}.")
   for name, value in config.upstream.items():
     if not value:
-      raise ValueError(f"The {stage} stage needs config.upstream.{name} (see visual_priors.train.stages).")
+      raise ValueError(f"The {stage} stage needs config.upstream.{name} (see visual_priors.train.adaptation).")
   if not config.epochs > 0 and config.train.num_steps <= 0:
     raise ValueError(f"epochs must be > 0 (or set train.num_steps), got {config.epochs}.")
   if not 0 <= config.warmup_fraction < 1:

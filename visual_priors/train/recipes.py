@@ -1,6 +1,6 @@
 """The adaptation stages' defaults: the paper's where it states them, LLaVA's, Cambrian-1's and SigLIP's where not.
 
-The training library's stage configs (`train/stages.py`) and the experiment schema's adapt.* and
+The training library's stage configs (`train/adaptation.py`) and the experiment schema's adapt.* and
 vision.contrastive defaults both read them from here, so a default is written once. No jax: the schema
 (listing and hashing experiments) imports this module.
 """

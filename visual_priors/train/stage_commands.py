@@ -24,7 +24,7 @@ _STAGES = ("contrastive", "align", "sft", "blind")
 
 def add_parser(subparsers) -> None:
   stage = subparsers.add_parser("stage", help="Run an adaptation stage: contrastive, align, sft or blind.")
-  stage.add_argument("name", choices=_STAGES, help="The stage (see visual_priors.train.stages).")
+  stage.add_argument("name", choices=_STAGES, help="The stage (see visual_priors.train.adaptation).")
   stage.add_argument("--work-dir", required=True, help="Run directory: checkpoints, metrics, manifest.json.")
   stage.add_argument("--lm", help="align: the pretrain run to start the LM from.")
   stage.add_argument("--vision", help="align: a contrastive run, or a big_vision .npz (with --encoder).")
@@ -64,9 +64,9 @@ def add_parser(subparsers) -> None:
 
 
 def _stage_config(args):
-  from visual_priors.train import stages  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import adaptation  # pylint: disable=import-outside-toplevel
 
-  config = stages.stage_config(args.name)
+  config = adaptation.stage_config(args.name)
   config.train.work_dir = str(pathlib.Path(args.work_dir).absolute())
   config.train.mesh = parse_mesh(args.mesh)
   upstream = {"lm": args.lm, "vision": args.vision, "init": args.init}
@@ -90,7 +90,7 @@ def _stage_config(args):
       config.train[name] = value
   if args.epochs is not None:
     config.epochs = args.epochs
-  return apply_assignments(config, args.set, stages.OPEN_KEYS)
+  return apply_assignments(config, args.set, adaptation.OPEN_KEYS)
 
 
 def _records(args) -> tuple[list, list[str]]:
@@ -110,12 +110,12 @@ def _records(args) -> tuple[list, list[str]]:
 
 
 def _run_stage(args) -> int:
-  from visual_priors.train import stages  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import adaptation  # pylint: disable=import-outside-toplevel
 
   config = _stage_config(args)
-  stages.data_spec(config)  # a missing or unfinished upstream is reported before the data files are read
+  adaptation.data_spec(config)  # a missing or unfinished upstream is reported before the data files are read
   records, files = _records(args)
-  result = stages.run_on_records(config, records, files, vocab=args.vocab, system_prompt=args.system_prompt,
+  result = adaptation.run_on_records(config, records, files, vocab=args.vocab, system_prompt=args.system_prompt,
                                 drop_unsupervised=args.drop_unsupervised)
   print(json.dumps({"work_dir": str(result.work_dir), "step": result.step,
                     "final_metrics": result.final_metrics}, indent=2))

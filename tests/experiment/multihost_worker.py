@@ -28,15 +28,12 @@ class InjectedFailure(RuntimeError):
 
 
 def _fail_at(stage: str) -> None:
-  from visual_priors.run import stages as stage_executors  # pylint: disable=import-outside-toplevel
-
-  execute = stage_executors.EXECUTORS[stage]
+  from fake_stages import replace_runs  # pylint: disable=import-outside-toplevel
 
   def failing(ctx):
     raise InjectedFailure(f"injected failure in {stage} (process {os.environ.get('JAX_PROCESS_ID')})")
 
-  del execute
-  stage_executors.EXECUTORS = {**stage_executors.EXECUTORS, stage: failing}
+  replace_runs({stage: failing})
 
 
 def main() -> int:
@@ -60,7 +57,7 @@ def main() -> int:
 
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   import kill_run  # pylint: disable=import-outside-toplevel
-  from visual_priors import runner  # pylint: disable=import-outside-toplevel
+  from visual_priors.experiment import runner  # pylint: disable=import-outside-toplevel
   from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
 
   sharding.maybe_initialize_distributed()
