@@ -21,7 +21,6 @@ PLACEHOLDERS = {"NAME": "mix/mix6", "ROOT": "runs", "...": ""}
 RUN_ELSEWHERE = {
     "demo": "tests/test_demo.py::test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds",
     "report": "tests/analysis/test_report.py::test_cli_report_end_to_end",
-    "stage": "tests/train/test_adaptation.py::test_contrastive_align_sft_on_generated_data_answers_held_out_questions",
     "xmanager": "tests/test_launch_xm.py::test_local_launch_runs_work_units_offline",
     "export": "tests/interop/test_hf_export.py::test_cli_export_writes_shards_and_prints_the_record",
     "eval": "tests/interop/test_lm_harness.py::test_lm_eval_on_an_export_matches_the_zero_shot_scorer",
@@ -102,8 +101,8 @@ def _reduced(store, tmp_path) -> dict[str, list[list[str]]]:
       "compile-check": [["compile-check", "--scale", "nano", "--mesh", "data=1,fsdp=-1,tensor=1", "--seq", "64"]],
       "bench lm": [["bench", "lm", "--scale", "nano", "--batch", "8", "--seq", "64", "--steps", "2", "--warmup", "1",
                     "--json"]],
-      "bench-sft": [["bench-sft", "--scale", "nano", "--encoder", "vit-nano", "--visual-tokens", "4", "--batch", "8",
-                     "--seq", "64", "--steps", "1", "--warmup", "1"]],
+      "bench sft": [["bench", "sft", "--scale", "nano", "--encoder", "vit-nano", "--visual-tokens", "4", "--batch",
+                     "8", "--seq", "64", "--steps", "1", "--warmup", "1"]],
       # Exactly as printed.
       "list": [as_argv(c) for c in readme_commands() if _key(c) == "list"],
       "show": [as_argv(c) for c in readme_commands() if _key(c) == "show"],

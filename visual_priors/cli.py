@@ -14,7 +14,6 @@ from visual_priors import console
 COMMAND_MODULES = (
     "visual_priors.data.commands",
     "visual_priors.train.commands",
-    "visual_priors.train.stage_commands",
     "visual_priors.analysis.commands",
     "visual_priors.experiment.commands",
     "visual_priors.interop.commands",

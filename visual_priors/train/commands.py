@@ -1,4 +1,4 @@
-"""`python -m visual_priors {pretrain, compile-check, bench lm}`: train, check a scale fits, measure speed."""
+"""`python -m visual_priors {pretrain, compile-check, bench lm, bench sft}`: train, check a scale fits, time steps."""
 
 from __future__ import annotations
 
@@ -90,6 +90,17 @@ def add_parser(subparsers) -> None:
                        "compiling them (default: $VISUAL_PRIORS_COMPILE_CACHE, else none).")
   lm.add_argument("--json", action="store_true")
   lm.set_defaults(func=_bench_lm)
+  sft = bench_sub.add_parser("sft", help="SFT step time, images/s, tokens/s, MFU and peak memory.")
+  sft.add_argument("--scale", default="tiny", help="LM scale.")
+  sft.add_argument("--encoder", default="vit-tiny", help="Vision encoder name.")
+  sft.add_argument("--visual-tokens", type=int, default=64)
+  sft.add_argument("--batch", type=int, default=8)
+  sft.add_argument("--seq", type=int, default=128)
+  sft.add_argument("--steps", type=int, default=10)
+  sft.add_argument("--warmup", type=int, default=2)
+  sft.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1", help=MESH_HELP)
+  sft.add_argument("--json", action="store_true")
+  sft.set_defaults(func=_bench_sft)
 
 
 def _model_overrides(args) -> dict:
@@ -211,6 +222,34 @@ def _bench_lm(args) -> int:
   print(f"{args.scale}: {result['parameters'] / 1e6:,.1f}M parameters, batch {args.batch} x {args.seq} on "
         f"{result['num_devices']} x {result['device_kind']}")
   print(f"  step time   {1000 * result['step_time_seconds']:.1f} ms")
+  print(f"  tokens/s    {result['tokens_per_second']:,.0f}")
+  print(f"  MFU         {mfu}")
+  print(f"  peak memory {result['peak_memory_bytes'] / 1024 ** 3:.3f} GiB per device ({result['memory_source']})")
+  return 0
+
+
+def _bench_sft(args) -> int:
+  import dataclasses  # pylint: disable=import-outside-toplevel
+
+  from visual_priors.models import scales  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.mllm import MLLMConfig, feature_extractor  # pylint: disable=import-outside-toplevel
+  from visual_priors.models.vision import get_encoder  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import sft_bench  # pylint: disable=import-outside-toplevel
+
+  llm = scales.get_scale(args.scale)
+  vision = dataclasses.replace(feature_extractor(get_encoder(args.encoder)), dtype=llm.dtype)
+  config = MLLMConfig(vision=vision, llm=llm, num_visual_tokens=args.visual_tokens)
+  result = sft_bench.run_sft_bench(config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
+                                   warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh))
+  result.update(scale=args.scale, encoder=args.encoder)
+  if args.json:
+    print(json.dumps(result, indent=2))
+    return 0
+  mfu = "unknown (no peak FLOP/s for this device kind)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"
+  print(f"SFT step: LM {args.scale} + {args.encoder}, batch {args.batch} x {args.seq} "
+        f"({args.visual_tokens} visual tokens per row) on {result['num_devices']} x {result['device_kind']}")
+  print(f"  step time   {1000 * result['step_time_seconds']:.1f} ms")
+  print(f"  images/s    {result['images_per_second']:,.1f}")
   print(f"  tokens/s    {result['tokens_per_second']:,.0f}")
   print(f"  MFU         {mfu}")
   print(f"  peak memory {result['peak_memory_bytes'] / 1024 ** 3:.3f} GiB per device ({result['memory_source']})")

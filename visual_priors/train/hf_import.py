@@ -148,19 +148,12 @@ def load_decoder(directory: str | os.PathLike[str], **overrides):
   from flax import nnx  # pylint: disable=import-outside-toplevel
 
   from visual_priors.models.decoder import Decoder  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import partition  # pylint: disable=import-outside-toplevel
+  from visual_priors.train import upstream  # pylint: disable=import-outside-toplevel
 
   checkpoint = open_checkpoint(directory)
   config = DecoderConfig(**{**checkpoint.fields, "dtype": "float32", **overrides})
-  graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0))))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  shapes = partition.flatten_paths(nnx.to_pure_dict(abstract))
-  targets = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device) for path, leaf in shapes.items()}
-  values = sharded_variables(checkpoint, config, targets)
-  restored = jax.tree_util.tree_map_with_path(lambda key_path, _: values[partition.path_string(key_path)],
-                                              nnx.to_pure_dict(abstract))
-  nnx.replace_by_pure_dict(abstract, restored)
-  return nnx.merge(graphdef, abstract)
+  return upstream.restore_into(lambda: Decoder(config, rngs=nnx.Rngs(0)),
+                               lambda targets: sharded_variables(checkpoint, config, targets))
 
 
 def hashed_files(directory: pathlib.Path) -> list[pathlib.Path]:

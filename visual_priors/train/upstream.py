@@ -212,10 +212,12 @@ def restore_parameters(run: UpstreamRun, targets: Mapping[str, jax.ShapeDtypeStr
   return {path: by_key_path[key_path] for path, key_path in key_paths.items()}
 
 
-def restore_module(run: UpstreamRun, build: Callable[[], nnx.Module], mesh: jax.sharding.Mesh | None = None,
-                   rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> nnx.Module:
-  """`build()`'s module holding `run`'s trained weights, restored straight into their shardings on `mesh`
-  (default: the first device), without materialising the initial weights; optimizer state is never read."""
+def restore_into(build: Callable[[], nnx.Module],
+                 read: Callable[[Mapping[str, jax.ShapeDtypeStruct]], Mapping[str, jax.Array]],
+                 mesh: jax.sharding.Mesh | None = None,
+                 rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> nnx.Module:
+  """`build()`'s module holding the arrays `read(targets)` returns (by '/'-path, each target's shape, dtype and
+  sharding on `mesh`, default: the first device), without materialising the initial weights."""
   graphdef, abstract = nnx.split(nnx.eval_shape(build))
   shapes = partition.flatten_paths(nnx.to_pure_dict(abstract))
   if mesh is None:
@@ -223,11 +225,18 @@ def restore_module(run: UpstreamRun, build: Callable[[], nnx.Module], mesh: jax.
   else:
     where = partition.flatten_paths(nnx.to_pure_dict(sharding.state_shardings(abstract, mesh, rules)))
   targets = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=where[path]) for path, leaf in shapes.items()}
-  values = restore_parameters(run, targets, {"": ""})
+  values = read(targets)
   restored = jax.tree_util.tree_map_with_path(lambda key_path, _: values[partition.path_string(key_path)],
                                               nnx.to_pure_dict(abstract))
   nnx.replace_by_pure_dict(abstract, restored)
   return nnx.merge(graphdef, abstract)
+
+
+def restore_module(run: UpstreamRun, build: Callable[[], nnx.Module], mesh: jax.sharding.Mesh | None = None,
+                   rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> nnx.Module:
+  """`build()`'s module holding `run`'s trained weights, restored straight into their shardings on `mesh`
+  (default: the first device); optimizer state is never read."""
+  return restore_into(build, lambda targets: restore_parameters(run, targets, {"": ""}), mesh, rules)
 
 
 MLLM_STAGES = ("align", "sft", "blind")  # the runs that train an MLLM
