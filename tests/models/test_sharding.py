@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from visual_priors.models import sharding
 from visual_priors.models.decoder import Decoder, DecoderConfig
@@ -138,3 +138,24 @@ def test_distributed_environment_detection(environ, launcher):
 
 def test_single_process_is_not_initialized():
   assert sharding.maybe_initialize_distributed({}) is False
+
+
+def test_an_explicit_job_is_initialized_with_the_timeouts_of_the_environment(monkeypatch):
+  calls = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+  environ = {"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1",
+             sharding.HEARTBEAT_TIMEOUT_ENV: "10", sharding.INIT_TIMEOUT_ENV: "60"}
+  assert sharding.maybe_initialize_distributed(environ) is True
+  assert calls == [{"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1,
+                    "heartbeat_timeout_seconds": 10, "initialization_timeout": 60}]
+  assert jax.config.values["jax_cpu_collectives_implementation"] == "gloo"
+
+
+def test_place_and_a_single_process_job_raise_as_usual():
+  mesh = sharding.make_mesh({"fsdp": -1})
+  host = np.arange(16.0).reshape(8, 2)
+  placed = sharding.place(host, NamedSharding(mesh, P("fsdp")))
+  assert placed.sharding.spec == P("fsdp") and np.array_equal(np.asarray(placed), host)
+  with pytest.raises(ValueError, match="raised"), sharding.stop_job_on_error():  # not a multi-process job
+    raise ValueError("raised")

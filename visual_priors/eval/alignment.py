@@ -374,7 +374,7 @@ def vit_features(vit: ViT, pooling: str = "head", *, all_layers: bool = False) -
                                     all_layers=all_layers))
     if mesh not in on_mesh:
       graphdef, state = nnx.split(vit)
-      on_mesh[mesh] = graphdef, jax.device_put(state, sharding.replicated(mesh))
+      on_mesh[mesh] = graphdef, jax.tree.map(lambda leaf: sharding.place(leaf, sharding.replicated(mesh)), state)
     graphdef, state = on_mesh[mesh]
     images = np.asarray(images_bhwc, np.float32)
     count = len(images)

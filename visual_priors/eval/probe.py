@@ -120,6 +120,9 @@ def _metric_rows(benchmark: str, group: str | None, records: Sequence[Mapping[st
 def evaluate_probe(items: Sequence[Mapping[str, Any]], generate: GenerateFn, judge: Judge,
                    out_dir: str | pathlib.Path, *, limit: int | None = None, chunk_size: int = 32) -> list[dict]:
   """Traces for `items` (the first `limit`), judged; result rows (see the module docstring)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
+
   if limit is not None:
     if limit < 1:
       raise ValueError(f"limit must be >= 1 (or None for all), got {limit}.")
@@ -131,6 +134,9 @@ def evaluate_probe(items: Sequence[Mapping[str, Any]], generate: GenerateFn, jud
   _check_items(items)
   path = pathlib.Path(out_dir) / TRACES_FILE
   stored = _read_records(path)
+  # A multi-process job: every process generates (the model is sharded over all of them), each from the file as
+  # it was before process 0, its one writer, rewrites it.
+  sharding.sync_processes("probe: traces on file read")
   records: dict[str, dict[str, Any]] = {}
   for item in items:  # current items first, in order; traces of other items are kept after them
     key = str(item["id"])
@@ -160,7 +166,7 @@ def evaluate_probe(items: Sequence[Mapping[str, Any]], generate: GenerateFn, jud
                                     "trace": r["trace"]} for r in unjudged])
       for record, verdict in zip(unjudged, verdicts, strict=True):
         record.update(coherent=bool(verdict["coherent"]), reason=str(verdict.get("reason", "")), judge=judge.name)
-    if untraced or unjudged:
+    if (untraced or unjudged) and jax.process_index() == 0:
       _write_records(path, records)
   done = [records[key] for key in keys]
   rows = _metric_rows(BENCHMARK, None, done)

@@ -19,6 +19,7 @@ behind it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,11 +95,19 @@ def generate_predictions(benchmark_items: Sequence[Mapping[str, Any]], generate:
 
   A reply already on file for a question whose prompt has since changed is an error (the file belongs to other
   questions: delete it or pick another out_dir), so a resumed run never mixes two versions of a benchmark.
+
+  In a multi-process jax job every process generates (the model is sharded over all of them) and process 0 alone
+  appends: the others read the file before it writes, and it is complete when any of them returns.
   """
+  import jax  # pylint: disable=import-outside-toplevel
+  from visual_priors.models import sharding  # pylint: disable=import-outside-toplevel
+
   if batch_size < 1:
     raise ValueError(f"batch_size={batch_size} must be at least 1.")
   out_path = pathlib.Path(out_path)
+  writer = jax.process_index() == 0
   done = read_predictions(out_path)
+  sharding.sync_processes("vqa: replies on file read")  # every process's pending replies are the same
   pending, seen = [], set()
   for item in benchmark_items:
     key = _key(item["benchmark"], item["id"], blind)
@@ -113,24 +122,27 @@ def generate_predictions(benchmark_items: Sequence[Mapping[str, Any]], generate:
       pending.append(item)
   if not pending:
     return 0
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  if out_path.is_file():
+  if writer:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+  if writer and out_path.is_file():
     with open(out_path, "r+b") as f:  # drop a torn final line before appending after it
       f.truncate(_complete_length(f.read()))
   progress = console.Progress(len(pending), f"vqa: {'blind ' if blind else ''}replies", log=log,
                               enabled=log is not None)
-  with open(out_path, "a", encoding="utf-8") as f, progress:
+  with open(out_path, "a", encoding="utf-8") if writer else contextlib.nullcontext() as f, progress:
     for start in range(0, len(pending), batch_size):
       chunk = pending[start:start + batch_size]
       replies = generate([{"prompt": item["prompt"], "image": item["image"]} for item in chunk], blind=blind)
       if len(replies) != len(chunk):
         raise ValueError(f"generate returned {len(replies)} replies for {len(chunk)} requests.")
-      f.write("".join(json.dumps({"benchmark": item["benchmark"], "id": str(item["id"]), "blind": bool(blind),
-                                  "output": str(reply), "prompt_sha256": _prompt_digest(item["prompt"])}) + "\n"
-                      for item, reply in zip(chunk, replies)))
-      f.flush()
-      os.fsync(f.fileno())
+      if writer:
+        f.write("".join(json.dumps({"benchmark": item["benchmark"], "id": str(item["id"]), "blind": bool(blind),
+                                    "output": str(reply), "prompt_sha256": _prompt_digest(item["prompt"])}) + "\n"
+                        for item, reply in zip(chunk, replies)))
+        f.flush()
+        os.fsync(f.fileno())
       progress.update(start + len(chunk))
+  sharding.sync_processes("vqa: replies written")
   return len(pending)
 
 

@@ -71,8 +71,9 @@ def _run(args) -> int:
   sharding.maybe_initialize_distributed()  # multi-host (TPU slice, SLURM...): before the first mesh
 
   config = registry.get_experiment(args.name, args.set)
-  record = runner.run_experiment(config, root=pathlib.Path(args.root), force=args.force or bool(args.force_from),
-                                 force_from=args.force_from, until=args.until)
+  with sharding.stop_job_on_error():  # a failing process of a multi-host job stops the others, not hangs them
+    record = runner.run_experiment(config, root=pathlib.Path(args.root), force=args.force or bool(args.force_from),
+                                   force_from=args.force_from, until=args.until)
   print(json.dumps({"run_id": record.run_id, "status": record.status, "run_dir": str(record.run_dir),
                     "seconds": round(record.seconds, 1),
                     "stages": {name: stage["status"] for name, stage in record.stages.items()}}, indent=2))
@@ -85,8 +86,10 @@ def _grid(args) -> int:
 
   sharding.maybe_initialize_distributed()
 
-  rows = grid.grid(registry.experiment_names(args.filter), root=pathlib.Path(args.root),
-                   continue_on_error=not args.stop_on_error, overrides=args.set, until=args.until, force=args.force)
+  with sharding.stop_job_on_error():
+    rows = grid.grid(registry.experiment_names(args.filter), root=pathlib.Path(args.root),
+                     continue_on_error=not args.stop_on_error, overrides=args.set, until=args.until,
+                     force=args.force)
   return 1 if any(row.status in ("failed", "interrupted") for row in rows) else 0
 
 

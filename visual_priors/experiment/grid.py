@@ -28,7 +28,8 @@ def grid(names: Sequence[str], *, root: str | pathlib.Path, continue_on_error: b
   """Runs each named experiment (registry names, `overrides` as --set strings) and returns one row per run.
 
   A failed run is recorded and the grid goes on (unless `continue_on_error` is False, then it re-raises);
-  Ctrl-C stops the grid. The table is printed through `log` at the end.
+  Ctrl-C stops the grid. The table is printed through `log` at the end. A multi-process job always stops at a
+  failed run: its processes would go on out of step (one in the next run, another still in a collective of this).
   """
   if not names:
     raise ValueError("The grid is empty: no experiment names (check --filter against `python -m visual_priors "
@@ -51,7 +52,7 @@ def grid(names: Sequence[str], *, root: str | pathlib.Path, continue_on_error: b
       raise
     except Exception as error:  # pylint: disable=broad-exception-caught
       rows.append(GridRow(name, "failed", time.perf_counter() - started, None, f"{type(error).__name__}: {error}"))
-      if not continue_on_error:
+      if not continue_on_error or jax.process_count() > 1:
         log(format_table(rows))
         raise
       log(f"=== {name} failed: {rows[-1].error}")

@@ -191,6 +191,8 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
     if previous.get("status") == "interrupted":
       log(f"run {run_id}: its last attempt was interrupted ({previous.get('error')}); done stages are reused and an "
           "interrupted one resumes from its checkpoint")
+  # Every process in step before process 0 may wait for a lock: a job's first collective must come within seconds.
+  _from_chief(True, "the start of the run")
   run_file = directories.RunFile(run_dir, record) if chief else _Unwritten(record)
   outputs: dict[str, dict[str, Any]] = {}
   log(f"run {run_id} ({config.name or 'unnamed'}): stages {', '.join(selected)} under {root}")
@@ -242,7 +244,9 @@ def run_experiment(config: ml_collections.ConfigDict, *, root: str | pathlib.Pat
           status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
           text = f"{type(error).__name__}: {error}"
           if jax.process_count() > 1:
-            text += f" (in process {jax.process_index()} of {jax.process_count()})"
+            text += f" (in process {jax.process_index()} of {jax.process_count()}" + (
+                "; a collective failed: another process of the job may have failed or died first, see its log)"
+                if isinstance(error, (jax.errors.JaxRuntimeError, TimeoutError)) else ")")
           run_file.stage(stage, status=status, seconds=seconds, finished=directories.now(), error=text)
           run_file.run(status=status, error=f"{stage}: {text}", finished=directories.now())
           log(f"{prefix}: {status} after {seconds:.1f} s: {text}")

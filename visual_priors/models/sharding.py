@@ -217,6 +217,16 @@ def put_batch(array: Any) -> jax.Array:
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
+def place(value: Any, sharding: jax.sharding.Sharding) -> jax.Array:
+  """`value` with `sharding`, which may span several processes' devices: a host array (or one on this process's
+  devices) that every process holds whole goes in by its shards (`jax.device_put` takes only shardings of this
+  process's devices for it); a global array is resharded."""
+  if sharding.is_fully_addressable or (isinstance(value, jax.Array) and not value.is_fully_addressable):
+    return jax.device_put(value, sharding)
+  host = np.asarray(value)
+  return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   """Every device holds the whole array (what an evaluator's outputs are, so any process can read them)."""
   return NamedSharding(mesh, PartitionSpec())

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from visual_priors.data import cache
+from visual_priors.models import sharding
 from visual_priors.train import partition
 
 CHECKPOINTS = "checkpoints"  # the trainer's checkpoint folder inside its work_dir
@@ -82,6 +85,17 @@ def decode_data_state(encoded: dict[str, Any]) -> Any:
 
 def _process_file(directory: Any) -> pathlib.Path:
   return pathlib.Path(directory) / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+
+
+def _agreed(failure: BaseException | None, step: int) -> BaseException | None:
+  """In a multi-process job, a step that any process could not restore is damaged for every process (each reads
+  its own data iterator state): they all move on to the same step."""
+  if jax.process_count() == 1:
+    return failure
+  failed = np.asarray(multihost_utils.process_allgather(np.int32(failure is not None)))
+  if failure is None and failed.any():
+    failure = DamagedCheckpointError(f"processes {np.flatnonzero(failed).tolist()} could not restore step {step}")
+  return failure
 
 
 class DataStateHandler(ocp.CheckpointHandler):
@@ -202,11 +216,10 @@ class Checkpointer:
     steps = sorted((s for s in self.all_steps() if below is None or s < below), reverse=True)
     return next((s for s in steps if divergence(self.health(s), factor) is None), None)
 
-  def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
-    """Restores into the shapes, dtypes and shardings of `abstract_state` (a tree of ShapeDtypeStructs).
-
-    Raises FileNotFoundError for a missing step or item, ValueError naming every mismatched array.
-    """
+  def _readable_here(self, step: int) -> None:
+    """Raises FileNotFoundError for a missing item, DamagedCheckpointError for an unreadable data iterator state of
+    this process: what one process alone may find wrong with a step, checked before orbax reads anything (every
+    process of a job then agrees on the step first, see `_agreed`)."""
     step_dir = self.directory / str(step)
     for item in (STATE_ITEM, DATA_ITEM):
       if not (step_dir / item).is_dir():
@@ -214,6 +227,20 @@ class Checkpointer:
             f"Checkpoint {step_dir} has no {item!r} item; it is incomplete or was not written by this "
             "trainer. Delete that step directory to resume from an earlier one."
         )
+    try:
+      DataStateHandler().restore(step_dir / DATA_ITEM)
+    except ValueError as error:
+      raise DamagedCheckpointError(
+          f"Checkpoint {step_dir} could not be restored ({type(error).__name__}: {error}). It may be damaged; "
+          "delete that step directory to resume from an earlier one.") from error
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
+    """Restores into the shapes, dtypes and shardings of `abstract_state` (a tree of ShapeDtypeStructs).
+
+    Raises FileNotFoundError for a missing step or item, ValueError naming every mismatched array.
+    """
+    step_dir = self.directory / str(step)
+    self._readable_here(step)
     try:
       stored = self._manager.item_metadata(step)[STATE_ITEM]
     except Exception as error:  # orbax raises several types for unreadable metadata.
@@ -258,11 +285,22 @@ class Checkpointer:
       reason = refuse(step) if refuse else None
       if reason:
         raise DivergedCheckpointError(reason)
+      failure = None
       try:
-        state, data_state = self.restore(step, abstract_state)
+        self._readable_here(step)
       except (DamagedCheckpointError, FileNotFoundError) as error:
-        cause = error.__cause__ or error
+        failure = error
+      failure = _agreed(failure, step)  # every process of a job reads the step, or none does
+      if failure is None:
+        try:
+          state, data_state = self.restore(step, abstract_state)
+        except (DamagedCheckpointError, FileNotFoundError) as error:
+          failure = error
+        failure = _agreed(failure, step)
+      if failure is not None:
+        cause = failure.__cause__ or failure
         aside = move_aside(self.directory / str(step)) if jax.process_index() == 0 else None
+        sharding.sync_processes(f"checkpoint step {step} moved aside")  # before any process lists the steps again
         self._manager.reload()
         damaged.append(step)
         then = f"resuming from step {steps[i + 1]}" if i + 1 < len(steps) else "no earlier step is left"

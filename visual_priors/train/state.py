@@ -141,7 +141,7 @@ def _placed(given: Mapping[str, Any], abstract: TrainState) -> dict[str, jax.Arr
       value = np.asarray(value, target.dtype)
     elif value.dtype != target.dtype:
       value = value.astype(target.dtype)
-    placed[path] = jax.device_put(value, target.sharding)
+    placed[path] = sharding.place(value, target.sharding)  # the run's mesh may span several processes
   return placed
 
 

@@ -32,7 +32,7 @@ LossFn = Callable[[nnx.Module, Batch, jax.Array], tuple[jax.Array, jax.Array]]
 Metrics = dict[str, jax.Array]
 
 # A directory: each process appends, per global batch it feeds, a digest of each of its rows to
-# `<dir>/process_<i>-of-<n>.jsonl` (tests/run/test_multihost.py checks that hosts read disjoint slices).
+# `<dir>/process_<i>-of-<n>.jsonl` (tests/experiment/test_multihost.py checks that hosts read disjoint slices).
 TRACE_BATCHES_ENV = "VISUAL_PRIORS_TRACE_BATCHES"
 
 # seqio's decoder feature names (the data contract); packed batches carry all five.

@@ -38,11 +38,11 @@ import re
 import zipfile
 from collections.abc import Mapping, Sequence
 
-import jax
 import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from visual_priors.models import sharding
 from visual_priors.models.vision.text import TextTransformer
 from visual_priors.models.vision.two_tower import TwoTower
 from visual_priors.models.vision.vit import ViT, ViTConfig
@@ -227,7 +227,7 @@ def load_big_vision_npz(path: str | os.PathLike, model: nnx.Module, *,
   for key, variable in expected.items():
     current = variable[...]
     loaded = np.asarray(found[key]).astype(current.dtype)
-    variable[...] = jax.device_put(loaded, current.sharding)
+    variable[...] = sharding.place(loaded, current.sharding)  # the model's mesh may span several processes
   nnx.update(model, params)
   return model
 
