@@ -214,17 +214,22 @@ def _bench_lm(args) -> int:
     result = bench.run_bench(model_config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
                              warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh),
                              grad_accum_steps=args.grad_accum, packed=args.packed)
-  result = {"scale": args.scale, **result}
-  if args.json:
+  return _report({"scale": args.scale, **result}, args.json,
+                 f"{args.scale}: {result['parameters'] / 1e6:,.1f}M parameters, batch {args.batch} x {args.seq}")
+
+
+def _report(result: dict, as_json: bool, title: str, extra: tuple[tuple[str, str], ...] = ()) -> int:
+  """A bench's result as JSON, or as a title line (with the devices) and its measurements."""
+  if as_json:
     print(json.dumps(result, indent=2))
     return 0
   mfu = "unknown (no peak FLOP/s for this device kind)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"
-  print(f"{args.scale}: {result['parameters'] / 1e6:,.1f}M parameters, batch {args.batch} x {args.seq} on "
-        f"{result['num_devices']} x {result['device_kind']}")
-  print(f"  step time   {1000 * result['step_time_seconds']:.1f} ms")
-  print(f"  tokens/s    {result['tokens_per_second']:,.0f}")
-  print(f"  MFU         {mfu}")
-  print(f"  peak memory {result['peak_memory_bytes'] / 1024 ** 3:.3f} GiB per device ({result['memory_source']})")
+  print(f"{title} on {result['num_devices']} x {result['device_kind']}")
+  rows = (("step time", f"{1000 * result['step_time_seconds']:.1f} ms"), *extra,
+          ("tokens/s", f"{result['tokens_per_second']:,.0f}"), ("MFU", mfu),
+          ("peak memory", f"{result['peak_memory_bytes'] / 1024 ** 3:.3f} GiB per device ({result['memory_source']})"))
+  for name, value in rows:
+    print(f"  {name:<11} {value}")
   return 0
 
 
@@ -242,15 +247,6 @@ def _bench_sft(args) -> int:
   result = sft_bench.run_sft_bench(config, batch_size=args.batch, seq_len=args.seq, steps=args.steps,
                                    warmup_steps=args.warmup, mesh_shape=parse_mesh(args.mesh))
   result.update(scale=args.scale, encoder=args.encoder)
-  if args.json:
-    print(json.dumps(result, indent=2))
-    return 0
-  mfu = "unknown (no peak FLOP/s for this device kind)" if result["mfu"] is None else f"{100 * result['mfu']:.1f}%"
-  print(f"SFT step: LM {args.scale} + {args.encoder}, batch {args.batch} x {args.seq} "
-        f"({args.visual_tokens} visual tokens per row) on {result['num_devices']} x {result['device_kind']}")
-  print(f"  step time   {1000 * result['step_time_seconds']:.1f} ms")
-  print(f"  images/s    {result['images_per_second']:,.1f}")
-  print(f"  tokens/s    {result['tokens_per_second']:,.0f}")
-  print(f"  MFU         {mfu}")
-  print(f"  peak memory {result['peak_memory_bytes'] / 1024 ** 3:.3f} GiB per device ({result['memory_source']})")
-  return 0
+  return _report(result, args.json, f"SFT step: LM {args.scale} + {args.encoder}, batch {args.batch} x {args.seq} "
+                 f"({args.visual_tokens} visual tokens per row)",
+                 (("images/s", f"{result['images_per_second']:,.1f}"),))
