@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -97,16 +96,6 @@ def flops(config: ml_collections.ConfigDict, counts: Counts) -> float:
                                                                             config.pretrain.seq_len)
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, (Mapping, ml_collections.ConfigDict)):
-      flat.update(_flat(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def trainer_config(config: ml_collections.ConfigDict, work_dir: pathlib.Path, vocab_size: int):
   """The trainer config of the pretrain stage (steps: `train.config.steps_for` of the token budget)."""
   from visual_priors.train import config as train_config  # pylint: disable=import-outside-toplevel
@@ -121,8 +110,10 @@ def trainer_config(config: ml_collections.ConfigDict, work_dir: pathlib.Path, vo
   train.optimizer.warmup_steps = int(p.warmup_steps)
   trainer_runtime(train, config, work_dir)
   train.model.vocab_size = vocab_size
-  for key, value in _flat(p.overrides).items():
-    overrides.set_key(train, key, value, train_config.OPEN_KEYS)
+  for path in overrides.dotted_paths(p.overrides):  # the leaves of pretrain.overrides, as --set would set them
+    value = overrides.get_key(p.overrides, path)
+    if not overrides.is_mapping(value):
+      overrides.set_key(train, path, value, train_config.OPEN_KEYS)
   return train
 
 
