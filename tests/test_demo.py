@@ -52,7 +52,7 @@ def test_the_reduced_demo_end_to_end_then_a_rerun_takes_seconds(tmp_path):
               ("language", "zero_shot_builtin_mean"), *((f"group/{g}", "accuracy") for g in GROUPS)]:
     assert key in measured, key
   # Alignment against two vision models: the run's own tower and the random-init Hugging Face one.
-  assert {("alignment/vit-nano", "mutual_knn"), ("alignment/dinov2-nano", "mutual_knn")} <= measured
+  assert {("alignment/vit-tiny", "mutual_knn"), ("alignment/dinov2-nano", "mutual_knn")} <= measured
   html = result.report.read_text()
   assert "nano demo" in html and all(row.run_id in html or row.name in html for row in result.runs)
   assert "random weights" in html and "no pre-trained weights can be downloaded here" in html

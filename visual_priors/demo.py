@@ -8,7 +8,7 @@
 2. Runs every `demo/*` experiment with `data.store` set to that store: pretrain per mixture, then the shared
    generated data and contrastive vision tower, align, sft and eval per mixture, into `<root>` (the
    runner's stages/, runs/, results/). The LM-vision alignment is measured against two vision models: the
-   run's own tower ("self", vit-nano) and `ALIGNMENT_TOWER`, a random-init DINOv2-layout tower in Hugging Face
+   run's own tower ("self", vit-tiny) and `ALIGNMENT_TOWER`, a random-init DINOv2-layout tower in Hugging Face
    format (config.json + model.safetensors) that `models/vision/random_hf.py` writes from a seed into
    `<root>/data/vision/` on first use (no weights can be downloaded here, and no torch is needed). It is
    added as an override (`eval.alignment.vision_models`), so the registered demo experiments keep their keys.
@@ -39,7 +39,7 @@ REDUCED_OVERRIDES = ("adapt.align.seq_len=128", "adapt.sft.seq_len=128")
 # The second vision model of the alignment rows: (registered encoder, seed of its random weights).
 ALIGNMENT_TOWER = ("dinov2-nano", 0)
 ALIGNMENT_NOTE = (
-    "Two vision models: the run's own vit-nano tower (trained contrastively on the generated captions) and "
+    "Two vision models: the run's own tower (trained contrastively on the generated captions) and "
     "{encoder}, a DINOv2-layout tower in Hugging Face format (config.json + model.safetensors) with random "
     "weights (seed {seed}), written by the framework because no pre-trained weights can be downloaded here. "
     "Its column measures how much image-layout structure the LM's caption features share with an untrained "
@@ -62,18 +62,19 @@ REDUCED_DATA = DataSize("reduced", max_mb_per_source=0.05, vocab_mb_per_source=0
                         segment_length=64)
 
 NOTES = """\
-This is the nano demo: a {params} LM pre-trained on {tokens} tokens per mixture, a vit-nano image tower
+This is the nano demo: a {params} LM pre-trained on {tokens} tokens per mixture, a vit-tiny image tower
 trained from scratch on a few hundred generated images, and short align and SFT phases, all on a CPU in
 minutes. It shows that the whole pipeline runs and how its outputs look: the per-group VQA table on the
 generated benchmarks, MLE-Bench-style existence by object size, language perplexity per source, alignment
 and the reasoning-trace probe, each per mixture.
 
 What it cannot show: the paper's effects. At this size the LM has seen a few hundred thousand tokens
-(the paper: billions), so differences between mixtures are of the order of run-to-run noise, the generated
-benchmarks have a few dozen questions each (one question moves accuracy by several points), and scores
-sit near chance: the replies parse as answers, but the nano models do not yet learn from the images (accuracy
-with the images and with them withheld, the blind column, agree within noise). Read it as a smoke test of the framework and a template for the real grid
-(`python -m visual_priors grid --filter '^mix/'` on accelerators), not as evidence about visual priors."""
+(the paper: billions), so differences between mixtures are of the order of run-to-run noise. The generated
+benchmarks ask 200 questions per group (a 95% interval of about +-7 points), and the scores sit near chance: the
+replies parse as answers, but the nano models learn little from the images (compare, group by group, the accuracy
+with the images and with them withheld, the blind column). Read it as a smoke test of the framework and a template
+for the real grid (`python -m visual_priors grid --filter '^mix/'` on accelerators), not as evidence about visual
+priors."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -490,3 +490,20 @@ def test_the_multimodal_loaders_read_every_file_with_their_default_image_folders
   for name in generate.BENCHMARKS:
     for row in _read_jsonl(shapes_set / "eval" / f"{name}.jsonl"):
       assert (shapes_set / "eval" / row["image"]).is_file()
+
+
+def test_numeric_distractors_leave_the_answers_rank_uniform_away_from_the_bound():
+  """Four consecutive values around the answer at a uniformly drawn offset: the sorted options do not give the
+  answer away (it was most often the middle one), and none is below the bound."""
+  rng = np.random.default_rng(0)
+  ranks = {0: 0, 1: 0, 2: 0, 3: 0}
+  for _ in range(4000):
+    options = sorted([7, *map(int, gen_questions._near_numbers(rng, 7, step=2))])  # pylint: disable=protected-access
+    assert options == list(range(options[0], options[0] + 8, 2))
+    ranks[options.index(7)] += 1
+  assert all(900 < count < 1100 for count in ranks.values()), ranks
+  for answer in range(4):
+    for _ in range(50):
+      options = [answer, *map(int, gen_questions._near_numbers(rng, answer, low=0))]  # pylint: disable=protected-access
+      assert min(options) >= 0 and len(set(options)) == 4
+  assert generate.GENERATOR_VERSION >= 2  # the distractors changed with version 2

@@ -100,7 +100,7 @@ def test_demo_configs_are_runnable_and_share_vision_and_data(configs):
   demos = {n: c for n, c in configs.items() if n.startswith("demo/")}
   for config in demos.values():
     experiment.finalize(config, strict=True)  # no file is needed
-    assert config.pretrain.scale == "nano" and config.vision.encoder == "vit-nano"
+    assert config.pretrain.scale == "nano" and config.vision.encoder == "vit-tiny"
     assert config.vision.kind == "contrastive" and config.adapt.data.kind == "generated"
     assert config.adapt.data.generated.image_size == 32
     assert set(config.eval.benchmarks) == set(benchmarks.GENERATED_BENCHMARKS)
