@@ -58,12 +58,11 @@ def add_parser(subparsers) -> None:
   _add_cache(mix)
   mix.set_defaults(func=_mixtures)
 
-  bench = sub.add_parser("bench", help="Measure input-pipeline throughput (tokens/s) of both paths.")
+  bench = sub.add_parser("bench", help="Measure the input pipeline's throughput (tokens/s) and realised shares.")
   bench.add_argument("--mixture", default="mix6", help="A paper mixture, NAME=W,... or cat:CATEGORY=P.")
   bench.add_argument("--batch", type=int, default=16)
   bench.add_argument("--seq", type=int, default=2048)
   bench.add_argument("--batches", type=int, default=50)
-  bench.add_argument("--paths", default="grain,seqio")
   bench.add_argument("--store", default=None)
   bench.add_argument("--json", action="store_true")
   _add_cache(bench)
@@ -176,35 +175,21 @@ def _bench(args) -> int:
 
   store = segments.open_store(args.store, args.cache_dir)
   spec = mixtures.parse_spec(args.mixture, known_sources=store.sources)
-  results = {}
-  for path in args.paths.split(","):
-    if path == "grain":
-      config = pipeline.PipelineConfig(batch_size=args.batch, seq_len=args.seq)
-      iterator, plan = pipeline.mixture_iterator(store, spec, config, process_index=0, process_count=1)
-    elif path == "seqio":
-      from visual_priors.data import seqio_pipeline, tasks  # pylint: disable=import-outside-toplevel
-      name, plan = tasks.register_mixture(store, "bench", spec)
-      iterator = seqio_pipeline.SeqioBatches(name, args.seq, args.batch)
-    else:
-      raise ValueError(f"Unknown pipeline path {path!r}; expected 'grain' or 'seqio'.")
-    # seqio's feature converter drops per-example task ids, so only the grain path reports proportions.
-    meter = pipeline.ProportionMeter(plan) if path == "grain" else None
-    next(iterator)  # warm-up: file opens, graph building
-    start, tokens = time.perf_counter(), 0
-    for _ in range(args.batches):
-      batch = next(iterator)
-      if meter:
-        meter.update(batch)
-      tokens += int((batch["decoder_segment_ids"] > 0).sum())
-    seconds = time.perf_counter() - start
-    results[path] = {"tokens_per_s": tokens / seconds, "batches": args.batches, "seconds": seconds,
-                     "non_pad_tokens": tokens,
-                     "proportions": meter.report() if meter else None}
-    if not args.json:
-      print(f"{path}: {tokens / seconds:,.0f} non-padding tokens/s "
-            f"({args.batches} batches of {args.batch}x{args.seq})")
-      if meter:
-        print(pipeline.format_proportions(meter.report()))
+  config = pipeline.PipelineConfig(batch_size=args.batch, seq_len=args.seq)
+  iterator, plan = pipeline.mixture_iterator(store, spec, config, process_index=0, process_count=1)
+  meter = pipeline.ProportionMeter(plan)
+  next(iterator)  # warm-up: file opens
+  start, tokens = time.perf_counter(), 0
+  for _ in range(args.batches):
+    batch = next(iterator)
+    meter.update(batch)
+    tokens += int((batch["decoder_segment_ids"] > 0).sum())
+  seconds = time.perf_counter() - start
+  result = {"tokens_per_s": tokens / seconds, "batches": args.batches, "seconds": seconds, "non_pad_tokens": tokens,
+            "proportions": meter.report()}
   if args.json:
-    print(json.dumps(results, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+  print(f"grain: {tokens / seconds:,.0f} non-padding tokens/s ({args.batches} batches of {args.batch}x{args.seq})")
+  print(pipeline.format_proportions(meter.report()))
   return 0

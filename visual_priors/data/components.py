@@ -1,4 +1,4 @@
-"""A mixture spec resolved against a segment store into weighted components, shared by both pipelines.
+"""A mixture spec resolved against a segment store into weighted components, for the grain reader.
 
 Rates are token shares, as in the paper ("25% of the 30B tokens"). Pipelines interleave examples, and
 segments differ in length across components (e-mail is short, code fills whole segments), so each

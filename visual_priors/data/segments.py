@@ -1,10 +1,10 @@
-"""The segment store: documents cut into fixed-length token segments, labelled, and written for both pipelines.
+"""The segment store: documents cut into fixed-length token segments, labelled, and written for grain and seqio.
 
 Each document is tokenized and cut into segments of `segment_length - 1` tokens; an EOS closes every segment,
 so a full segment is exactly `segment_length` tokens (1024 in the paper) and two pack into a 2048 context.
 Per source and split the store holds:
 
-* `<split>.tfrecord`: tf.train.Example {text, labels} for the on-the-fly seqio path (text is re-tokenized);
+* `<split>.tfrecord`: tf.train.Example {text, labels} for the store's seqio Tasks (`tasks.py`; text is re-tokenized);
 * `<split>.array_record`: the int32 token ids (EOS included) for the pre-tokenized grain path;
 * `<split>.masks.npy` / `<split>.lengths.npy`: per-segment label bit masks and token counts, used to
   filter by category and to plan mixtures without reading the records.

@@ -63,7 +63,7 @@ MANIFEST = upstream_lib.MANIFEST
 # Which runs each stage's `upstream.init` may name.
 _INIT_STAGES = {"sft": ("align", "blind"), "blind": ("align",)}
 # Subtrees whose keys are free-form (checked when the model is built).
-OPEN_KEYS = ("train.model", "vision.overrides", "text")
+OPEN_KEYS = ("train.model",)
 
 
 def stage_config(stage: str) -> ml_collections.ConfigDict:
@@ -88,12 +88,10 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
   config.upstream = ml_collections.ConfigDict({name: "" for name in recipe.upstream})
   if stage in ("contrastive", "align"):
     # contrastive: the image tower to train; align: the architecture of an upstream .npz.
-    config.vision = ml_collections.ConfigDict({"encoder": "siglip-b16-224", "overrides": {}})
+    config.vision = ml_collections.ConfigDict({"encoder": "siglip-b16-224"})
   if stage == "contrastive":  # "" | "hf:DIR" | "bv:FILE.npz": the image tower's starting weights
     config.vision.init_from = ""
-  if stage == "contrastive":
-    config.text = ml_collections.ConfigDict()  # TextConfig overrides; by default the image tower's shape
-    config.embed_dim = 0  # 0: the image tower's width
+  if stage == "contrastive":  # the text tower takes the image tower's shape, both embed at its width
     config.vocab_size = 0  # the caption vocabulary's size (set from the data)
   if stage == "align":
     config.mllm = ml_collections.ConfigDict({"projector": PROJECTOR, "num_visual_tokens": NUM_VISUAL_TOKENS,
@@ -173,17 +171,16 @@ def _source_record(source: sources.VisionSource, role: str, encoder: str) -> dic
 
 
 def _contrastive_plan(config: ml_collections.ConfigDict) -> StagePlan:
-  vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+  vision = get_encoder(config.vision.encoder)
   source = sources.parse_source(config.vision.get("init_from", ""), "vision.init_from")
   if source is not None:
     vision = sources.tower_config(source, vision)
   vision = dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype))
   if config.vocab_size <= 0:
     raise ValueError("Set config.vocab_size to the caption vocabulary's size (the text tower's embedding rows).")
-  embed_dim = config.embed_dim or vision.width
-  text = TextConfig(**{"vocab_size": config.vocab_size, "width": vision.width, "depth": vision.depth,
-                       "mlp_dim": vision.mlp_dim, "num_heads": vision.num_heads, "max_len": config.train.seq_len,
-                       "dtype": vision.dtype, **config.text})
+  embed_dim = vision.width
+  text = TextConfig(vocab_size=config.vocab_size, width=vision.width, depth=vision.depth, mlp_dim=vision.mlp_dim,
+                    num_heads=vision.num_heads, max_len=config.train.seq_len, dtype=vision.dtype)
 
   def model_factory(rngs: nnx.Rngs) -> TwoTower:
     return TwoTower(vision, text, embed_dim, rngs=rngs)
@@ -242,7 +239,7 @@ def _align_plan(config: ml_collections.ConfigDict) -> StagePlan:
   source = vision_upstream(config.upstream.vision)
   vision_run = None
   if source is not None:
-    vision = sources.tower_config(source, get_encoder(config.vision.encoder, **config.vision.overrides))
+    vision = sources.tower_config(source, get_encoder(config.vision.encoder))
     vision_record = _source_record(source, "vision", config.vision.encoder)
   else:
     vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
@@ -299,13 +296,13 @@ def data_spec(config: ml_collections.ConfigDict) -> DataSpec:
   """Image size, visual-token count and the upstream's vocabulary and chat settings for the stage's data."""
   validate(config)
   if config.stage == "contrastive":
-    vision = get_encoder(config.vision.encoder, **config.vision.overrides)
+    vision = get_encoder(config.vision.encoder)
     return DataSpec(vision.image_size, 0, None, None, None)
   if config.stage == "align":
     lm = upstream_lib.read_run(config.upstream.lm, "lm", ("pretrain",))
     source = vision_upstream(config.upstream.vision)
     if source is not None:
-      vision = sources.tower_config(source, get_encoder(config.vision.encoder, **config.vision.overrides))
+      vision = sources.tower_config(source, get_encoder(config.vision.encoder))
     else:
       vision_run = upstream_lib.read_run(config.upstream.vision, "vision", ("contrastive",))
       vision = ViTConfig(**vision_run.manifest["model"]["vision"])
