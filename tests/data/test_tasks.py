@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from visual_priors.data import components, mixtures, pipeline, tasks
+from visual_priors.data import components, mixtures, tasks
 
 
 def test_tasks_per_source_and_category_are_registered(small_store):
