@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from visual_priors.data.multimodal import gen_assets, gen_questions, generate
+from visual_priors.eval import benchmarks
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, by_name
 from visual_priors.data.multimodal.gen_questions import GROUP_NOUNS, GROUPS, KINDS, LETTERS, TYPES
 from visual_priors.data.multimodal.scene import RELATIONS, SIZE_LEVELS, quadrant, relation
@@ -309,7 +310,7 @@ def test_mle_bench_rows_honour_size_levels_and_exclude_present_objects(dataset):
   assert [r["sub_task"] for r in rows] == [level for level in SIZE_LEVELS
                                            for _ in range(SMALL["n_mle_per_level"])]
   for row in rows:
-    assert set(row) == {"image", "question", "choices", "answer", "sub_task"}
+    assert set(row) == {"image", "question", "choices", "answer", "sub_task", "prompt"}
     assert row["question"] == "Which of the following objects appears in the image?"
     assert len(row["choices"]) == 4 and len(set(row["choices"])) == 4
     assert row["answer"] in row["choices"]
@@ -410,6 +411,11 @@ def test_text_answers_ask_for_and_teach_the_option_text_with_the_same_scenes(sha
                                                                        if k != "prompt"}
       if letter_row["choices"]:
         assert text_row["prompt"].endswith(gen_questions.MC_TEXT_INSTRUCTION)
+  # MLE-Bench is asked the same way, through the benchmark registry the eval stage reads it with.
+  items = benchmarks.BENCHMARKS["gen_mle_bench"].load(text / "eval" / "mle_bench.jsonl")
+  assert items and all(item["prompt"].endswith(gen_questions.MC_TEXT_INSTRUCTION) for item in items)
+  letter_items = benchmarks.BENCHMARKS["gen_mle_bench"].load(shapes_set / "eval" / "mle_bench.jsonl")
+  assert all(item["prompt"].endswith(gen_questions.MC_INSTRUCTION) for item in letter_items)
   with pytest.raises(ValueError, match="mc_answer"):
     generate.generate(tmp_path / "x", objects="shapes", mc_answer="word", log=lambda _: None)
 

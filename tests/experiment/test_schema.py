@@ -343,8 +343,8 @@ def test_benchmark_names_follow_the_vqa_registry():
 # enter a key only when set.
 PINNED_KEYS = {
     # The demo's recipe (experiments/demo.py DEMO_SETTINGS) and the generator's version moved all but pretrain.
-    "demo/mix6": {"pretrain": "47a15ff76cee", "mmdata": "5d35ac1e1033", "vision": "3fb0c53625ca",
-                  "align": "afbdd2f28939", "sft": "fecb715d997f", "eval": "7876db946a5a"},
+    "demo/mix6": {"pretrain": "47a15ff76cee", "mmdata": "dfef1dd4f50e", "vision": "e08878fcfb8c",
+                  "align": "f14b223922d6", "sft": "1e3fca43dc2e", "eval": "b9b54f9d363b"},
     "mix/mix6": {"pretrain": "ba59aa04936c", "mmdata": "d84ffea25bdd", "vision": "12f49b1b3b5a",
                  "align": "eaff13c0d03d", "sft": "fa680b6f3946", "eval": "19ade85ac299"},
     "encoder/dinov2-reasoning-50": {"pretrain": "76a58ddc53a5", "mmdata": "d84ffea25bdd", "vision": "b32981c57a81",

@@ -588,7 +588,8 @@ def _mle_bench_loader(name: str) -> Callable[[pathlib.Path], list[dict]]:
     for file in files:
       for row in load_mle_bench(file):
         item = make_item(name, None, id=row["id"], image=row["image"], question=row["question"],
-                         choices=row["choices"], answer=row["answer"], type="mc", meta={"sub_task": row["sub_task"]})
+                         choices=row["choices"], answer=row["answer"], type="mc", prompt=row.get("prompt"),
+                         meta={"sub_task": row["sub_task"]})
         item["sub_task"] = row["sub_task"]
         items.append(item)
     return items

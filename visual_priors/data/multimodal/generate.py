@@ -23,7 +23,7 @@ file that names them, as the loaders in `loaders.py` resolve them by default:
                           text: the correct choice, "Yes"/"No", or the open answer), "answer_letter"
                           (of the correct choice; null unless multiple choice), "prompt" (the question
                           formatted exactly as in instruct.json), "group", "type", "task"}
-  eval/mle_bench.jsonl    MLE-Bench rows: {"image", "question", "choices", "answer" (text), "sub_task"}
+  eval/mle_bench.jsonl    MLE-Bench rows: {"image", "question", "choices", "answer" (text), "sub_task", "prompt"}
   manifest.json           settings, sources and versions, counts, task table, file digests
 
 Question tasks (eval group; SFT kind; answer type):
@@ -70,8 +70,9 @@ with anything the background photo shows (e.g. the cat in "chelsea").
 Multiple-choice options are in random order; instruct.json asks them as in `format_prompt`:
 options "A. ..." and "Answer with the option's letter from the given choices directly.", answered
 with the letter (or, with mc_answer="text", "Answer with the option's text from the given choices
-directly.", answered with the option's text, and the benchmarks' prompts ask the same way); short open and yes/no questions end with "Answer the question using a single word or
-phrase." Each instruction item has one to three questions of one task about one image.
+directly.", answered with the option's text, and the benchmarks' prompts, MLE-Bench's included, ask the same way);
+short open and yes/no questions end with "Answer the question using a single word or phrase." Each instruction
+item has one to three questions of one task about one image.
 
 Held-out evaluation: evaluation scenes crop their backgrounds only from the right 40% of each photo
 and training scenes only from the left 60% (`gen_assets.TRAIN_REGION`), scenes are drawn from
@@ -103,15 +104,16 @@ from visual_priors.data.multimodal import gen_assets
 from visual_priors.data.multimodal import scene as sc
 from visual_priors.data.multimodal.gen_captions import caption
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, absent_classes
-from visual_priors.data.multimodal.gen_questions import GROUPS, MC_ANSWERS, TASKS, Task, available
+from visual_priors.data.multimodal.gen_questions import GROUPS, MC_ANSWERS, TASKS, Task, available, format_prompt
 from visual_priors.data.multimodal.gen_text_only import text_only_turns
 from visual_priors.names import lookup
 
 FORMAT = "visual_priors.generated_multimodal/1"
 # Bumped whenever the same settings would generate different data; it enters the mmdata stage key
-# (`config._stage_fields`), so finished stages are never reused across versions. 2: numeric distractors form
-# a window around the answer at a uniform offset (the answer was most often the middle option).
-GENERATOR_VERSION = 2
+# (`experiment/mmdata.py`), so finished stages are never reused across versions. 2: numeric distractors form
+# a window around the answer at a uniform offset (the answer was most often the middle option). 3: the MLE-Bench
+# rows carry their prompt, asked in the data's mc_answer format like the other benchmarks.
+GENERATOR_VERSION = 3
 BENCHMARKS = {"gen_general": "General", "gen_knowledge": "Knowledge", "gen_ocr_chart": "OCR & Chart",
               "gen_vision_centric": "Vision-Centric"}
 MLE_QUESTION = "Which of the following objects appears in the image?"
@@ -236,7 +238,7 @@ def _benchmark(images: _Images, name: str, tasks: Sequence[Task], ctx: sc.Contex
 
 
 def _mle_bench(images: _Images, ctx: sc.Context, seed: int, n_per_level: int,
-               train_digests: set[str]) -> list[dict]:
+               train_digests: set[str], mc_answer: str) -> list[dict]:
   names = {c.name: c for c in ctx.vocabulary}
   rows = []
   for level_index, level in enumerate(sc.SIZE_LEVELS):
@@ -254,7 +256,8 @@ def _mle_bench(images: _Images, ctx: sc.Context, seed: int, n_per_level: int,
                                          _STREAM_MLE + level_index, i)
       image = images.save(f"mle_{level}_{i:06d}", scene, "eval", data)
       rows.append({"image": image, "question": MLE_QUESTION, "choices": choices,
-                   "answer": scene.objects[-1].name, "sub_task": level})
+                   "answer": scene.objects[-1].name, "sub_task": level,
+                   "prompt": format_prompt(MLE_QUESTION, choices, mc_answer=mc_answer)})
   return rows
 
 
@@ -331,7 +334,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
         continue
       benchmarks[name] = _benchmark(images, name, group_tasks, held_out, seed,
                                     n_eval_per_benchmark, _STREAM_EVAL + b, train_digests, mc_answer)
-    mle = _mle_bench(images, held_out, seed, n_mle, train_digests)
+    mle = _mle_bench(images, held_out, seed, n_mle, train_digests, mc_answer)
     _jsonl(root / "captions.jsonl", captions)
     (root / "instruct.json").write_text(json.dumps(instruct, indent=1) + "\n", encoding="utf-8")
     for name, rows in benchmarks.items():

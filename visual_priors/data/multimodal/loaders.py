@@ -203,5 +203,5 @@ def load_mle_bench(path: str | pathlib.Path, image_folder: str | pathlib.Path | 
       raise ValueError(f"{what}: answer {row['answer']!r} is not one of its choices {choices}.")
     records.append({"id": str(row.get("id", f"{path.stem}-{index}")), "question": row["question"],
                     "choices": choices, "answer": row["answer"], "sub_task": row["sub_task"],
-                    "image": _mle_bench_image(row["image"], folder, what)})
+                    "image": _mle_bench_image(row["image"], folder, what), "prompt": row.get("prompt")})
   return records
