@@ -101,7 +101,8 @@ def _build(args) -> int:
   if args.vocab:
     from visual_priors.data import hf_tokenizer  # pylint: disable=import-outside-toplevel
     digest = cache.sha256_json({"vocab": str(pathlib.Path(args.vocab).expanduser().absolute())})[:12]
-    model = hf_tokenizer.vocabulary_model(args.vocab, work_dir=cache.cache_root(args.cache_dir) / "vocab" / f"hf-{digest}")
+    work_dir = cache.cache_root(args.cache_dir) / "vocab" / f"hf-{digest}"
+    model = hf_tokenizer.vocabulary_model(args.vocab, work_dir=work_dir)
     print(f"vocab: {model} (given)")
   else:
     model = vocab.train_vocab(sources, vocab_config, cache_dir=args.cache_dir)

@@ -3,8 +3,8 @@
 Every stage module of this package (pretrain, mmdata, vision, align, sft, evaluate) defines one `Stage` (sft.py
 two: blind and sft). `graph.STAGES` lists them in execution order; the key of a stage hashes its `key_fields`
 and the keys of its `upstream` stages (`graph.stage_identities`), and the runner calls `run(ctx)` for each stage
-whose key is not done yet. Stage modules import jax and the training library inside `run` and `flops` only, so listing,
-showing and hashing experiments (the registry, `list`, `show`) never loads them.
+whose key is not done yet. Stage modules import jax and the training library inside `run` and `flops` only, so
+listing, showing and hashing experiments (the registry, `list`, `show`) never loads them.
 """
 
 from __future__ import annotations

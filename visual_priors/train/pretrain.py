@@ -77,7 +77,8 @@ def _hf_start(config: ml_collections.ConfigDict, model_config: DecoderConfig, in
   from visual_priors.train import hf_import, upstream  # pylint: disable=import-outside-toplevel
 
   checkpoint = hf_import.open_checkpoint(init_from)
-  model_config = hf_import.matched_config(checkpoint, model_config, config.scale, min_vocab_size=model_config.vocab_size)
+  model_config = hf_import.matched_config(checkpoint, model_config, config.scale,
+                                         min_vocab_size=model_config.vocab_size)
 
   def initialize(abstract):
     return hf_import.sharded_variables(checkpoint, model_config, upstream.targets_under(abstract, [""]))
