@@ -244,8 +244,8 @@ MODEL_STAGES = ("pretrain", *MLLM_STAGES)  # the runs whose trained model `load_
 
 
 def load_trained(run_dir: str | pathlib.Path, stages: Sequence[str] = MODEL_STAGES,
-                 mesh: jax.sharding.Mesh | None = None, rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES
-                 ) -> tuple[nnx.Module, dict[str, Any]]:
+                 mesh: jax.sharding.Mesh | None = None,
+                 rules: sharding.LogicalRules = sharding.DEFAULT_LOGICAL_AXIS_RULES) -> tuple[nnx.Module, dict]:
   """(the trained model of a finished run, its manifest): the Decoder of a pretrain run, the MLLM of an align,
   sft or blind run; `stages` are the ones the caller accepts (another fails, naming it). The weights are
   restored straight into their shardings on `mesh` (default: the first device); optimizer state is never read."""
