@@ -14,6 +14,7 @@ from visual_priors.data import vocab as vocab_lib
 from visual_priors.data.multimodal import chat, generate, loaders
 from visual_priors.eval import decode, vqa
 from visual_priors.experiment import registry
+from visual_priors.experiment.vision import caption_vocab  # the same settings: a 1000-piece unigram model
 from visual_priors.train import config as train_config
 from visual_priors.train import adaptation, pretrain, stage_data, upstream
 
@@ -24,15 +25,6 @@ ONE_DEVICE = jax.devices()[:1]
 # 41-45% against 26-28% on the first 200; 400 make the 95% intervals about +-5 points wide (200: +-7, too close).
 TASK, QUESTIONS, INSTRUCT, CAPTIONS, SFT_STEPS, ALIGN_STEPS = "colour", 400, 3000, 200, 400, 15
 VISUAL, SEQ_LEN, ALIGN_SEQ_LEN, IMAGE = 16, 96, 96, 32
-
-
-def _text_vocab(texts: list[str], prefix: pathlib.Path) -> pathlib.Path:
-  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(sorted(set(texts))), model_prefix=str(prefix), vocab_size=1000, model_type="unigram",
-      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
-      num_threads=1)
-  return prefix.with_suffix(".model")
 
 
 def _settings(config, work_dir: pathlib.Path, steps: int, lr: float, rows: int, seq_len: int) -> None:
@@ -56,7 +48,7 @@ def test_a_reduced_demo_recipe_beats_chance_and_its_blind_control_on_held_out_qu
   questions = [json.loads(line) for line in (gen / "eval" / "gen_general.jsonl").read_text().splitlines()]
   texts = ([r["caption"] for r in captions] + [t["value"] for r in instruct for t in r["conversations"]]
            + [q["prompt"] for q in questions] + [c for q in questions for c in q["choices"]])
-  vocab = _text_vocab(texts, tmp_path / "spm")
+  vocab = caption_vocab(texts, tmp_path / "spm")
 
   def data(stage: str, records: list, seq_len: int, rows: int):
     return stage_data.stage_data(stage, records, vocab_path=vocab, batch_size=rows, seq_len=seq_len, image_size=IMAGE,

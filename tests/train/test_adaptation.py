@@ -21,6 +21,7 @@ from visual_priors.data import cache, vocab as vocab_lib
 from visual_priors.data.multimodal import chat, generate, loaders
 from visual_priors.data.multimodal.gen_questions import MC_INSTRUCTION, SHORT_INSTRUCTION
 from visual_priors.eval import multiple_choice
+from visual_priors.experiment.vision import caption_vocab  # the same settings: a 1000-piece unigram model
 from visual_priors.models.vision import TextConfig, TwoTower, get_encoder
 from visual_priors.models.vision.checkpoint import big_vision_key
 from visual_priors.train import adaptation, checkpoint, partition, pretrain, stage_data, upstream
@@ -300,15 +301,6 @@ def _short_answer(item: dict) -> dict:
   return {**item, "conversations": turns}
 
 
-def _text_vocab(texts: list[str], prefix: pathlib.Path) -> pathlib.Path:
-  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
-  spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(sorted(set(texts))), model_prefix=str(prefix), vocab_size=1000, model_type="unigram",
-      pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, hard_vocab_limit=False, minloglevel=2,
-      num_threads=1)
-  return prefix.with_suffix(".model")
-
-
 @pytest.mark.slow
 def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_path):
   """The acceptance run: generated shapes-on-photos data, colour questions, tiny towers and a nano LM.
@@ -326,7 +318,7 @@ def test_contrastive_align_sft_on_generated_data_answers_held_out_questions(tmp_
   questions = multiple_choice.read_questions(gen / "eval" / "gen_general.jsonl", answer_with="text")
   texts = ([r["caption"] for r in captions] + [t["value"] for r in instruct for t in r["conversations"]]
            + [q.prompt for q in questions] + [c for q in questions for c in q.candidates])
-  vocab = _text_vocab(texts, tmp_path / "spm")
+  vocab = caption_vocab(texts, tmp_path / "spm")
   vocab_size = vocab_lib.load_processor(vocab).get_piece_size()
   # Captions asked as conversations need more room than the short-answer rows: every caption fits in 80 tokens.
   visual, seq_len, align_seq_len, batch = 16, 64, 80, 32
