@@ -204,7 +204,7 @@ def test_evaluate_language_rows_means_and_missing_tasks(small_store, small_vocab
 
 
 @pytest.mark.slow
-def test_load_decoder_restores_the_trained_weights(tmp_path):
+def test_load_trained_restores_the_trained_weights(tmp_path):
   """The loaded decoder's NLL on the run's eval set, through the scorer, equals the trainer's final eval loss."""
   rng = np.random.default_rng(3)
   documents = rng.integers(1, VOCAB, (8, 16))

@@ -41,9 +41,8 @@ def test_logical_rules_use_each_mesh_axis_once_per_array():
   with pytest.raises(ValueError, match="'experts' has no rule"):
     sharding.logical_to_spec(("experts",), rules)
   mesh = sharding.make_mesh({"fsdp": 8})
-  tree = {"a": ("embed", "mlp"), "b": [(None, "vocab")]}
-  shardings = sharding.logical_to_sharding(tree, mesh)
-  assert shardings["a"].spec == P("fsdp", "tensor") and shardings["b"][0].spec == P(None, "tensor")
+  assert sharding.logical_to_spec(("embed", "mlp"), sharding.DEFAULT_LOGICAL_AXIS_RULES) == P("fsdp", "tensor")
+  assert sharding.logical_to_spec((None, "vocab"), sharding.DEFAULT_LOGICAL_AXIS_RULES) == P(None, "tensor")
   assert sharding.batch_sharding(mesh).spec == P(("data", "fsdp"))
 
 

@@ -15,11 +15,19 @@ from hf_helpers import tiny_config, train_spm, variables_of, vocab_size, write_r
 from visual_priors import experiment
 from visual_priors.interop import hf_export
 from visual_priors.models import scales, sharding
-from visual_priors.models.decoder import Decoder
+from visual_priors.models.decoder import Decoder, DecoderConfig
 from visual_priors.train import hf_import, pretrain, state, upstream
 
 MAX_LOGIT_DIFF = 1e-4  # float32
 
+
+
+def _load_decoder(directory):
+  """A Decoder holding a HF Llama directory's weights on the first device (float32)."""
+  checkpoint = hf_import.open_checkpoint(directory)
+  config = DecoderConfig(**{**checkpoint.fields, "dtype": "float32"})
+  return upstream.restore_into(lambda: Decoder(config, rngs=nnx.Rngs(0)),
+                               lambda targets: hf_import.sharded_variables(checkpoint, config, targets))
 
 @pytest.fixture(scope="module")
 def vocab_model(tmp_path_factory):
@@ -47,7 +55,7 @@ def test_a_transformers_checkpoint_imports_with_equal_logits(tie, tmp_path):
     for name, parameter in model.named_parameters():
       parameter.add_(torch.randn_like(parameter) * (0.2 if name.endswith("norm.weight") else 0.05))
   model.save_pretrained(tmp_path)
-  decoder = hf_import.load_decoder(tmp_path)
+  decoder = _load_decoder(tmp_path)
   assert decoder.config.rope_theta == 500000.0 and decoder.config.tie_embeddings == tie
   assert (decoder.config.n_heads, decoder.config.n_kv_heads) == (4, 2)
   tokens = np.random.default_rng(0).integers(0, 300, (2, 48)).astype(np.int32)
@@ -161,6 +169,6 @@ def test_init_from_enters_the_pretrain_key_as_the_content_hash(exported, tmp_pat
 
 def test_one_device_placement_of_an_import(exported):
   _, out = exported
-  decoder = hf_import.load_decoder(out)
+  decoder = _load_decoder(out)
   leaf = decoder.layers[0].attn.q_proj.kernel[...]
   assert leaf.sharding.device_set == {jax.devices()[0]}

@@ -25,7 +25,6 @@ from visual_priors.experiment.stage import Stage
 # Every stage, by name, in execution order.
 STAGES: dict[str, Stage] = {stage.name: stage for stage in (pretrain.STAGE, mmdata.STAGE, vision.STAGE, align.STAGE,
                                                             sft.BLIND, sft.SFT, evaluate.STAGE)}
-KEY_LENGTH = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,9 +61,9 @@ def canonical(value: Any) -> Any:
 
 
 def fingerprint(fields: Mapping[str, Any]) -> str:
-  """sha256 (first KEY_LENGTH hex digits) of the canonical JSON of `fields`."""
+  """sha256 (its first 12 hex digits) of the canonical JSON of `fields`."""
   text = json.dumps(canonical(fields), sort_keys=True, separators=(",", ":"), allow_nan=False)
-  return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def stage_identities(config: ml_collections.ConfigDict) -> dict[str, StageIdentity]:

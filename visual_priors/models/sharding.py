@@ -124,12 +124,6 @@ def _is_logical_spec(node: Any) -> bool:
       axis is None or isinstance(axis, str) for axis in node)
 
 
-def logical_to_sharding(tree: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_LOGICAL_AXIS_RULES) -> Any:
-  """Maps a tree whose leaves are tuples of logical axis names to NamedShardings on `mesh`."""
-  return jax.tree.map(
-      lambda axes: NamedSharding(mesh, logical_to_spec(axes, rules)), tree, is_leaf=_is_logical_spec)
-
-
 def state_shardings(state: nnx.State, mesh: Mesh,
                     rules: LogicalRules = DEFAULT_LOGICAL_AXIS_RULES) -> nnx.State:
   """NamedShardings for an nnx.State (concrete or abstract), from each Variable's `out_sharding`.

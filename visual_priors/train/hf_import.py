@@ -142,20 +142,6 @@ def sharded_variables(checkpoint: Checkpoint, config: DecoderConfig,
   return arrays
 
 
-def load_decoder(directory: str | os.PathLike[str], **overrides):
-  """A `Decoder` holding a HF Llama directory's weights on the first device (for evaluation and tests);
-  `overrides` are DecoderConfig fields (e.g. dtype)."""
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-
-  from visual_priors.models.decoder import Decoder  # pylint: disable=import-outside-toplevel
-  from visual_priors.train import upstream  # pylint: disable=import-outside-toplevel
-
-  checkpoint = open_checkpoint(directory)
-  config = DecoderConfig(**{**checkpoint.fields, "dtype": "float32", **overrides})
-  return upstream.restore_into(lambda: Decoder(config, rngs=nnx.Rngs(0)),
-                               lambda targets: sharded_variables(checkpoint, config, targets))
-
-
 def hashed_files(directory: pathlib.Path) -> list[pathlib.Path]:
   """What identifies a checkpoint's content: config.json, the weights (with their index), the tokenizer."""
   weights = safetensors_io.SafetensorsDir(directory).file_paths()
