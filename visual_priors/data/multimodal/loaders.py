@@ -181,7 +181,8 @@ def _read_parquet(path: pathlib.Path) -> list[dict]:
 
 
 def load_mle_bench(path: str | pathlib.Path, image_folder: str | pathlib.Path | None = None) -> list[dict]:
-  """Records {"id", "image", "question", "choices", "answer", "sub_task"} from MLE-Bench rows (.jsonl/.parquet)."""
+  """Records {"id", "image", "question", "choices", "answer", "sub_task"} (and "prompt", where a generated row has
+  one) from MLE-Bench rows (.jsonl/.parquet)."""
   path = pathlib.Path(path)
   folder = pathlib.Path(image_folder) if image_folder is not None else path.parent
   if path.suffix == ".parquet":
@@ -203,5 +204,6 @@ def load_mle_bench(path: str | pathlib.Path, image_folder: str | pathlib.Path | 
       raise ValueError(f"{what}: answer {row['answer']!r} is not one of its choices {choices}.")
     records.append({"id": str(row.get("id", f"{path.stem}-{index}")), "question": row["question"],
                     "choices": choices, "answer": row["answer"], "sub_task": row["sub_task"],
-                    "image": _mle_bench_image(row["image"], folder, what), "prompt": row.get("prompt")})
+                    "image": _mle_bench_image(row["image"], folder, what),
+                    **({"prompt": row["prompt"]} if row.get("prompt") else {})})  # generated rows ask in their format
   return records
