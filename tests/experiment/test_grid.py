@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fake_stages import replace_runs
+from fake_stages import replace_every_run
 from visual_priors import cli, experiment
-from visual_priors.experiment import grid, pretrain, registry
+from visual_priors.experiment import grid, registry
 
 
 def _experiment(name: str, overrides=()):
@@ -29,8 +29,7 @@ def fake(monkeypatch):
       return {"run": str(ctx.out_dir)}
     return execute
 
-  replace_runs({stage: make(stage) for stage in experiment.STAGES}, monkeypatch)
-  monkeypatch.setattr(pretrain, "preflight", lambda config: None)
+  replace_every_run(make, monkeypatch)
   monkeypatch.setattr(registry, "get_experiment", _experiment)
   monkeypatch.setattr(registry, "experiment_names", lambda pattern=None: [
       n for n in ("t/a", "t/b", "t/c") if not pattern or pattern in n])

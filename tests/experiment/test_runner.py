@@ -15,10 +15,10 @@ import pytest
 
 import ml_collections
 
-from fake_stages import current_runs, replace_runs
+from fake_stages import current_runs, replace_every_run, replace_runs, write_results
 from tiny_run import TINY_RUN
 from visual_priors import experiment
-from visual_priors.experiment import evaluate, pretrain, runner, vision
+from visual_priors.experiment import evaluate, runner, vision
 from visual_priors.analysis.results import ResultsStore
 from visual_priors.data import cache
 from visual_priors.experiment import directories
@@ -50,14 +50,12 @@ def fake(monkeypatch):
       (ctx.out_dir / "done.txt").write_text(stage)
       outputs = {"run": str(ctx.out_dir), "saw": sorted(ctx.outputs)}
       if stage == "eval":
-        rows = {"sft": [{"benchmark": "overall", "group": None, "metric": "accuracy", "value": 42.0, "count": 8}]}
-        cache.write_json_atomic(ctx.out_dir / "results.json", rows)
-        outputs["results"] = str(ctx.out_dir / "results.json")
+        outputs.update(write_results(ctx.out_dir, {"sft": [
+            {"benchmark": "overall", "group": None, "metric": "accuracy", "value": 42.0, "count": 8}]}))
       return outputs
     return execute
 
-  replace_runs({stage: make(stage) for stage in experiment.STAGES}, monkeypatch)
-  monkeypatch.setattr(pretrain, "preflight", lambda config: None)
+  replace_every_run(make, monkeypatch)
   monkeypatch.setattr(runner, "open_store", _no_store)  # hermetic: whatever `data build` left aside
   return calls, failing
 

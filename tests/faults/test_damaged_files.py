@@ -10,11 +10,11 @@ import pathlib
 
 import pytest
 
-from fake_stages import replace_runs
+from fake_stages import replace_every_run, write_results
 from visual_priors import experiment
 from visual_priors.analysis.results import load_results
 from visual_priors.data import cache, segments
-from visual_priors.experiment import directories, pretrain, runner
+from visual_priors.experiment import directories, runner
 from visual_priors.experiment.stage import StageContext
 from visual_priors.train import store_data, upstream
 
@@ -53,16 +53,13 @@ def chain(monkeypatch):
                                                               "checkpoint_dir": str(ctx.out_dir / "checkpoints")})
       outputs = {"run": str(ctx.out_dir)}
       if stage == "eval":
-        rows = {"sft": [{"benchmark": "overall", "group": None, "metric": "accuracy", "value": 42.0, "count": 8},
-                        {"benchmark": "gen_general", "group": "General", "metric": "accuracy", "value": 40.0,
-                         "count": 4}]}
-        cache.write_json_atomic(ctx.out_dir / "results.json", rows)
-        outputs["results"] = str(ctx.out_dir / "results.json")
+        outputs.update(write_results(ctx.out_dir, {"sft": [
+            {"benchmark": "overall", "group": None, "metric": "accuracy", "value": 42.0, "count": 8},
+            {"benchmark": "gen_general", "group": "General", "metric": "accuracy", "value": 40.0, "count": 4}]}))
       return outputs
     return execute
 
-  replace_runs({stage: make(stage) for stage in experiment.STAGES}, monkeypatch)
-  monkeypatch.setattr(pretrain, "preflight", lambda config: None)
+  replace_every_run(make, monkeypatch)
   return calls
 
 
