@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from visual_priors.analysis import correlations, paper, plots, uncertainty
-from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, load_results, run_order
+from visual_priors.analysis import comparison, correlations, paper, plots, uncertainty
+from visual_priors.analysis.results import META_KEYS, Results, ResultsStore, load_results, run_order, seed_groups
 from visual_priors.data.cache import write_text_atomic
 
 GROUPS = correlations.VQA_GROUPS
@@ -117,25 +117,19 @@ def seed_table(results: Results) -> pd.DataFrame:
   """Experiments run with several seeds (runs whose metadata agree but for the seed): per VQA group mean and
   the overall, mean ± sd over seeds with the per-seed values; one row per such experiment."""
   columns = _aggregate_columns(results)
-  meta = results.runs.set_index("run")
-  if not columns or "seed" not in meta.columns:
+  if not columns:
     return pd.DataFrame()
-  identity = [key for key in META_KEYS if key != "seed"]
-  experiments: dict[tuple, list[str]] = {}
-  for run in run_order(results):
-    if run in meta.index and meta.loc[run, "seed"] is not None:
-      experiments.setdefault(tuple(str(meta.loc[run, k]) for k in identity), []).append(run)
   frame = results.frame[results.frame["metric"] == "accuracy"]
   table = {}
-  for key, runs in experiments.items():
-    if len({meta.loc[r, "seed"] for r in runs}) < 2:
+  for name, runs in seed_groups(results).items():
+    if len(runs) < 2:
       continue
-    cells = {"seeds": ", ".join(str(meta.loc[r, "seed"]) for r in runs)}
+    cells = {"seeds": ", ".join(str(seed) for seed in runs)}
     for benchmark, column in columns:
-      values = [frame[(frame["run"] == r) & (frame["benchmark"] == benchmark)]["value"] for r in runs]
+      values = [frame[(frame["run"] == r) & (frame["benchmark"] == benchmark)]["value"] for r in runs.values()]
       points = [v.iloc[0] for v in values if len(v)]
       cells[column] = uncertainty.seed_summary(points).format() if points else MISSING
-    table[meta.loc[runs[0], "name"] or runs[0]] = cells
+    table[name] = cells
   return pd.DataFrame.from_dict(table, orient="index")
 
 
@@ -344,7 +338,24 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
   if not seeds.empty:
     sections.append(("Across seeds (VQA accuracy, %)", "<p>Runs that differ only in their seed: mean ± standard "
                      "deviation over seeds (each seed's value).</p>" + _html_table(seeds)))
-  paired = paired_table(results)
+  learning = comparison.learning_table(results)
+  if not learning.empty:
+    sections.append(("Did the models learn from the images? (per group, %)",
+                     f"<p>A run has learned a group when its 95% interval lies above chance and above the interval "
+                     f"of its blind control (the same questions with the images withheld), and at least "
+                     f"{comparison.MIN_PARSE_RATE:.0f}% of its replies parse to an answer.</p>"
+                     + _html_table(learning, index=False)))
+  pretraining, mixtures = comparison.pretraining_table(results), comparison.mixture_table(results)
+  if not (pretraining.empty and mixtures.empty):
+    answers = "".join(f"<li>{html.escape(line)}</li>" for line in comparison.statements(results))
+    sections.append(("Pre-registered comparisons (points of accuracy)",
+                     "<p>Fixed before the runs (visual_priors/analysis/comparison.py): each difference is paired by "
+                     "seed and question and pooled over the seeds both experiments ran, with a bootstrap over seeds "
+                     "and questions; pre-training \"helped\" or \"hurt\" when the 95% interval against the untrained "
+                     "control excludes 0; mixtures \"differ\" when a pair's interval at the Bonferroni-corrected "
+                     "level excludes 0; otherwise \"cannot tell\".</p>"
+                     f"<ul>{answers}</ul>" + _html_table(pretraining) + _html_table(mixtures)))
+  paired = paired_table(results) if pretraining.empty else pd.DataFrame()
   if not paired.empty:
     sections.append(("Paired differences (points of accuracy)",
                      f"<p>Each run minus {html.escape(str(reference_run(results)))} on the same questions: "

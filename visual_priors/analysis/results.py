@@ -352,3 +352,18 @@ def _merge(parts: list[pd.DataFrame], stores: list[ResultsStore], key: list[str]
     raise ValueError(f"Conflicting {what} for {dict(first[key])} in {list(same['_store'])}: "
                      f"{same[value_columns].to_dict('records')}. Keep each run in one store or make them agree.")
   return distinct.drop(columns="_store").reset_index(drop=True)
+
+
+def seed_groups(results: Results) -> dict[str, dict[int, str]]:
+  """Experiments as seed -> run, for runs whose metadata agree but for the seed, keyed by the experiment's name
+  (its name and first run id where two experiments share a name); in `run_order`, the first run of a seed kept."""
+  meta = results.runs.set_index("run")
+  identity = [key for key in META_KEYS if key != "seed"]
+  experiments: dict[tuple, dict[int, str]] = {}
+  for run in run_order(results):
+    if run in meta.index and pd.notna(meta.loc[run, "seed"]):
+      seeds = experiments.setdefault(tuple(str(meta.loc[run, k]) for k in identity), {})
+      seeds.setdefault(int(meta.loc[run, "seed"]), run)
+  names = [meta.loc[next(iter(seeds.values())), "name"] for seeds in experiments.values()]
+  return {(str(name) if name and names.count(name) == 1 else f"{name or 'run'} [{next(iter(seeds.values()))}]"):
+          seeds for name, seeds in zip(names, experiments.values())}

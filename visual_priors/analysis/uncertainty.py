@@ -59,42 +59,66 @@ def bootstrap_interval(scores: Mapping[str, Sequence[float]], *, samples: int = 
 
 @dataclasses.dataclass(frozen=True)
 class Difference:
-  """run_a minus run_b on the same questions, in points of percent."""
+  """run_a minus run_b on the same questions, in points of percent; pooled over seeds when `per_seed` has several
+  (each seed's own difference)."""
 
   value: float
   low: float
   high: float
   p_value: float
-  n: int  # questions both runs answered
+  n: int  # questions both runs answered (of one seed)
+  per_seed: tuple[float, ...] = ()
 
   def format(self) -> str:
-    return f"{self.value:+.1f} [{self.low:+.1f}, {self.high:+.1f}] (p={self.p_value:.3g}, n={self.n})"
+    seeds = (f", seeds {', '.join(f'{d:+.1f}' for d in self.per_seed)}" if len(self.per_seed) > 1 else "")
+    return f"{self.value:+.1f} [{self.low:+.1f}, {self.high:+.1f}] (p={self.p_value:.3g}, n={self.n}{seeds})"
 
 
-def paired_difference(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]], *,
-                      samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95) -> Difference:
-  """`mean_of_means(a) - mean_of_means(b)` over the questions both hold (benchmark -> question id -> score),
-  with a paired bootstrap interval and two-sided p-value (questions resampled within each benchmark)."""
-  paired = []
-  for benchmark in sorted(set(a) & set(b)):
-    ids = sorted(set(a[benchmark]) & set(b[benchmark]))
-    if ids:
-      paired.append(np.array([a[benchmark][i] - b[benchmark][i] for i in ids], np.float64))
-  if not paired:
-    raise ValueError("The two runs share no scored question: a paired difference needs the same questions.")
+Scores = Mapping[str, Mapping[str, float]]  # benchmark -> question id -> score (0..1)
+
+
+def paired_difference(a: Scores, b: Scores, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+                      level: float = 0.95) -> Difference:
+  """`mean_of_means(a) - mean_of_means(b)` over the questions both hold, with a paired bootstrap interval and
+  two-sided p-value (questions resampled within each benchmark)."""
+  return seed_paired_difference([(a, b)], samples=samples, seed=seed, level=level)
+
+
+def seed_paired_difference(pairs: Sequence[tuple[Scores, Scores]], *, samples: int = BOOTSTRAP_SAMPLES,
+                           seed: int = 0, level: float = 0.95) -> Difference:
+  """A minus B pooled over seeds: `pairs` holds one (A's scores, B's scores) per seed, both runs of a pair trained
+  with that seed and asked the same questions. The value is the mean over seeds of each seed's paired difference.
+  The interval is a two-level bootstrap: seeds are resampled with replacement (seed-to-seed variation; with two
+  seeds a rough one), and questions within each benchmark (one draw shared by every seed, as they answer the same
+  questions). The p-value is twice the smaller bootstrap tail around 0. Only questions that every run of every
+  pair answered count."""
+  if not pairs:
+    raise ValueError("A paired difference needs at least one pair of runs.")
+  benchmarks = sorted(set.intersection(*(set(a) & set(b) for a, b in pairs)))
+  ids = {m: sorted(set.intersection(*(set(a[m]) & set(b[m]) for a, b in pairs))) for m in benchmarks}
+  ids = {m: members for m, members in ids.items() if members}
+  if not ids:
+    raise ValueError("The runs share no scored question: a paired difference needs the same questions.")
+  # differences[m]: (seeds, questions) of benchmark m
+  differences = {m: np.array([[a[m][i] - b[m][i] for i in members] for a, b in pairs], np.float64)
+                 for m, members in ids.items()}
+  per_seed = 100 * np.mean([d.mean(axis=1) for d in differences.values()], axis=0)
   rng = np.random.default_rng(seed)
-  means = np.zeros(samples)
-  for d in paired:
-    means += d[rng.integers(0, d.size, size=(samples, d.size))].mean(axis=1)
-  means *= 100 / len(paired)
-  value = 100 * float(np.mean([d.mean() for d in paired]))
-  tail = (1 - level) / 2
-  if np.all(means == 0):
-    p_value = 1.0
+  by_seed = np.zeros((len(pairs), samples))
+  for d in differences.values():
+    questions = rng.integers(0, d.shape[1], size=(samples, d.shape[1]))
+    by_seed += d[:, questions].mean(axis=2)
+  by_seed *= 100 / len(differences)
+  if len(pairs) > 1:
+    drawn = rng.integers(0, len(pairs), size=(samples, len(pairs)))
+    means = by_seed[drawn, np.arange(samples)[:, None]].mean(axis=1)
   else:
-    p_value = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
-  return Difference(value=value, low=float(np.quantile(means, tail)), high=float(np.quantile(means, 1 - tail)),
-                    p_value=p_value, n=int(sum(d.size for d in paired)))
+    means = by_seed[0]
+  tail = (1 - level) / 2
+  p_value = 1.0 if np.all(means == 0) else float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
+  return Difference(value=float(per_seed.mean()), low=float(np.quantile(means, tail)),
+                    high=float(np.quantile(means, 1 - tail)), p_value=p_value,
+                    n=int(sum(len(members) for members in ids.values())), per_seed=tuple(float(v) for v in per_seed))
 
 
 @dataclasses.dataclass(frozen=True)
