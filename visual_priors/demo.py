@@ -1,18 +1,20 @@
 """The demo: demo-sized local data, the nano mixture ablation (experiments/demo.py) end to end, an HTML report.
 
-    python -m visual_priors demo [--root runs/demo] [--reduced]
+    python -m visual_priors demo [--root runs/demo] [--reduced] [--seeds 0,1]
 
 1. Builds the local corpora (every built-in source, at most `DataSize.max_mb_per_source` each), a
    SentencePiece vocabulary and a labelled segment store, into `<root>/data/<size>/` (its own cache, so the
    full-size corpora of `data build` are never replaced; package downloads are shared).
-2. Runs every `demo/*` experiment with `data.store` set to that store: pretrain per mixture, then the shared
-   generated data and contrastive vision tower, align, sft and eval per mixture, into `<root>` (the
-   runner's stages/, runs/, results/). The LM-vision alignment is measured against two vision models: the
+2. Runs every `demo/*` experiment once per seed of `SEEDS` (the grid's seed axis), with `data.store` set to that
+   store: pretrain per mixture and seed, the generated data (shared), the contrastive vision tower (per seed),
+   align, sft and eval per mixture and seed, into `<root>` (the runner's stages/, runs/, results/). The LM-vision alignment is measured against two vision models: the
    run's own tower ("self", vit-tiny) and `ALIGNMENT_TOWER`, a random-init DINOv2-layout tower in Hugging Face
    format (config.json + model.safetensors) that `models/vision/random_hf.py` writes from a seed into
    `<root>/data/vision/` on first use (no weights can be downloaded here, and no torch is needed). It is
    added as an override (`eval.alignment.vision_models`), so the registered demo experiments keep their keys.
-3. Writes `<root>/report.html` from the results with notes on what a nano run can and cannot show.
+3. Writes `<root>/report.html` from the results with notes on what a nano run can and cannot show, and the
+   comparisons fixed before the runs (`analysis/comparison.py`): per group, whether each run learned from the
+   images, whether pre-training helped against the untrained control, and whether the mixtures differ.
 
 Every step is cached (corpora, vocabulary and store by their manifests, stages by their keys), so a second
 run finishes in seconds. `--reduced` runs the same path at CI size: tiny corpora and the experiments' own
@@ -33,6 +35,10 @@ from visual_priors.experiment import grid
 from visual_priors.experiment.grid import GridRow
 
 REDUCED_MIXTURES = 1
+# The seed axis of the demo (grid `seeds`): every experiment runs once per seed, so the report's comparisons pool
+# seed-paired differences. The reduced demo runs one seed: it checks the pipeline, it compares nothing.
+SEEDS = (0, 1)
+REDUCED_SEEDS = (0,)
 # The reduced data's 1000-piece vocabulary spells captions and questions in more tokens, so its rows need more room
 # than the local recipe's 80 (align) and 128 (sft) tokens.
 REDUCED_OVERRIDES = ("adapt.align.seq_len=128", "adapt.sft.seq_len=128")
@@ -140,8 +146,10 @@ def experiment_names(reduced: bool) -> list[str]:
 
 
 def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, names: Sequence[str] | None = None,
-             devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> DemoResult:
-  """Builds the data, runs the demo experiments (or `names`), writes the report; see the module docstring."""
+             seeds: Sequence[int] | None = None, devices: Sequence[jax.Device] | None = None,
+             log: Callable[[str], None] = print) -> DemoResult:
+  """Builds the data, runs the demo experiments (or `names`) once per seed (default `SEEDS`, reduced
+  `REDUCED_SEEDS`), writes the report; see the module docstring."""
   from visual_priors.experiment import registry  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis import report  # pylint: disable=import-outside-toplevel
   from visual_priors.analysis.results import ResultsStore  # pylint: disable=import-outside-toplevel
@@ -158,7 +166,8 @@ def run_demo(root: str | pathlib.Path = "runs/demo", *, reduced: bool = False, n
   names = list(names) if names is not None else experiment_names(reduced)
   overrides = [f"data.store={store}", alignment_override(alignment_tower(root / "data")),
                *(REDUCED_OVERRIDES if reduced else ())]
-  rows = grid.grid(names, root=root, overrides=overrides, devices=devices, log=log)
+  seeds = tuple(seeds) if seeds is not None else REDUCED_SEEDS if reduced else SEEDS
+  rows = grid.grid(names, root=root, overrides=overrides, seeds=seeds, devices=devices, log=log)
   run_ids = [row.run_id for row in rows if row.run_id]
   seconds["runs"] = time.perf_counter() - started - seconds["data"]
   report_path = None

@@ -67,3 +67,20 @@ def test_cli_grid_and_run(tmp_path, fake, capsys):
   assert '"mmdata": "cached"' in capsys.readouterr().out
   assert cli.main(["run", "t/b", "--root", str(tmp_path)]) == 2
   assert "error: no code corpus" in capsys.readouterr().err
+
+
+def test_the_seed_axis_runs_every_experiment_per_seed_seed_by_seed(tmp_path, fake, capsys):
+  rows = grid.grid(["t/a", "t/c"], root=tmp_path, seeds=(0, 1), until="vision", log=lambda _: None)
+  assert [row.name for row in rows] == ["t/a seed=0", "t/c seed=0", "t/a seed=1", "t/c seed=1"]
+  assert len({row.run_id for row in rows}) == 4  # the seed enters the stage keys: four runs, four ids
+  assert ("t/a", "vision") in fake and sum(stage == "vision" for _, stage in fake) == 2  # one tower per seed
+  with pytest.raises(ValueError, match="distinct non-negative integers"):
+    grid.grid(["t/a"], root=tmp_path, seeds=(1, 1))
+  before = len(fake)
+  with pytest.raises(ValueError, match="seed"):  # a bad override fails before any run starts
+    grid.grid(["t/a", "t/c"], root=tmp_path, overrides=["seed=-3"])
+  assert len(fake) == before
+  assert cli.main(["grid", "--filter", "t/a", "--root", str(tmp_path), "--until", "mmdata", "--seeds", "3,4"]) == 0
+  assert "| t/a seed=4 |" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    cli.main(["grid", "--seeds", "zero"])

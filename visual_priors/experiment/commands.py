@@ -41,12 +41,16 @@ def add_parser(subparsers) -> None:
   grid = subparsers.add_parser("grid", help="Run every registered experiment matching --filter, one after another.")
   grid.add_argument("--filter", default=None, help="A regex searched in experiment names (default: all).")
   grid.add_argument("--stop-on-error", action="store_true", help="Stop at the first failed run.")
+  grid.add_argument("--seeds", type=_seeds, default=(), metavar="S,S,...",
+                    help="The seed axis: run every experiment once per seed (e.g. 0,1,2), seed by seed.")
   _add_common(grid)
   grid.set_defaults(func=_grid)
 
   demo = subparsers.add_parser("demo", help="Build demo-sized data, run the nano mixture ablation, write a report.")
   demo.add_argument("--root", default="runs/demo", help="Where stages, runs, results, data and the report go.")
   demo.add_argument("--reduced", action="store_true", help="The CI-sized variant (about a minute).")
+  demo.add_argument("--seeds", type=_seeds, default=None, metavar="S,S,...",
+                    help="Run every demo experiment once per seed (default: 0,1; reduced: 0).")
   demo.set_defaults(func=_demo)
 
   runs = subparsers.add_parser("runs", help="List the runs of a root: status (a killed run shows as interrupted), "
@@ -62,6 +66,13 @@ def _add_common(parser) -> None:
                       help="Experiment config override, repeatable: pretrain.token_budget=5e9, seed=1, ...")
   parser.add_argument("--force", action="store_true", help="Redo this run's stages even if done.")
   parser.add_argument("--until", default=None, metavar="STAGE", help="Stop after this stage (e.g. sft).")
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(part) for part in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers (e.g. 0,1), got {text!r}") from None
 
 
 def _run(args) -> int:
@@ -88,15 +99,15 @@ def _grid(args) -> int:
 
   with sharding.stop_job_on_error():
     rows = grid.grid(registry.experiment_names(args.filter), root=pathlib.Path(args.root),
-                     continue_on_error=not args.stop_on_error, overrides=args.set, until=args.until,
-                     force=args.force)
+                     continue_on_error=not args.stop_on_error, overrides=args.set, seeds=args.seeds,
+                     until=args.until, force=args.force)
   return 1 if any(row.status in ("failed", "interrupted") for row in rows) else 0
 
 
 def _demo(args) -> int:
   from visual_priors import demo  # pylint: disable=import-outside-toplevel
 
-  result = demo.run_demo(pathlib.Path(args.root), reduced=args.reduced)
+  result = demo.run_demo(pathlib.Path(args.root), reduced=args.reduced, seeds=args.seeds)
   print(f"report: {result.report}")
   return 1 if result.failed else 0
 

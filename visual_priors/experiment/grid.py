@@ -23,9 +23,13 @@ class GridRow:
 
 
 def grid(names: Sequence[str], *, root: str | pathlib.Path, continue_on_error: bool = True,
-         overrides: Sequence[str] = (), until: str | None = None, force: bool = False,
+         overrides: Sequence[str] = (), seeds: Sequence[int] = (), until: str | None = None, force: bool = False,
          devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> list[GridRow]:
   """Runs each named experiment (registry names, `overrides` as --set strings) and returns one row per run.
+
+  `seeds` is the grid's seed axis: every experiment runs once per seed (its `seed` set, which enters every stage
+  key that draws random numbers), all experiments of the first seed before the second, so a grid stopped early
+  still holds complete comparisons; empty runs each experiment with its own seed.
 
   A failed run is recorded and the grid goes on (unless `continue_on_error` is False, then it re-raises);
   Ctrl-C stops the grid. The table is printed through `log` at the end. A multi-process job always stops at a
@@ -34,28 +38,34 @@ def grid(names: Sequence[str], *, root: str | pathlib.Path, continue_on_error: b
   if not names:
     raise ValueError("The grid is empty: no experiment names (check --filter against `python -m visual_priors "
                      "list`).")
+  if len(set(seeds)) != len(seeds) or any(int(seed) != seed or seed < 0 for seed in seeds):
+    raise ValueError(f"Grid seeds must be distinct non-negative integers, got {list(seeds)}.")
+  cells = [(name, (*overrides, f"seed={seed}"), f"{name} seed={seed}") for seed in seeds for name in names
+           ] if seeds else [(name, tuple(overrides), name) for name in names]
+  for name, cell_overrides, _ in cells:  # every config resolves before the first run starts
+    registry.get_experiment(name, cell_overrides)
   rows: list[GridRow] = []
   grid_started = time.perf_counter()
-  for index, name in enumerate(names):
+  for index, (name, cell_overrides, label) in enumerate(cells):
     elapsed = time.perf_counter() - grid_started
     pace = (f" ({index} done in {console.format_seconds(elapsed)}, ETA "
-            f"{console.format_seconds(elapsed / index * (len(names) - index))})" if index else "")
-    log(f"=== [{index + 1}/{len(names)}] {name}{pace}")
+            f"{console.format_seconds(elapsed / index * (len(cells) - index))})" if index else "")
+    log(f"=== [{index + 1}/{len(cells)}] {label}{pace}")
     started = time.perf_counter()
     try:
-      config = registry.get_experiment(name, overrides)
+      config = registry.get_experiment(name, cell_overrides)
       record = runner.run_experiment(config, root=root, force=force, until=until, devices=devices, log=log)
-      rows.append(GridRow(name, record.status, time.perf_counter() - started, record.run_id, None))
+      rows.append(GridRow(label, record.status, time.perf_counter() - started, record.run_id, None))
     except KeyboardInterrupt:
-      rows.append(GridRow(name, "interrupted", time.perf_counter() - started, None, "KeyboardInterrupt"))
+      rows.append(GridRow(label, "interrupted", time.perf_counter() - started, None, "KeyboardInterrupt"))
       log(format_table(rows))
       raise
     except Exception as error:  # pylint: disable=broad-exception-caught
-      rows.append(GridRow(name, "failed", time.perf_counter() - started, None, f"{type(error).__name__}: {error}"))
+      rows.append(GridRow(label, "failed", time.perf_counter() - started, None, f"{type(error).__name__}: {error}"))
       if not continue_on_error or jax.process_count() > 1:
         log(format_table(rows))
         raise
-      log(f"=== {name} failed: {rows[-1].error}")
+      log(f"=== {label} failed: {rows[-1].error}")
   log(format_table(rows))
   return rows
 
