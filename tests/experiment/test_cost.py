@@ -47,6 +47,8 @@ def test_adaptation_stages():
   assert contrastive.flops["vision"] > 0
   untrained = cost.estimate(experiment.apply_overrides(config, ["pretrain.token_budget=0"]))
   assert untrained.flops["pretrain"] == 0 and untrained.flops["sft"] == base.flops["sft"]
+  tower = cost.estimate(experiment.apply_overrides(config, ["adapt.sft.trainable=(img|proj|llm)/.*"]))
+  assert tower.flops["sft"] > base.flops["sft"]  # the tower's backward pass joins the sft step
 
 
 def test_local_recipe_uses_generated_counts_and_is_tiny():

@@ -98,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
     recipe = RECIPES[stage]
     config.adapt[stage] = _dict(epochs=EPOCHS, steps=0, batch_size=BATCH_SIZE, peak_lr=recipe.peak_lr,
                                 warmup_fraction=recipe.warmup_fraction, seq_len=recipe.seq_len)
+  # Which MLLM parameters sft trains: a regex over parameter paths ("img/", "proj/", "llm/..."); the recipe's
+  # default (projector and LM, the tower frozen, as LLaVA-1.5) is left out of the sft key.
+  config.adapt.sft.trainable = RECIPES["sft"].trainable
   config.adapt.align.projector = PROJECTOR
   config.adapt.align.num_visual_tokens = NUM_VISUAL_TOKENS
   config.adapt.blind = False
@@ -324,6 +327,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if warmup >= 1:
       raise ValueError(f"{prefix}.warmup_fraction must be in [0, 1), got {warmup!r}.")
     _number(config, f"{prefix}.seq_len", minimum=0, exclusive=True, integer=True)
+  try:
+    re.compile(config.adapt.sft.trainable)
+  except (re.error, TypeError) as error:
+    raise ValueError(f"adapt.sft.trainable must be a regex over parameter paths (e.g. '(img|proj|llm)/.*'), got "
+                     f"{config.adapt.sft.trainable!r}: {error}") from None
   _choice(config, "adapt.align.projector", PROJECTOR_TYPES)
   _number(config, "adapt.align.num_visual_tokens", minimum=0, exclusive=True, integer=True)
   grid_side(config.adapt.align.num_visual_tokens, "adapt.align.num_visual_tokens")

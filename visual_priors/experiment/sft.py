@@ -16,10 +16,14 @@ import ml_collections
 from visual_priors.experiment import align, schema
 from visual_priors.experiment.stage import Counts, Outputs, Stage, StageContext, adaptation_steps
 from visual_priors.names import lookup
+from visual_priors.train.recipes import RECIPES
 
 
 def key_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  fields = {"sft": config.adapt.sft.to_dict(), "sft_data": schema.sft_variant(config)}
+  sft = config.adapt.sft.to_dict()
+  if sft["trainable"] == RECIPES["sft"].trainable:  # the recipe's default: keys stay as before the field existed
+    del sft["trainable"]
+  fields = {"sft": sft, "sft_data": schema.sft_variant(config)}
   labeller = config.adapt.sft_data.labeller
   if fields["sft_data"] != "full" and labeller.kind == "endpoint":  # the rule labeller leaves keys as they were
     fields["labeller"] = {"model": labeller.model, "send_images": labeller.send_images}
@@ -27,11 +31,13 @@ def key_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def flops(config: ml_collections.ConfigDict, counts: Counts) -> float:
-  """Steps x `mllm_train_flops_per_step` with projector and LM training (encoder 1F, projector 3F, LM 3F)."""
+  """Steps x `mllm_train_flops_per_step` with the parts adapt.sft.trainable trains (by default projector and LM:
+  encoder 1F, projector 3F, LM 3F)."""
   from visual_priors.models import flops as model_flops  # pylint: disable=import-outside-toplevel
-  sft = config.adapt.sft
-  step = model_flops.mllm_train_flops_per_step(align.mllm_config(config), batch_size=sft.batch_size,
-                                               seq_len=sft.seq_len, trained=("proj", "llm"))
+  from visual_priors.train import adaptation  # pylint: disable=import-outside-toplevel
+  sft, mllm = config.adapt.sft, align.mllm_config(config)
+  step = model_flops.mllm_train_flops_per_step(mllm, batch_size=sft.batch_size, seq_len=sft.seq_len,
+                                               trained=adaptation.trained_parts(mllm, sft.trainable))
   return adaptation_steps(sft, counts["instruct"]) * step
 
 
@@ -61,6 +67,8 @@ def _run(ctx: StageContext, stage: str, init: str) -> Outputs:
   from visual_priors.train import adaptation  # pylint: disable=import-outside-toplevel
 
   config = align.adaptation_config(stage, ctx.config.adapt.sft, ctx)
+  if stage == "sft":  # blind trains the LM alone: its rows carry no image
+    config.train.trainable = ctx.config.adapt.sft.trainable
   config.upstream.init = ctx.outputs[init]["run"]
   records, path, info = instruction_records(ctx)
   ctx.log(f"  {stage} from {init} on {info['items']} instruction items ({info['sft_variant']})")
