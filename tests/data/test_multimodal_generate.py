@@ -476,6 +476,11 @@ def test_task_selection_limits_every_output(tmp_path):
       "gen_general.jsonl", "gen_vision_centric.jsonl", "mle_bench.jsonl"]
   items = json.loads((tmp_path / "sel" / "instruct.json").read_text())
   assert {i["task"] for i in items} == {"colour", "count", "text_only"}
+  generate.generate(tmp_path / "images_only", objects="shapes", tasks=["colour", "count"], text_only_every=0, **tiny)
+  items = json.loads((tmp_path / "images_only" / "instruct.json").read_text())
+  assert [i["task"] for i in items] == ["colour", "count"] * 5  # every item has an image; the tasks alternate
+  with pytest.raises(ValueError, match="text_only_every"):
+    generate.generate(tmp_path / "bad", objects="shapes", text_only_every=-1, **tiny)
   with pytest.raises(UnknownNameError, match="colour"):
     generate.generate(tmp_path / "bad", objects="shapes", tasks=["color"], **tiny)
   with pytest.raises(ValueError, match="emoji"):

@@ -73,6 +73,7 @@ def test_run_id_is_slug_and_eval_key():
     ("adapt.data.generated.n_instruct", 64, "mmdata"),
     ("adapt.data.generated.tasks", "colour,count", "mmdata"),
     ("adapt.data.generated.mc_answer", "text", "mmdata"),
+    ("adapt.data.generated.text_only_every", 0, "mmdata"),  # its default 5 is left out of the key
     ("adapt.system_prompt", "llava-v1", "align"),  # the local recipe has none
     ("vision.contrastive.steps", 3, "vision"),
     ("adapt.align.peak_lr", 1e-2, "align"),

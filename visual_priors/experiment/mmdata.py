@@ -14,6 +14,7 @@ from typing import Any
 
 import ml_collections
 
+from visual_priors.data.multimodal.gen_text_only import TEXT_ONLY_EVERY
 from visual_priors.experiment import schema
 from visual_priors.experiment.stage import Outputs, Stage, StageContext, file_record
 from visual_priors.names import lookup
@@ -29,6 +30,8 @@ def key_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
       generated.pop("tasks", None)
     if generated.get("mc_answer") == "letter":
       generated.pop("mc_answer")
+    if generated.get("text_only_every") == TEXT_ONLY_EVERY:  # the defaults: keys stay as before the fields existed
+      generated.pop("text_only_every")
     generated["generator_version"] = GENERATOR_VERSION
   return fields
 

@@ -27,6 +27,7 @@ import ml_collections
 
 from visual_priors.data.multimodal.chat import SYSTEM_PROMPTS
 from visual_priors.data.multimodal.gen_questions import MC_ANSWERS, TASKS
+from visual_priors.data.multimodal.gen_text_only import TEXT_ONLY_EVERY
 from visual_priors.eval import benchmarks as benchmark_registry
 from visual_priors.names import closest, lookup, unknown_keys
 from visual_priors.overrides import apply_assignments, coerce_value, dotted_paths, get_key, is_mapping, set_key
@@ -91,7 +92,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.data = _dict(
       kind="llava",
       generated=_dict(seed=0, image_size=64, n_captions=64, n_instruct=160, n_eval_per_benchmark=32,
-                      n_mle_per_level=None, objects="auto", tasks="", mc_answer="letter"),
+                      n_mle_per_level=None, objects="auto", tasks="", mc_answer="letter",
+                      text_only_every=TEXT_ONLY_EVERY),
       llava=_dict(captions="", instruct="", images=""))
   # The adaptation recipes' defaults (train/recipes.py: one place for the library's stage configs and these).
   for stage in ("align", "sft"):
@@ -315,6 +317,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "adapt.data.generated.objects", OBJECT_SOURCES)
   generated_tasks(config)
   _choice(config, "adapt.data.generated.mc_answer", MC_ANSWERS)
+  _number(config, "adapt.data.generated.text_only_every", minimum=0, integer=True)
   for stage in ("align", "sft"):
     prefix = f"adapt.{stage}"
     epochs = _number(config, f"{prefix}.epochs", minimum=0)

@@ -6,6 +6,8 @@ import numpy as np
 
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, with_article
 
+TEXT_ONLY_EVERY = 5  # by default every fifth generated instruction item is a text-only conversation
+
 CHIT_CHAT: tuple[tuple[str, str], ...] = (
     ("Hi! How are you today?", "I'm doing well, thank you. How can I help you?"),
     ("Can you help me with a question?", "Of course. What would you like to know?"),

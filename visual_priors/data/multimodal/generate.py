@@ -105,7 +105,7 @@ from visual_priors.data.multimodal import scene as sc
 from visual_priors.data.multimodal.gen_captions import caption
 from visual_priors.data.multimodal.gen_objects import EMOJI_OBJECTS, SHAPES, absent_classes
 from visual_priors.data.multimodal.gen_questions import GROUPS, MC_ANSWERS, TASKS, Task, available, format_prompt
-from visual_priors.data.multimodal.gen_text_only import text_only_turns
+from visual_priors.data.multimodal.gen_text_only import TEXT_ONLY_EVERY, text_only_turns
 from visual_priors.names import lookup
 
 FORMAT = "visual_priors.generated_multimodal/1"
@@ -118,7 +118,6 @@ BENCHMARKS = {"gen_general": "General", "gen_knowledge": "Knowledge", "gen_ocr_c
               "gen_vision_centric": "Vision-Centric"}
 MLE_QUESTION = "Which of the following objects appears in the image?"
 OBJECT_SOURCES = ("auto", "emoji", "shapes")
-TEXT_ONLY_EVERY = 5  # every fifth instruction item is text-only
 _STREAM_CAPTIONS, _STREAM_INSTRUCT, _STREAM_EVAL, _STREAM_MLE = 1, 2, 10, 20
 
 
@@ -187,16 +186,16 @@ def _captions(images: _Images, tasks: Sequence[Task], ctx: sc.Context, seed: int
 
 
 def _instruct(images: _Images, tasks: Sequence[Task], ctx: sc.Context, seed: int, n: int,
-              mc_answer: str) -> list[dict]:
+              mc_answer: str, text_only_every: int) -> list[dict]:
   items = []
   for i in range(n):
     rng = _rng(seed, _STREAM_INSTRUCT, i)
     item_id = f"gen_instruct_{i:06d}"
-    if i % TEXT_ONLY_EVERY == TEXT_ONLY_EVERY - 1:
+    if text_only_every and i % text_only_every == text_only_every - 1:
       items.append({"id": item_id, "conversations": _conversation(False, text_only_turns(rng)),
                     "kind": "other", "task": "text_only"})
       continue
-    task = tasks[(i - i // TEXT_ONLY_EVERY) % len(tasks)]
+    task = tasks[(i - (i // text_only_every if text_only_every else 0)) % len(tasks)]
     scene, qas = task.build(ctx, rng)
     chosen = [qas[j] for j in rng.permutation(len(qas))[:int(rng.integers(1, 4))]]
     items.append({"id": item_id, "image": images.save(f"instruct_{i:06d}", scene, "train"),
@@ -291,7 +290,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
              n_captions: int = 64, n_instruct: int = 160, n_eval_per_benchmark: int = 32,
              n_mle_per_level: int | None = None, objects: str = "auto",
              tasks: Sequence[str] | None = None, mc_answer: str = "letter",
-             downloads_dir: str | os.PathLike[str] | None = None,
+             text_only_every: int = TEXT_ONLY_EVERY, downloads_dir: str | os.PathLike[str] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """Writes the generated data set into `out_dir` (replacing it) and returns its manifest.
 
@@ -304,9 +303,12 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
   mc_answer: how instruction data and benchmarks ask multiple-choice questions to be answered
   (`gen_questions.MC_ANSWERS`): "letter" (LLaVA's format) or "text" (the option's text; MLE-Bench rows keep
   their letter format either way).
+  text_only_every: every this-many-th instruction item is a text-only conversation (0: none).
   """
   if mc_answer not in MC_ANSWERS:
     raise ValueError(f"mc_answer={mc_answer!r} is not one of {MC_ANSWERS}.")
+  if isinstance(text_only_every, bool) or not isinstance(text_only_every, int) or text_only_every < 0:
+    raise ValueError(f"text_only_every={text_only_every!r} must be an integer >= 0 (0: no text-only items).")
   if image_size < 32:
     raise ValueError(f"image_size={image_size} is too small to place objects; use 32 or more.")
   counts = {"n_captions": n_captions, "n_instruct": n_instruct,
@@ -325,7 +327,7 @@ def generate(out_dir: str | os.PathLike[str], *, seed: int = 0, image_size: int 
     images = _Images(root)
     captions = _captions(images, [t for t in image_tasks if t.group is not None] or image_tasks,
                          train, seed, n_captions)
-    instruct = _instruct(images, image_tasks, train, seed, n_instruct, mc_answer)
+    instruct = _instruct(images, image_tasks, train, seed, n_instruct, mc_answer, text_only_every)
     train_digests = set(images.digests.values())
     benchmarks = {}
     for b, (name, group) in enumerate(BENCHMARKS.items()):
