@@ -61,7 +61,7 @@ def test_the_asset_has_both_splits_and_enough_positives():
   every = evaluate.load_handlabelled()
   for split in evaluate.SPLITS:
     rows = evaluate.load_handlabelled(split)
-    assert len(rows) >= 0.4 * len(every) and all(r.split == split for r in rows)
+    assert len(rows) >= 0.3 * len(every) and all(r.split == split for r in rows)
     counts = collections.Counter(label for r in rows for label in r.labels)
     assert all(counts[label] >= 7 for label in categories.LABELS), counts
   totals = collections.Counter(label for r in every for label in r.labels)
@@ -76,9 +76,10 @@ def test_every_source_has_at_least_50_test_segments_from_the_fresh_batch():
   assert set(test) == set(evaluate.KNOWN_SOURCES), test
   for source in evaluate.KNOWN_SOURCES:
     assert test[source] >= 50, (source, test[source])
-  # The test split is only the fresh batch; the first set (its peeked test half included) is tuning data.
+  # The test split is only the fresh batch; the earlier batches (the v1 set with its peeked test half, and the v2
+  # test batch, scored once and then moved to dev) are tuning data.
   assert all((r.split == "test") == (r.batch == evaluate.TEST_BATCH) for r in every)
-  assert {r.batch for r in every if r.split == "dev"} == {"v1-dev", "v1-test-peeked"}
+  assert {r.batch for r in every if r.split == "dev"} == {"v1-dev", "v1-test-peeked", "v2-fresh-test"}
 
 
 DOCUMENTS = [

@@ -176,20 +176,21 @@ def test_stored_thresholds_match_the_lexicons():
   assert stored["lexicon_digest"] == lexicon.Lexicons().digest
 
 
-# Measured once on the fresh test split (batch v2-fresh-test, 350 segments; visual_priors/data/labelling/assets/README.md) after the lexicons,
-# patterns and thresholds were last changed using the dev split only: micro F1 0.811 (P 0.830, R 0.792). The
-# floor leaves room for small lexicon edits but catches a broken lexicon, pattern or threshold file.
-TEST_SPLIT_MICRO_F1_FLOOR = 0.78
+# Measured once on the fresh test split (batch v3-fresh-test, 350 segments; see
+# visual_priors/data/labelling/assets/README.md) after the lexicons, patterns and thresholds were last changed using
+# the dev split only (v1 and v2 batches): micro F1 0.788 (P 0.844, R 0.740). The floor leaves room for small lexicon
+# edits but catches a broken lexicon, pattern or threshold file.
+TEST_SPLIT_MICRO_F1_FLOOR = 0.76
 # Per-label (precision, recall) on the test split at that measurement. A label may not fall more than
 # FLOOR_SLACK below them.
 MEASURED_ON_TEST = {
-    "code": (0.908, 0.965), "math": (0.723, 0.734), "science": (0.667, 0.375),
-    "visual-concept": (0.823, 0.793), "visual-attribute": (0.861, 0.827), "visual-relationship": (0.773, 0.586),
+    "code": (0.906, 0.914), "math": (0.747, 0.881), "science": (0.667, 0.429),
+    "visual-concept": (0.840, 0.708), "visual-attribute": (0.875, 0.737), "visual-relationship": (0.848, 0.412),
 }
 FLOOR_SLACK = 0.03
-# Labels with enough test positives that still miss evaluate.TARGET_PRECISION / TARGET_RECALL (math: P 0.72;
-# visual-relationship: P 0.77, R 0.59). Their target tests are strict xfails: reaching the targets fails them, so
-# that this set is shrunk when it happens. Science has 16 test positives, fewer than TARGET_MIN_SUPPORT.
+# Labels with enough test positives that still miss evaluate.TARGET_PRECISION / TARGET_RECALL (math: P 0.75;
+# visual-relationship: R 0.41). Their target tests are strict xfails: reaching the targets fails them, so that this
+# set is shrunk when it happens. Science has 14 test positives, fewer than TARGET_MIN_SUPPORT.
 MISSING_TARGETS = {"math", "visual-relationship"}
 
 

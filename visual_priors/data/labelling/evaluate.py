@@ -15,8 +15,8 @@ from visual_priors.data.labelling import base
 
 HANDLABELLED = pathlib.Path(__file__).resolve().parent / "assets" / "handlabelled.jsonl"
 SPLITS = ("dev", "test")
-# The batch of the test split: fresh segments cut after the first set had become tuning data (assets/README.md).
-TEST_BATCH = "v2-fresh-test"
+# The batch of the test split: fresh segments cut after the earlier batches had become tuning data (assets/README.md).
+TEST_BATCH = "v3-fresh-test"
 # The sources the hand-labelled segments come from: the built-in corpora (visual_priors/data/corpora).
 KNOWN_SOURCES = ("code", "math", "academia", "literature", "encyclopedia", "web-crawl", "visual-description")
 # The quality the labellers are held to on the test split, for every label with at least TARGET_MIN_SUPPORT

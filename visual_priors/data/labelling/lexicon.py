@@ -13,7 +13,10 @@ How a segment is scored, per label:
           MAX_ATTRIBUTES visual-attribute words allowed in between; its lexicon words and phrases count only
           within RELATIONSHIP_WINDOW tokens of a visual-concept word
   score = 100 * hits / number of word tokens, and 0 for the visual labels on technical text
-          (code score, math notation score or half the math score >= TECHNICAL_SCORE)
+          (code score, math notation score or half the math score >= TECHNICAL_SCORE); the visual-relationship
+          score is 0 below RELATIONSHIP_MIN_CONCEPT visual-concept score (relationships hold between concrete
+          things: prepositions in abstract prose locate nothing) and gets RELATIONSHIP_CONCEPT_WEIGHT times the
+          visual-concept score added above it (dense concrete description names parts the lexicon lacks)
 A segment carries the label when score >= the label's threshold. Thresholds live in
 lexicons/thresholds.json and are tuned for F1 on the dev split of the hand-labelled set
 (`python -m visual_priors.data.labelling.tune`). One regex pass per pattern plus one loop over tokens:
@@ -116,6 +119,10 @@ TECHNICAL_SCORE = 10.0
 SCIENCE_PATTERN_CAP = 1
 # How many tokens away a visual-concept word may be for a relationship word or phrase to count.
 RELATIONSHIP_WINDOW = 4
+# Below this visual-concept score (hits per 100 words) a segment gets no visual-relationship score; above it,
+# RELATIONSHIP_CONCEPT_WEIGHT times the visual-concept score is added to the visual-relationship score.
+RELATIONSHIP_MIN_CONCEPT = 4.0
+RELATIONSHIP_CONCEPT_WEIGHT = 0.05
 _LABEL_INDEX = {label: index for index, label in enumerate(categories.LABELS)}
 # Inline and display math, removed before the code patterns run ("$k = n(n+1)$" is no assignment or call).
 _MATH_SPAN = re.compile(r"\$[^$\n]{1,200}\$|\\\(.{1,200}?\\\)|\\\[.{1,400}?\\\]|"
@@ -146,7 +153,7 @@ class Lexicons:
     rules = [p.pattern for patterns in STRUCTURE_PATTERNS.values() for p in patterns]
     rules += [_MATH_SPAN.pattern, sorted(_SPATIAL_PREPOSITIONS), sorted(_DETERMINERS), sorted(_PART_MARKERS),
               TECHNICAL_SCORE, RELATIONSHIP_WINDOW, MAX_ATTRIBUTES, SCIENCE_PATTERN_CAP,
-              "technical: max(code, math notation, math / 2)"]
+              "technical: max(code, math notation, math / 2)", RELATIONSHIP_MIN_CONCEPT, RELATIONSHIP_CONCEPT_WEIGHT]
     digest.update(repr(rules).encode())  # The thresholds were tuned for these rules as well.
     self.words = {word: tuple(sorted(set(labels))) for word, labels in words.items()}
     self.phrases = {first: tuple(sorted(set(rests))) for first, rests in phrases.items()}
@@ -267,7 +274,8 @@ class LexiconLabeller:
     self.name = f"lexicon-v1:{identity.hexdigest()[:12]}"
 
   def scores(self, text: str) -> dict[str, float]:
-    """Hits per 100 word tokens, per label; visual scores are 0 on technical text (TECHNICAL_SCORE)."""
+    """Hits per 100 word tokens, per label; visual scores are 0 on technical text (TECHNICAL_SCORE), and the
+    visual-relationship score depends on the visual-concept score (RELATIONSHIP_MIN_CONCEPT)."""
     hits, words, structure = self.lexicons.hits(text)
     scores = {label: 100.0 * count / max(words, 1) for label, count in zip(categories.LABELS, hits)}
     # A few math words ("root", "square", "set") do not make text technical: math notation does, or twice as many
@@ -275,6 +283,9 @@ class LexiconLabeller:
     math_notation = 100.0 * structure[_LABEL_INDEX["math"]] / max(words, 1)
     if max(scores["code"], math_notation, scores["math"] / 2) >= TECHNICAL_SCORE:
       scores.update({label: 0.0 for label in categories.VISUAL_LABELS})
+    concept = scores["visual-concept"]
+    scores["visual-relationship"] = (scores["visual-relationship"] + RELATIONSHIP_CONCEPT_WEIGHT * concept
+                                     if concept >= RELATIONSHIP_MIN_CONCEPT else 0.0)
     return scores
 
   def label(self, texts: Sequence[str]) -> list[frozenset[str]]:
