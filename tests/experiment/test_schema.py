@@ -78,6 +78,7 @@ def test_run_id_is_slug_and_eval_key():
     ("vision.contrastive.steps", 3, "vision"),
     ("adapt.align.peak_lr", 1e-2, "align"),
     ("adapt.align.num_visual_tokens", 4, "align"),
+    ("adapt.align.feature_layer", 0, "align"),  # None (the tower's own) is left out of the key
     ("adapt.sft.peak_lr", 1e-4, "sft"),
     ("adapt.sft.trainable", "(img|proj|llm)/.*", "sft"),  # the recipe's default is left out of the key
     ("adapt.sft_data.remove", "perception", "sft"),
@@ -205,6 +206,7 @@ def test_stage_fields_are_recorded():
     ("adapt.data.generated.tasks=colour,colr", r"generated task 'colr'.*'colour'"),
     ("adapt.system_prompt=llava", r"adapt.system_prompt.*'llava-v1'"),
     ("adapt.sft.trainable=(proj|llm/.*", r"adapt.sft.trainable must be a regex"),
+    ("adapt.align.feature_layer=40", r"adapt.align.feature_layer"),
     ("adapt.data.generated.mc_answer=option", r"adapt.data.generated.mc_answer.*'text'"),
     ("runtime.mesh.data=0", r"runtime.mesh.data"),
     ("pretrain.overrides.optimizer.peak_lr=0.1", r"set by pretrain.peak_lr"),

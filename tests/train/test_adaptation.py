@@ -192,6 +192,28 @@ def test_align_trains_only_the_projector_and_frozen_leaves_stay_bit_identical(ch
   assert manifest["final_metrics"]["grad_norm"] > 0
 
 
+def test_align_feeds_the_projector_from_the_chosen_tower_layer(chain, tmp_path):
+  config = adaptation.stage_config("align")
+  _train_settings(config, tmp_path / "align", steps=1)
+  config.train.seq_len = SEQ
+  config.mllm.num_visual_tokens = VISUAL
+  config.vision.feature_layer = 0  # the patch embeddings, before any block
+  config.upstream.lm, config.upstream.vision = str(chain["lm"]), str(chain["contrastive"])
+  adaptation.run_stage(config, train_data=_data(_instruct_rows(8, 1)), num_examples=8, devices=ONE_DEVICE)
+  assert cache.read_json(tmp_path / "align" / "manifest.json")["model"]["mllm"]["vision"]["feature_layer"] == 0
+  layer0, _ = upstream.load_trained(tmp_path / "align")
+  default, _ = upstream.load_trained(chain["align"])
+  images = _instruct_rows(1, 5)[0]["images"][None]
+  embeddings = layer0.img.embed(images)  # no class token: the patch tokens as they enter the first block
+  _, tokens = layer0.img(images)
+  np.testing.assert_allclose(np.asarray(tokens), np.asarray(embeddings), rtol=1e-6)
+  assert not np.allclose(np.asarray(default.img(images)[1]), np.asarray(embeddings))
+  config.vision.feature_layer = 9
+  config.train.work_dir = str(tmp_path / "bad")
+  with pytest.raises(ValueError, match="feature_layer 9 is out of range"):
+    adaptation.run_stage(config, train_data=_data(_instruct_rows(8, 1)), num_examples=8, devices=ONE_DEVICE)
+
+
 @pytest.mark.slow
 def test_manifests_record_each_upstream_checkpoint_and_its_sha256(chain):
   align = cache.read_json(chain["align"] / "manifest.json")

@@ -7,6 +7,7 @@ the captions (`stage.adaptation_steps`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ml_collections
@@ -18,8 +19,10 @@ from visual_priors.experiment.stage import Counts, Outputs, Stage, StageContext,
 
 def key_fields(config: ml_collections.ConfigDict) -> dict[str, Any]:
   prompt = config.adapt.system_prompt
-  return {"align": config.adapt.align.to_dict(), "seed": config.seed,
-          **({} if prompt == "llava-v1" else {"system_prompt": prompt})}
+  align = config.adapt.align.to_dict()
+  if align["feature_layer"] is None:  # the tower's own: keys stay as before the field existed
+    del align["feature_layer"]
+  return {"align": align, "seed": config.seed, **({} if prompt == "llava-v1" else {"system_prompt": prompt})}
 
 
 def mllm_config(config: ml_collections.ConfigDict):
@@ -29,8 +32,11 @@ def mllm_config(config: ml_collections.ConfigDict):
   from visual_priors.models.vision import get_encoder  # pylint: disable=import-outside-toplevel
 
   align = config.adapt.align
-  return MLLMConfig(vision=feature_extractor(get_encoder(config.vision.encoder)), llm=schema.decoder_config(config),
-                    projector=align.projector, num_visual_tokens=align.num_visual_tokens)
+  vision = feature_extractor(get_encoder(config.vision.encoder))
+  if align.feature_layer is not None:
+    vision = dataclasses.replace(vision, feature_layer=int(align.feature_layer))
+  return MLLMConfig(vision=vision, llm=schema.decoder_config(config), projector=align.projector,
+                    num_visual_tokens=align.num_visual_tokens)
 
 
 def flops(config: ml_collections.ConfigDict, counts: Counts) -> float:
@@ -67,6 +73,7 @@ def run(ctx: StageContext) -> Outputs:
   config.mllm.projector = settings.projector
   config.mllm.num_visual_tokens = int(settings.num_visual_tokens)
   config.vision.encoder = ctx.config.vision.encoder
+  config.vision.feature_layer = settings.feature_layer
   config.upstream.lm = ctx.outputs["pretrain"]["run"]
   config.upstream.vision = vision.align_upstream(ctx.outputs["vision"])
   captions, captions_path = vision.captions(ctx)

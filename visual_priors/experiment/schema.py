@@ -105,6 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.adapt.sft.trainable = RECIPES["sft"].trainable
   config.adapt.align.projector = PROJECTOR
   config.adapt.align.num_visual_tokens = NUM_VISUAL_TOKENS
+  # The tower's hidden state that feeds the projector (Hugging Face's hidden_states index, LLaVA's
+  # mm_vision_select_layer); None: the registered encoder's own choice. Left out of the align key when None.
+  config.adapt.align.feature_layer = None
   config.adapt.blind = False
   # The chat template's system prompt (data/multimodal/chat.py SYSTEM_PROMPTS), set by align and kept by the
   # stages after it; "llava-v1" is left out of the align key (keys stay as before the field existed).
@@ -337,6 +340,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f"{config.adapt.sft.trainable!r}: {error}") from None
   _choice(config, "adapt.align.projector", PROJECTOR_TYPES)
   _number(config, "adapt.align.num_visual_tokens", minimum=0, exclusive=True, integer=True)
+  if config.adapt.align.feature_layer is not None:
+    from visual_priors.models.vision import get_encoder  # pylint: disable=import-outside-toplevel
+    depth = get_encoder(config.vision.encoder).depth
+    _number(config, "adapt.align.feature_layer", minimum=-(depth + 1), maximum=depth, integer=True)
   grid_side(config.adapt.align.num_visual_tokens, "adapt.align.num_visual_tokens")
   _choice(config, "adapt.system_prompt", SYSTEM_PROMPTS)
   if not isinstance(config.adapt.blind, bool):

@@ -91,6 +91,8 @@ def stage_config(stage: str) -> ml_collections.ConfigDict:
     config.vision = ml_collections.ConfigDict({"encoder": "siglip-b16-224"})
   if stage == "contrastive":  # "" | "hf:DIR" | "bv:FILE.npz": the image tower's starting weights
     config.vision.init_from = ""
+  if stage == "align":  # which hidden state feeds the projector (ViTConfig.feature_layer); None: the tower's own
+    config.vision.feature_layer = None
   if stage == "contrastive":  # the text tower takes the image tower's shape, both embed at its width
     config.vocab_size = 0  # the caption vocabulary's size (set from the data)
   if stage == "align":
@@ -246,6 +248,8 @@ def _align_plan(config: ml_collections.ConfigDict) -> StagePlan:
     vision = ViTConfig(**vision_run.manifest["model"]["vision"])
     vision_record = vision_run.record
   vision = feature_extractor(dataclasses.replace(vision, dtype=_tower_dtype(config, vision.dtype)))
+  if config.vision.get("feature_layer") is not None:
+    vision = dataclasses.replace(vision, feature_layer=int(config.vision.feature_layer))
   mllm = MLLMConfig(vision=vision, llm=llm, **config.mllm)
 
   def initialize(state: TrainState) -> dict[str, Any]:
