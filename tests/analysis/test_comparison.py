@@ -66,6 +66,11 @@ def test_learning_table_applies_the_rule_per_run_and_group(tmp_path):
   assert table.loc[("demo/mix0 (seed 0)", "General"), "verdict"] == comparison.LEARNED
   assert table.loc[("demo/mix0 (seed 1)", "Knowledge"), "verdict"] == comparison.NOT_LEARNED  # 30% vs blind 25%
   assert table.loc[("demo/mix0 (seed 0)", "General"), "parsed %"] == "100.0"
+  results = load_results(store)
+  assert comparison.parse_ok(results, "demo-mix0-s0")
+  store.put("demo-mix0-s0", "sft", [{"benchmark": "overall", "group": None, "metric": "parse_rate", "value": 85.0,
+                                     "count": 400}])
+  assert not comparison.parse_ok(load_results(store), "demo-mix0-s0")
 
 
 def test_pretraining_and_mixture_verdicts(tmp_path):

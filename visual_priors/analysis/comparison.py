@@ -4,8 +4,8 @@ differ, pooled over seeds with paired intervals.
 
 The decision rules are fixed here, not chosen after seeing the numbers:
   learned     the run's 95% interval on the group lies above chance and above the interval of its blind control
-              (the same questions asked with the images withheld), and at least `MIN_PARSE_RATE` of its replies
-              parse to an answer;
+              (the same questions asked with the images withheld); the table shows each group's parse rate, and
+              `parse_ok` whether at least `MIN_PARSE_RATE` of all the run's replies parse to an answer;
   helped      a pre-trained experiment minus the untrained (0-token) control of the same scale, on the same
               questions, seed by seed, pooled over the seeds both ran: 95% interval above 0 ("hurt": below 0);
   differ      two pre-trained experiments against each other, the same way, at the Bonferroni-corrected level
@@ -46,7 +46,7 @@ def _stored(results: Results, run: str, group: str, metric: str) -> float:
   return float(rows["value"].iloc[0]) if len(rows) else math.nan
 
 
-def _label(results: Results, run: str) -> str:
+def run_label(results: Results, run: str) -> str:
   meta = results.runs.set_index("run")
   if run not in meta.index:
     return run
@@ -56,9 +56,9 @@ def _label(results: Results, run: str) -> str:
 
 def learning_table(results: Results) -> pd.DataFrame:
   """One row per (run, group) with per-question scores: accuracy [95% interval] with the images and without,
-  chance, parse rate and the verdict of the `learned` rule."""
+  chance, the group's parse rate and the verdict of the `learned` rule."""
   rows = []
-  scored = sorted(set(results.items["run"]), key=lambda run: _label(results, run))
+  scored = sorted(set(results.items["run"]), key=lambda run: run_label(results, run))
   for run in scored:
     for group in GROUPS:
       image, blind = group_scores(results, run, group), group_scores(results, run, group, blind=True)
@@ -68,7 +68,7 @@ def learning_table(results: Results) -> pd.DataFrame:
       value = uncertainty.mean_of_means(image_values)
       low, high = uncertainty.bootstrap_interval(image_values, level=LEVEL)
       chance, parsed = _stored(results, run, group, "accuracy_chance"), _stored(results, run, group, "parse_rate")
-      row = {"run": _label(results, run), "group": group, "accuracy": uncertainty.format_interval(value, (low, high)),
+      row = {"run": run_label(results, run), "group": group, "accuracy": uncertainty.format_interval(value, (low, high)),
              "blind": "missing", "chance": f"{chance:.1f}", "parsed %": f"{parsed:.1f}"}
       blind_high = math.inf
       if blind:
@@ -77,10 +77,17 @@ def learning_table(results: Results) -> pd.DataFrame:
         blind_interval = uncertainty.bootstrap_interval(blind_values, level=LEVEL)
         row["blind"] = uncertainty.format_interval(blind_value, blind_interval)
         blind_high = blind_interval[1]
-      learned = low > chance and low > blind_high and parsed >= MIN_PARSE_RATE
+      learned = low > chance and low > blind_high
       row["verdict"] = LEARNED if learned else NOT_LEARNED
       rows.append(row)
   return pd.DataFrame(rows)
+
+
+def parse_ok(results: Results, run: str) -> bool:
+  """Whether at least MIN_PARSE_RATE percent of the run's generated replies (all grouped VQA questions) parse."""
+  rate = results.frame[(results.frame["run"] == run) & (results.frame["benchmark"] == "overall")
+                       & (results.frame["metric"] == "parse_rate")]["value"]
+  return bool(len(rate)) and float(rate.iloc[0]) >= MIN_PARSE_RATE
 
 
 def _by_seed(results: Results) -> dict[str, dict[int, str]]:

@@ -341,9 +341,12 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
   learning = comparison.learning_table(results)
   if not learning.empty:
     sections.append(("Did the models learn from the images? (per group, %)",
-                     f"<p>A run has learned a group when its 95% interval lies above chance and above the interval "
-                     f"of its blind control (the same questions with the images withheld), and at least "
-                     f"{comparison.MIN_PARSE_RATE:.0f}% of its replies parse to an answer.</p>"
+                     "<p>A run has learned a group when its 95% interval lies above chance and above the interval "
+                     "of its blind control (the same questions with the images withheld). The answer format works "
+                     f"for a run when at least {comparison.MIN_PARSE_RATE:.0f}% of all its replies parse to an "
+                     "answer: " + html.escape(", ".join(
+                         f"{comparison.run_label(results, run)} {'yes' if comparison.parse_ok(results, run) else 'no'}"
+                         for run in sorted(set(results.items["run"])))) + ".</p>"
                      + _html_table(learning, index=False)))
   pretraining, mixtures = comparison.pretraining_table(results), comparison.mixture_table(results)
   if not (pretraining.empty and mixtures.empty):

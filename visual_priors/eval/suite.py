@@ -43,6 +43,7 @@ scores equal one device's (float32: within 1e-5).
 from __future__ import annotations
 
 import pathlib
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -230,6 +231,7 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
   data_root = pathlib.Path(config.runtime.eval_data_root or cache.cache_root() / "benchmarks")
   names = _vqa_benchmarks(config, paths)
   if names:
+    started = time.perf_counter()
     log(f"eval: VQA on {len(names)} benchmarks ({', '.join(names)})")
     generate = vqa.replies_generator(model, template, image_size=image_size,
                                      max_new_tokens=int(config.eval.max_new_tokens), batch_size=batch_size)
@@ -237,23 +239,28 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
                                 limit=limit, paths=paths, batch_size=max(batch_size, 64), log=log)
     results[model_stage] += list(vqa_rows)
     results[model_stage] += _mle_bench_rows(names, out_dir / "vqa" / vqa.SCORES, data_root, paths, limit)
+    log(f"eval: VQA done in {time.perf_counter() - started:.1f} s")
     if config.eval.likelihood:
+      started = time.perf_counter()
       log("eval: answer likelihood of the multiple-choice and yes/no questions")
       seq_len = max(int(config.adapt.sft.seq_len), LIKELIHOOD_MIN_SEQ)
       results[model_stage] += _likelihood_rows(model, template, names, data_root, paths, limit=limit,
                                                seq_len=seq_len, batch_size=max(batch_size, 32),
                                                out_path=out_dir / "likelihood.json")
+      log(f"eval: answer likelihood done in {time.perf_counter() - started:.1f} s")
 
   if config.eval.probe.enabled:
     files = [paths[name] for name in ("gen_knowledge", "gen_vision_centric")
              if name in paths and paths[name].is_file()]
     if files:
+      started = time.perf_counter()
       log(f"eval: reasoning-trace probe on {', '.join(f.stem for f in files)}")
       generate_traces = probe.model_generate(model, template, image_size=image_size, batch_size=batch_size,
                                              max_new_tokens=int(config.eval.probe.max_new_tokens))
       trace_judge = judge.make_judge({k: config.eval.probe[k] for k in ("judge", "url", "model")})
       results[model_stage] += probe.evaluate_probe(probe.load_probe_items(files), generate_traces, trace_judge,
                                                    out_dir / "probe", limit=limit)
+      log(f"eval: reasoning-trace probe done in {time.perf_counter() - started:.1f} s")
     else:
       log("eval: probe skipped: no generated Knowledge / Vision-Centric questions in this run's data")
 
@@ -262,12 +269,16 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
     lm_vocab = upstream_lib.vocabulary(lm_manifest, f"the pretrain run at {stages['pretrain']}")
     results["pretrain"] = []
     if config.eval.language:
+      started = time.perf_counter()
       store = segments.recorded_store(lm_manifest["data"]["segment_store"])
       log("eval: language (validation perplexity per source and category, zero-shot)")
       results["pretrain"] += language.evaluate_language(
           decoder, lm_vocab, store=store, data_root=data_root / "language", seq_len=int(config.pretrain.seq_len),
           batch_size=batch_size, limit=limit, seed=int(config.seed), log=log)
+      log(f"eval: language done in {time.perf_counter() - started:.1f} s")
     if config.eval.alignment.enabled and "mmdata" in stages and "vision" in stages:
+      started = time.perf_counter()
       log("eval: LM-vision alignment (mutual k-NN)")
       results["pretrain"] += _alignment_rows(config, stages, decoder, lm_vocab, image_size, out_dir / "alignment")
+      log(f"eval: alignment done in {time.perf_counter() - started:.1f} s")
   return results
