@@ -12,7 +12,7 @@ from visual_priors.experiment import registry
 from visual_priors.eval import benchmarks
 
 FAMILY_COUNTS = {"scale": 40, "source": 16, "category": 40, "grid": 30, "mix": 11, "encoder": 15, "sft_data": 5,
-                 "blind": 2, "scaleup": 2, "demo": 5}
+                 "blind": 2, "scaleup": 2, "demo": 3}
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,13 @@ def keys(config) -> dict[str, str]:
 def test_family_counts_and_pinned_names(configs):
   counts = collections.Counter(registry.family_of(name) for name in configs)
   assert dict(counts) == FAMILY_COUNTS
-  assert len(configs) == sum(FAMILY_COUNTS.values()) == 166
+  assert len(configs) == sum(FAMILY_COUNTS.values()) == 164
   for name in ("scale/3b-30b", "scale/340m-0b", "scale/13b-100b", "source/code", "source/q-a-forum",
                "category/code-25", "category/visual-concept-75", "category/reasoning-100", "grid/r60-v15",
                "grid/r65-v30", "grid/r85-v5", "mix/mix0", "mix/mix10", "encoder/dinov2-reasoning-50",
                "encoder/mae-reasoning-0", "encoder/metaclip-reasoning-75", "sft_data/full",
                "sft_data/remove-perception-50", "sft_data/remove-reasoning-100", "blind/mix6",
-               "scaleup/mix6-7b-1t", "scaleup/mix0-7b-1t", "demo/mix6", "demo/code-heavy", "demo/visual-heavy",
-               "demo/untrained"):
+               "scaleup/mix6-7b-1t", "scaleup/mix0-7b-1t", "demo/mix0", "demo/mix6", "demo/untrained"):
     assert name in configs, name
 
 
@@ -106,8 +105,8 @@ def test_demo_configs_are_runnable_and_share_vision_and_data(configs):
     assert set(config.eval.benchmarks) == set(benchmarks.GENERATED_BENCHMARKS)
   stage_keys = [keys(c) for c in demos.values()]
   assert len({k["vision"] for k in stage_keys}) == 1 and len({k["mmdata"] for k in stage_keys}) == 1
-  assert len({k["pretrain"] for k in stage_keys}) == 5  # four mixtures and the untrained control
-  assert configs["demo/code-heavy"].meta.reasoning_share > 0.8 > configs["demo/mix0"].meta.reasoning_share
+  assert len({k["pretrain"] for k in stage_keys}) == 3  # two mixtures and the untrained control
+  assert configs["demo/mix6"].meta.reasoning_share > configs["demo/mix0"].meta.reasoning_share
 
 
 def test_file_arg_variants_and_local_switch():
