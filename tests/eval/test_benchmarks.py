@@ -149,7 +149,7 @@ def test_mmbench_tsv_with_base64_and_image_references(tmp_path):
   image = base64.b64encode(_png("blue")).decode()
   header = "index\tquestion\thint\tA\tB\tC\tD\tanswer\tcategory\timage\tl2-category\tsplit\n"
   rows = [f"0\tWhat colour is the square?\t\tred\tblue\tgreen\t\tB\tattribute\t{image}\tperception\tdev\n",
-          f"1\tWhich is larger?\tTwo shapes are drawn.\tleft\tright\t\t\tA\tspatial\t0\treasoning\tdev\n"]
+          "1\tWhich is larger?\tTwo shapes are drawn.\tleft\tright\t\t\tA\tspatial\t0\treasoning\tdev\n"]
   _write(tmp_path / "mmbench" / "MMBench_DEV_EN.tsv", header + "".join(rows))
   items = _by_id(bm.load_benchmark("mmbench", tmp_path))
   _check_common(items.values(), "mmbench")

@@ -9,6 +9,7 @@ deterministic, source-balanced sample of paragraphs from each source's train spl
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
 from collections.abc import Iterator, Sequence
 
@@ -82,9 +83,12 @@ def train_vocab(sources: Sequence[str], config: VocabConfig = VocabConfig(), cac
 
   spm.set_random_generator_seed(config.seed)
   with cache.atomic_directory(out) as tmp:
+    # Written through model_writer, not model_prefix: the model file records its prefix, and a temporary path in
+    # it made two builds of the same vocabulary differ in bytes (and so in every store name downstream).
+    model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=sentences(),
-        model_prefix=str(tmp / "spm"),
+        model_writer=model,
         vocab_size=config.vocab_size,
         model_type=config.model_type,
         pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
@@ -100,6 +104,7 @@ def train_vocab(sources: Sequence[str], config: VocabConfig = VocabConfig(), cac
         num_threads=2,
         minloglevel=2,
     )
+    (tmp / "spm.model").write_bytes(model.getvalue())
     manifest = {
         "version": VOCAB_VERSION,
         "config": dataclasses.asdict(config),
