@@ -91,3 +91,22 @@ def test_best_layer_search_with_outlier_clamp_takes_every_layer_of_each_model(fi
   assert written["outlier_quantile"] == 0.95 and written["layer"] == "best"
   assert all(len(model["best_layers"]) == 2 for model in written["vision_models"].values())
   assert [row["benchmark"] for row in rows] == ["alignment/dinov2-nano", "alignment/dinov2-nano-2", "alignment"]
+
+
+def test_chance_rows_are_there_without_likelihood_scoring(tmp_path):
+  """A uniform guess among the options of the MC and yes/no questions, per group and overall; open questions have
+  no options and no chance; no model is needed."""
+  Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+  rows = [("mc", ["red", "blue", "green", "pink"], "General"), ("mc", ["1", "2"], "General"),
+          ("yes_no", None, "General"), ("open", None, "General")]
+  lines = [json.dumps({"id": f"q{i}", "image": "a.png", "question": "?", "choices": choices, "task": "t",
+                       "answer": (choices or ["Yes"])[0], "prompt": "?", "group": group,
+                       "type": {"mc": "multiple_choice"}.get(kind, kind)})
+           for i, (kind, choices, group) in enumerate(rows)]
+  (tmp_path / "gen_general.jsonl").write_text("\n".join(lines) + "\n")
+  chance = {row["benchmark"]: row for row in suite._chance_rows(  # pylint: disable=protected-access
+      ["gen_general"], tmp_path, {"gen_general": tmp_path / "gen_general.jsonl"}, None)}
+  assert {row["metric"] for row in chance.values()} == {"accuracy_chance"}
+  assert chance["gen_general"]["count"] == 3
+  assert chance["gen_general"]["value"] == pytest.approx(100 * (1 / 4 + 1 / 2 + 1 / 2) / 3)
+  assert chance["overall"]["value"] == pytest.approx(chance["gen_general"]["value"])

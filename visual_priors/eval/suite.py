@@ -8,12 +8,13 @@ trainer run directories of "pretrain" and "sft" (or "blind"/"align"), the genera
 
   evaluated stage  evaluator                       turned on by              files under out_dir
   sft              VQA (generate -> score -> table,  eval.benchmarks           vqa/
-                   with the blind control)
+                   with the blind control, and
+                   "accuracy_chance": a uniform guess
+                   among the MC and yes/no options)
   sft              MLE-Bench levels, from the VQA     eval.mle_bench            (vqa/scores.jsonl)
                    scores of mle_bench/gen_mle_bench
   sft              answer likelihood of MC and yes/no eval.likelihood          likelihood.json
-                   questions ("accuracy_likelihood",
-                   with "accuracy_chance" beside it)
+                   questions ("accuracy_likelihood")
   sft              reasoning-trace probe             eval.probe.enabled        probe/
   pretrain         language (perplexity, zero-shot)  eval.language             -
   pretrain         LM-vision alignment (mutual k-NN) eval.alignment.enabled    alignment/
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import pathlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -111,30 +112,47 @@ def _mle_bench_rows(names: list[str], scores_path: pathlib.Path, data_root: path
   return rows
 
 
-def _likelihood_rows(model, template: chat.ChatTemplate, names: list[str], data_root: pathlib.Path,
-                     paths: Mapping[str, pathlib.Path], *, limit: int | None, seq_len: int, batch_size: int,
-                     out_path: pathlib.Path) -> Rows:
-  """"accuracy_likelihood" (the best-scoring option text is the answer; `multiple_choice`) and "accuracy_chance"
-  rows per benchmark, group and overall, over the present benchmarks' multiple-choice and yes/no questions."""
-  if out_path.is_file():
-    return cache.read_json(out_path)
-  hits, chance = [], []
+def _choice_items(names: list[str], data_root: pathlib.Path, paths: Mapping[str, pathlib.Path],
+                  limit: int | None) -> Iterator[tuple[str, list[dict], list[multiple_choice.Question]]]:
+  """(benchmark, items, questions) of each present benchmark's multiple-choice and yes/no questions."""
   for name in names:
     try:
       items = benchmarks.load_benchmark(name, data_root, paths=paths, limit=limit)
     except benchmarks.BenchmarkMissing:
       continue
     items = [item for item in items if item["type"] in ("mc", "yes_no")]
-    if not items:
-      continue
-    questions = [multiple_choice.to_question({**item, "prompt": None}, answer_with="text") for item in items]
+    if items:
+      yield name, items, [multiple_choice.to_question({**item, "prompt": None}, answer_with="text") for item in items]
+
+
+def _per_question_rows(metric: str, records: list[dict[str, Any]]) -> Rows:
+  return [{**row, "metric": metric} for row in vqa.tabulate(records) if row["benchmark"] != "cvbench"]
+
+
+def _chance_rows(names: list[str], data_root: pathlib.Path, paths: Mapping[str, pathlib.Path],
+                 limit: int | None) -> Rows:
+  """"accuracy_chance" per benchmark, group and overall: the expected accuracy of a uniform guess among the options
+  of the multiple-choice and yes/no questions (no model needed, so it is there whatever else is scored)."""
+  records = [{"benchmark": name, "group": item["group"], "blind": False, "score": 1.0 / len(question.candidates)}
+             for name, items, questions in _choice_items(names, data_root, paths, limit)
+             for item, question in zip(items, questions)]
+  return _per_question_rows("accuracy_chance", records)
+
+
+def _likelihood_rows(model, template: chat.ChatTemplate, names: list[str], data_root: pathlib.Path,
+                     paths: Mapping[str, pathlib.Path], *, limit: int | None, seq_len: int, batch_size: int,
+                     out_path: pathlib.Path) -> Rows:
+  """"accuracy_likelihood" rows (the best-scoring option text is the answer; `multiple_choice`) per benchmark, group
+  and overall, over the present benchmarks' multiple-choice and yes/no questions."""
+  if out_path.is_file():  # files written before chance rows had their own function hold them too
+    return [row for row in cache.read_json(out_path) if row["metric"] == "accuracy_likelihood"]
+  hits = []
+  for name, items, questions in _choice_items(names, data_root, paths, limit):
     scores = multiple_choice.candidate_scores(model, questions, template, seq_len=seq_len, batch_size=batch_size)
-    for item, question, score in zip(items, questions, scores):
-      record = {"benchmark": name, "group": item["group"], "blind": False}
-      hits.append({**record, "score": float(int(np.argmax(score)) == question.answer_index)})
-      chance.append({**record, "score": 1.0 / len(question.candidates)})
-  rows = [{**row, "metric": metric} for metric, records in (("accuracy_likelihood", hits), ("accuracy_chance", chance))
-          for row in vqa.tabulate(records) if row["benchmark"] != "cvbench"]
+    hits += [{"benchmark": name, "group": item["group"], "blind": False,
+              "score": float(int(np.argmax(score)) == question.answer_index)}
+             for item, question, score in zip(items, questions, scores)]
+  rows = _per_question_rows("accuracy_likelihood", hits)
   cache.write_json_atomic(out_path, rows)
   return rows
 
@@ -239,6 +257,7 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
                                 limit=limit, paths=paths, batch_size=max(batch_size, 64), log=log)
     results[model_stage] += list(vqa_rows)
     results[model_stage] += _mle_bench_rows(names, out_dir / "vqa" / vqa.SCORES, data_root, paths, limit)
+    results[model_stage] += _chance_rows(names, data_root, paths, limit)
     log(f"eval: VQA done in {time.perf_counter() - started:.1f} s")
     if config.eval.likelihood:
       started = time.perf_counter()
