@@ -349,8 +349,8 @@ def test_benchmark_names_follow_the_vqa_registry():
 PINNED_KEYS = {
     # The demo's recipe (experiments/demo.py DEMO_SETTINGS: half the pre-training tokens, no text-only items, the
     # tower's patch embeddings, 64 visual tokens) moved every key.
-    "demo/mix6": {"pretrain": "178196dcb030", "mmdata": "471150588f6f", "vision": "b1b59f8031be",
-                  "align": "7988dd34ab06", "sft": "2264e93ea4d7", "eval": "2878340673ff"},
+    "demo/mix6": {"pretrain": "178196dcb030", "mmdata": "bdbf7efd743f", "vision": "f4edfc0b598d",
+                  "align": "09733cc337e7", "sft": "8d27a416ea4e", "eval": "b58b52fa62dc"},
     "mix/mix6": {"pretrain": "ba59aa04936c", "mmdata": "d84ffea25bdd", "vision": "12f49b1b3b5a",
                  "align": "eaff13c0d03d", "sft": "fa680b6f3946", "eval": "19ade85ac299"},
     "encoder/dinov2-reasoning-50": {"pretrain": "76a58ddc53a5", "mmdata": "d84ffea25bdd", "vision": "b32981c57a81",
