@@ -141,16 +141,23 @@ def pretraining_table(results: Results) -> pd.DataFrame:
     control = by_scale.get(_scale(results, runs))
     if control is None:
       continue
-    cells = {}
-    for group in GROUPS:
-      try:
-        difference = seed_difference(results, runs, controls[control], group)
-      except ValueError:
-        continue
-      cells[group] = f"{_verdict(difference, HELPED, HURT)}: {difference.format()}"
+    cells = _difference_cells(results, runs, controls[control], HELPED, HURT)
     if cells:
       table[f"{name} - {control}"] = cells
   return pd.DataFrame.from_dict(table, orient="index")
+
+
+def _difference_cells(results: Results, runs_a: dict[int, str], runs_b: dict[int, str], above: str, below: str,
+                      level: float = LEVEL) -> dict[str, str]:
+  """Per group with runs on both sides: "verdict: difference [interval]" of a minus b, pooled over seeds."""
+  cells = {}
+  for group in GROUPS:
+    try:
+      difference = seed_difference(results, runs_a, runs_b, group, level=level)
+    except ValueError:
+      continue
+    cells[group] = f"{_verdict(difference, above, below)}: {difference.format()}"
+  return cells
 
 
 def mixture_pairs(results: Results) -> list[tuple[str, str]]:
@@ -167,13 +174,7 @@ def mixture_table(results: Results) -> pd.DataFrame:
   level = 1 - (1 - LEVEL) / max(len(pairs), 1)
   table = {}
   for a, b in pairs:
-    cells = {}
-    for group in GROUPS:
-      try:
-        difference = seed_difference(results, trained[a], trained[b], group, level=level)
-      except ValueError:
-        continue
-      cells[group] = f"{_verdict(difference, DIFFER, DIFFER)}: {difference.format()}"
+    cells = _difference_cells(results, trained[a], trained[b], DIFFER, DIFFER, level)
     if cells:
       table[f"{a} - {b}"] = cells
   return pd.DataFrame.from_dict(table, orient="index")
