@@ -20,7 +20,7 @@ def one_error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("assignment, expected, example", [
-    ("pretrain.token_budget=abc", "an integer", "--set pretrain.token_budget=819200"),
+    ("pretrain.token_budget=abc", "an integer", "--set pretrain.token_budget=409600"),
     ("runtime.log_every_steps=abc", "an integer", "--set runtime.log_every_steps=20"),
     ("pretrain.peak_lr=abc", "a number", "--set pretrain.peak_lr=0.003"),
     ("adapt.blind=1", "True or False", "--set adapt.blind=True"),
