@@ -104,8 +104,9 @@ def test_chance_rows_are_there_without_likelihood_scoring(tmp_path):
                        "type": {"mc": "multiple_choice"}.get(kind, kind)})
            for i, (kind, choices, group) in enumerate(rows)]
   (tmp_path / "gen_general.jsonl").write_text("\n".join(lines) + "\n")
-  chance = {row["benchmark"]: row for row in suite._chance_rows(  # pylint: disable=protected-access
-      ["gen_general"], tmp_path, {"gen_general": tmp_path / "gen_general.jsonl"}, None)}
+  choice_items = list(suite._choice_items(  # pylint: disable=protected-access
+      ["gen_general"], tmp_path, {"gen_general": tmp_path / "gen_general.jsonl"}, None))
+  chance = {row["benchmark"]: row for row in suite._chance_rows(choice_items)}  # pylint: disable=protected-access
   assert {row["metric"] for row in chance.values()} == {"accuracy_chance"}
   assert chance["gen_general"]["count"] == 3
   assert chance["gen_general"]["value"] == pytest.approx(100 * (1 / 4 + 1 / 2 + 1 / 2) / 3)

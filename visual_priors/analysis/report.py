@@ -340,13 +340,13 @@ def build_html(results: Results, *, title: str, notes: str | None, plot_dir: pat
                      "deviation over seeds (each seed's value).</p>" + _html_table(seeds)))
   learning = comparison.learning_table(results)
   if not learning.empty:
+    labels = sorted(comparison.run_label(results, run) + (" yes" if comparison.parse_ok(results, run) else " no")
+                    for run in set(results.items["run"]))
     sections.append(("Did the models learn from the images? (per group, %)",
                      "<p>A run has learned a group when its 95% interval lies above chance and above the interval "
                      "of its blind control (the same questions with the images withheld). The answer format works "
                      f"for a run when at least {comparison.MIN_PARSE_RATE:.0f}% of all its replies parse to an "
-                     "answer: " + html.escape(", ".join(
-                         f"{comparison.run_label(results, run)} {'yes' if comparison.parse_ok(results, run) else 'no'}"
-                         for run in sorted(set(results.items["run"])))) + ".</p>"
+                     f"answer: {html.escape(', '.join(labels))}.</p>"
                      + _html_table(learning, index=False)))
   pretraining, mixtures = comparison.pretraining_table(results), comparison.mixture_table(results)
   if not (pretraining.empty and mixtures.empty):

@@ -43,6 +43,7 @@ scores equal one device's (float32: within 1e-5).
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -66,6 +67,15 @@ ALIGNMENT_PAIRS = 1024  # caption-image pairs for mutual k-NN (the PRH protocol 
 MLE_BENCHMARKS = ("mle_bench", "gen_mle_bench")
 # Likelihood rows hold the whole question, its options and the answer; SFT rows may be cut shorter than that.
 LIKELIHOOD_MIN_SEQ = 256
+
+
+@contextlib.contextmanager
+def _timed(log: Callable[[str], None], what: str, start_line: str) -> Iterator[None]:
+  """Logs `start_line`, runs the block, then "eval: <what> done in N s"."""
+  started = time.perf_counter()
+  log(start_line)
+  yield
+  log(f"eval: {what} done in {time.perf_counter() - started:.1f} s")
 
 
 def model_stage_of(stages: Mapping[str, pathlib.Path]) -> str:
@@ -129,25 +139,26 @@ def _per_question_rows(metric: str, records: list[dict[str, Any]]) -> Rows:
   return [{**row, "metric": metric} for row in vqa.tabulate(records) if row["benchmark"] != "cvbench"]
 
 
-def _chance_rows(names: list[str], data_root: pathlib.Path, paths: Mapping[str, pathlib.Path],
-                 limit: int | None) -> Rows:
+ChoiceItems = list[tuple[str, list[dict], list[multiple_choice.Question]]]
+
+
+def _chance_rows(choice_items: ChoiceItems) -> Rows:
   """"accuracy_chance" per benchmark, group and overall: the expected accuracy of a uniform guess among the options
-  of the multiple-choice and yes/no questions (no model needed, so it is there whatever else is scored)."""
+  of the multiple-choice and yes/no questions (`_choice_items`; no model needed, so it is there whatever else is
+  scored)."""
   records = [{"benchmark": name, "group": item["group"], "blind": False, "score": 1.0 / len(question.candidates)}
-             for name, items, questions in _choice_items(names, data_root, paths, limit)
-             for item, question in zip(items, questions)]
+             for name, items, questions in choice_items for item, question in zip(items, questions)]
   return _per_question_rows("accuracy_chance", records)
 
 
-def _likelihood_rows(model, template: chat.ChatTemplate, names: list[str], data_root: pathlib.Path,
-                     paths: Mapping[str, pathlib.Path], *, limit: int | None, seq_len: int, batch_size: int,
-                     out_path: pathlib.Path) -> Rows:
+def _likelihood_rows(model, template: chat.ChatTemplate, choice_items: ChoiceItems, *, seq_len: int,
+                     batch_size: int, out_path: pathlib.Path) -> Rows:
   """"accuracy_likelihood" rows (the best-scoring option text is the answer; `multiple_choice`) per benchmark, group
   and overall, over the present benchmarks' multiple-choice and yes/no questions."""
   if out_path.is_file():  # files written before chance rows had their own function hold them too
     return [row for row in cache.read_json(out_path) if row["metric"] == "accuracy_likelihood"]
   hits = []
-  for name, items, questions in _choice_items(names, data_root, paths, limit):
+  for name, items, questions in choice_items:
     scores = multiple_choice.candidate_scores(model, questions, template, seq_len=seq_len, batch_size=batch_size)
     hits += [{"benchmark": name, "group": item["group"], "blind": False,
               "score": float(int(np.argmax(score)) == question.answer_index)}
@@ -249,37 +260,31 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
   data_root = pathlib.Path(config.runtime.eval_data_root or cache.cache_root() / "benchmarks")
   names = _vqa_benchmarks(config, paths)
   if names:
-    started = time.perf_counter()
-    log(f"eval: VQA on {len(names)} benchmarks ({', '.join(names)})")
-    generate = vqa.replies_generator(model, template, image_size=image_size,
-                                     max_new_tokens=int(config.eval.max_new_tokens), batch_size=batch_size)
-    vqa_rows = vqa.evaluate_vqa(names, data_root=data_root, generate=generate, out_dir=out_dir / "vqa",
-                                limit=limit, paths=paths, batch_size=max(batch_size, 64), log=log)
-    results[model_stage] += list(vqa_rows)
-    results[model_stage] += _mle_bench_rows(names, out_dir / "vqa" / vqa.SCORES, data_root, paths, limit)
-    results[model_stage] += _chance_rows(names, data_root, paths, limit)
-    log(f"eval: VQA done in {time.perf_counter() - started:.1f} s")
+    with _timed(log, "VQA", f"eval: VQA on {len(names)} benchmarks ({', '.join(names)})"):
+      generate = vqa.replies_generator(model, template, image_size=image_size,
+                                       max_new_tokens=int(config.eval.max_new_tokens), batch_size=batch_size)
+      vqa_rows = vqa.evaluate_vqa(names, data_root=data_root, generate=generate, out_dir=out_dir / "vqa",
+                                  limit=limit, paths=paths, batch_size=max(batch_size, 64), log=log)
+      results[model_stage] += list(vqa_rows)
+      results[model_stage] += _mle_bench_rows(names, out_dir / "vqa" / vqa.SCORES, data_root, paths, limit)
+      choice_items = list(_choice_items(names, data_root, paths, limit))
+      results[model_stage] += _chance_rows(choice_items)
     if config.eval.likelihood:
-      started = time.perf_counter()
-      log("eval: answer likelihood of the multiple-choice and yes/no questions")
-      seq_len = max(int(config.adapt.sft.seq_len), LIKELIHOOD_MIN_SEQ)
-      results[model_stage] += _likelihood_rows(model, template, names, data_root, paths, limit=limit,
-                                               seq_len=seq_len, batch_size=max(batch_size, 32),
-                                               out_path=out_dir / "likelihood.json")
-      log(f"eval: answer likelihood done in {time.perf_counter() - started:.1f} s")
+      with _timed(log, "answer likelihood", "eval: answer likelihood of the multiple-choice and yes/no questions"):
+        seq_len = max(int(config.adapt.sft.seq_len), LIKELIHOOD_MIN_SEQ)
+        results[model_stage] += _likelihood_rows(model, template, choice_items, seq_len=seq_len,
+                                                 batch_size=max(batch_size, 32), out_path=out_dir / "likelihood.json")
 
   if config.eval.probe.enabled:
     files = [paths[name] for name in ("gen_knowledge", "gen_vision_centric")
              if name in paths and paths[name].is_file()]
     if files:
-      started = time.perf_counter()
-      log(f"eval: reasoning-trace probe on {', '.join(f.stem for f in files)}")
-      generate_traces = probe.model_generate(model, template, image_size=image_size, batch_size=batch_size,
-                                             max_new_tokens=int(config.eval.probe.max_new_tokens))
-      trace_judge = judge.make_judge({k: config.eval.probe[k] for k in ("judge", "url", "model")})
-      results[model_stage] += probe.evaluate_probe(probe.load_probe_items(files), generate_traces, trace_judge,
-                                                   out_dir / "probe", limit=limit)
-      log(f"eval: reasoning-trace probe done in {time.perf_counter() - started:.1f} s")
+      with _timed(log, "reasoning-trace probe", f"eval: reasoning-trace probe on {', '.join(f.stem for f in files)}"):
+        generate_traces = probe.model_generate(model, template, image_size=image_size, batch_size=batch_size,
+                                               max_new_tokens=int(config.eval.probe.max_new_tokens))
+        trace_judge = judge.make_judge({k: config.eval.probe[k] for k in ("judge", "url", "model")})
+        results[model_stage] += probe.evaluate_probe(probe.load_probe_items(files), generate_traces, trace_judge,
+                                                     out_dir / "probe", limit=limit)
     else:
       log("eval: probe skipped: no generated Knowledge / Vision-Centric questions in this run's data")
 
@@ -288,16 +293,12 @@ def _evaluate_run(config: ml_collections.ConfigDict, stages: Mapping[str, pathli
     lm_vocab = upstream_lib.vocabulary(lm_manifest, f"the pretrain run at {stages['pretrain']}")
     results["pretrain"] = []
     if config.eval.language:
-      started = time.perf_counter()
-      store = segments.recorded_store(lm_manifest["data"]["segment_store"])
-      log("eval: language (validation perplexity per source and category, zero-shot)")
-      results["pretrain"] += language.evaluate_language(
-          decoder, lm_vocab, store=store, data_root=data_root / "language", seq_len=int(config.pretrain.seq_len),
-          batch_size=batch_size, limit=limit, seed=int(config.seed), log=log)
-      log(f"eval: language done in {time.perf_counter() - started:.1f} s")
+      with _timed(log, "language", "eval: language (validation perplexity per source and category, zero-shot)"):
+        store = segments.recorded_store(lm_manifest["data"]["segment_store"])
+        results["pretrain"] += language.evaluate_language(
+            decoder, lm_vocab, store=store, data_root=data_root / "language", seq_len=int(config.pretrain.seq_len),
+            batch_size=batch_size, limit=limit, seed=int(config.seed), log=log)
     if config.eval.alignment.enabled and "mmdata" in stages and "vision" in stages:
-      started = time.perf_counter()
-      log("eval: LM-vision alignment (mutual k-NN)")
-      results["pretrain"] += _alignment_rows(config, stages, decoder, lm_vocab, image_size, out_dir / "alignment")
-      log(f"eval: alignment done in {time.perf_counter() - started:.1f} s")
+      with _timed(log, "alignment", "eval: LM-vision alignment (mutual k-NN)"):
+        results["pretrain"] += _alignment_rows(config, stages, decoder, lm_vocab, image_size, out_dir / "alignment")
   return results
